@@ -1,0 +1,419 @@
+//! Configuration: the TOML file of SPEC §3, turned into validated types.
+//!
+//! Two layers, as in sozu and ripgrep: `raw` mirrors the file with serde and
+//! knows nothing of meaning; `validate` turns it into the types below, where
+//! every duration is a `Duration`, every reference is resolved and every
+//! invariant the proxy relies on already holds. `load` reads the file, keeps
+//! the position of every key and reports all errors at once, as
+//! `FILE:LINE:COL: key.path: message` (SPEC §2).
+
+mod error;
+mod load;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (for reloads and messages).
+    pub source: PathBuf,
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+    pub store: StoreConfig,
+    /// `None`: no `[sessions]` table, so no session authentication.
+    pub sessions: Option<SessionsConfig>,
+    pub jwt: JwtConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    pub identity: IdentityConfig,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`, reporting every error found.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        load::load_file(path)
+    }
+
+    /// Parses and validates TOML text; `source` only names it in messages.
+    pub fn from_toml(source: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        load::load_str(source, text)
+    }
+
+    /// One line for `wristband check`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: ok ({} listener(s), {} route(s), {} upstream(s), {} JWT provider(s), sessions {}, store {})",
+            self.source.display(),
+            self.server.listen.len(),
+            self.routes.len(),
+            self.upstreams.len(),
+            self.jwt.providers.len(),
+            if self.sessions.is_some() { "on" } else { "off" },
+            self.store.kind.as_str(),
+        )
+    }
+}
+
+/// A secret value: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub headers_with_underscores: UnderscoreHeaders,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreHeaders {
+    Drop,
+    Reject,
+    Allow,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing_subscriber::EnvFilter` directive, already checked to parse.
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// Redis only; may carry a password, hence a secret.
+    pub url: Option<Secret>,
+    pub command_timeout: Duration,
+    pub read_from_replicas: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    Redis,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Memory => "memory",
+            StoreKind::Redis => "redis",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    pub cookie: String,
+    pub codec: CookieCodec,
+    /// Express codec: the first signs, every one verifies. Non-empty then.
+    pub secrets: Vec<Secret>,
+    pub key_prefix: String,
+    pub format: SessionFormat,
+    pub user_field: String,
+    pub list_fields: Vec<String>,
+    pub forward_cookie: bool,
+    pub cache_ttl: Duration,
+    pub sliding_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieCodec {
+    Plain,
+    Express,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionFormat {
+    Hash,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub header: bool,
+    /// Name of a cookie carrying a JWT, if any.
+    pub cookie: Option<String>,
+    pub forward_token: bool,
+    pub max_token_bytes: usize,
+    pub providers: Vec<JwtProvider>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtProvider {
+    pub name: String,
+    pub issuer: String,
+    pub key_source: KeySource,
+    /// Never empty.
+    pub audiences: Vec<String>,
+    pub audience_claim: String,
+    /// Never empty, never `none`; HMAC only with `KeySource::HmacSecret`.
+    pub algorithms: Vec<JwtAlgorithm>,
+    pub leeway: Duration,
+    /// `None` when 0s (no limit).
+    pub max_token_lifetime: Option<Duration>,
+    /// Exact-match claims, as JSON values (TOML strings, numbers, booleans).
+    pub claims: BTreeMap<String, serde_json::Value>,
+    pub refresh_interval: Duration,
+    pub min_refresh_interval: Duration,
+    pub fetch_timeout: Duration,
+    pub max_stale: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    JwksUrl(String),
+    /// OIDC discovery from `issuer`.
+    Discovery,
+    JwksFile(PathBuf),
+    HmacSecret(Secret),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    pub const ALL: [JwtAlgorithm; 12] = [
+        JwtAlgorithm::HS256,
+        JwtAlgorithm::HS384,
+        JwtAlgorithm::HS512,
+        JwtAlgorithm::RS256,
+        JwtAlgorithm::RS384,
+        JwtAlgorithm::RS512,
+        JwtAlgorithm::PS256,
+        JwtAlgorithm::PS384,
+        JwtAlgorithm::PS512,
+        JwtAlgorithm::ES256,
+        JwtAlgorithm::ES384,
+        JwtAlgorithm::EdDSA,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtAlgorithm::HS256 => "HS256",
+            JwtAlgorithm::HS384 => "HS384",
+            JwtAlgorithm::HS512 => "HS512",
+            JwtAlgorithm::RS256 => "RS256",
+            JwtAlgorithm::RS384 => "RS384",
+            JwtAlgorithm::RS512 => "RS512",
+            JwtAlgorithm::PS256 => "PS256",
+            JwtAlgorithm::PS384 => "PS384",
+            JwtAlgorithm::PS512 => "PS512",
+            JwtAlgorithm::ES256 => "ES256",
+            JwtAlgorithm::ES384 => "ES384",
+            JwtAlgorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    /// Exact, case-sensitive, as RFC 7518 spells them.
+    pub fn parse(name: &str) -> Option<JwtAlgorithm> {
+        JwtAlgorithm::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    pub fn is_hmac(self) -> bool {
+        matches!(
+            self,
+            JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// Never empty.
+    pub targets: Vec<Target>,
+    pub balance: Balance,
+    pub preserve_host: bool,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub retries: u32,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// One upstream target: `http://host:port` (a base path is not allowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// As written in the file: the `target` label of metrics.
+    pub configured: String,
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastRequests,
+    UserHash,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Default `<host><path>`; the `route` label of metrics.
+    pub name: String,
+    pub host: Option<HostPattern>,
+    /// Normalized; no trailing `/` except the root `/`.
+    pub path: String,
+    /// Empty: any method.
+    pub methods: Vec<http::Method>,
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+    pub auth: AuthMode,
+    /// Never empty when `auth` is not `Public` and some kind is configured.
+    pub accept: Vec<CredentialKind>,
+    /// claim -> any-of values; every key must hold.
+    pub require: BTreeMap<String, Vec<String>>,
+    pub on_unauthenticated: OnUnauthenticated,
+    pub csrf: Csrf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Lower-case, without port.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: any depth, not the apex.
+    Wildcard(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Jwt,
+    Session,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Jwt => "jwt",
+            CredentialKind::Session => "session",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnUnauthenticated {
+    Deny,
+    /// `login_url`, with `{url}` still in it.
+    Redirect(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csrf {
+    Off,
+    Origin,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub strip: Vec<HeaderPattern>,
+    /// Header -> claim, in file order.
+    pub headers: Vec<(http::HeaderName, String)>,
+    pub assertion: Option<AssertionConfig>,
+}
+
+/// A header name pattern from `identity.strip`, kept in canonical form
+/// (lower case, `_` and `.` read as `-`) so that aliases match (SPEC §5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderPattern {
+    Exact(String),
+    /// `X-Auth-*`: stored as the canonical prefix `x-auth-`.
+    Prefix(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct AssertionConfig {
+    pub header: http::HeaderName,
+    pub key_file: PathBuf,
+    pub issuer: String,
+    pub ttl: Duration,
+}
+
+/// The canonical form used to compare header names: ASCII lower case, with
+/// `_` and `.` read as `-` (SPEC §5.2).
+pub fn canonical_header_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' | b'.' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}

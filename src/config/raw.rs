@@ -1,0 +1,1 @@
+//! Placeholder: the serde mirror of the file.
