@@ -1,0 +1,315 @@
+//! Every response the proxy makes itself (SPEC §4), from one enum.
+//!
+//! Each pipeline stage returns `Result<_, Rejection>`; exactly one function,
+//! [`Rejection::into_response`], turns a rejection into HTTP, with an
+//! exhaustive match (linkerd's `HttpRescue`, sozu's `DefaultAnswer`). The
+//! detailed reason goes to logs and metrics, never into the body: a body
+//! carries only the fixed code and a short fixed message, so it can never
+//! echo a credential (guarantee 7).
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+/// Which side caused a rejection: picks the log level and tells operators
+/// where to look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    /// The proxy's own dependencies (store, JWKS) or the proxy itself.
+    Internal,
+}
+
+/// Why a request was answered by the proxy instead of the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    /// RFC 9110 §15.5.5: no route matches host and path.
+    #[error("no route matches")]
+    NoRoute,
+    /// RFC 9110 §15.5.6: the route exists but not for this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed { allow: HeaderValue },
+    /// RFC 9110 §15.5.1: the request target or a header is unacceptable.
+    #[error("bad request: {0}")]
+    BadRequest(#[source] BadRequest),
+    /// Two different credentials of one kind: never guess which one counts.
+    #[error("ambiguous credentials: {0}")]
+    AmbiguousCredentials(&'static str),
+    /// RFC 6585 §5: the header section exceeds `server.max_header_bytes`.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// No credential on a `required` route (RFC 6750 §3: no error code).
+    #[error("no credential presented")]
+    Unauthenticated { redirect: Option<String> },
+    /// A JWT was presented and is not valid (RFC 6750 §3.1 `invalid_token`).
+    #[error("invalid token: {reason}")]
+    InvalidToken {
+        reason: String,
+        redirect: Option<String>,
+    },
+    /// A session cookie was presented and is not valid.
+    #[error("invalid session: {reason}")]
+    InvalidSession {
+        reason: String,
+        redirect: Option<String>,
+    },
+    /// RFC 9110 §15.5.4: authenticated, but the route's rules do not hold.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// RFC 9110 §15.6.4: the store or the JWKS could not be consulted.
+    #[error("credential check unavailable: {0}")]
+    Unavailable(String),
+    /// RFC 9110 §15.6.3: the upstream refused, reset or broke the exchange.
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
+    /// RFC 9110 §15.6.5: the upstream did not answer in time.
+    #[error("gateway timeout: {0}")]
+    GatewayTimeout(String),
+}
+
+/// The reasons for a 400 that are not about credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    #[error("path: {0}")]
+    Path(#[from] crate::routing::PathError),
+    #[error("request target is not origin-form or absolute-form")]
+    Target,
+    #[error("header name contains '_'")]
+    UnderscoreHeader,
+    #[error("missing or invalid Host")]
+    Host,
+}
+
+impl From<BadRequest> for Rejection {
+    fn from(reason: BadRequest) -> Self {
+        Rejection::BadRequest(reason)
+    }
+}
+
+/// What the client gets for a rejection: the JSON body plus headers.
+pub type ProxyBody = Full<Bytes>;
+
+impl Rejection {
+    /// The side that caused it, for the log level and for operators.
+    pub fn side(&self) -> Side {
+        match self {
+            Rejection::NoRoute
+            | Rejection::MethodNotAllowed { .. }
+            | Rejection::BadRequest(_)
+            | Rejection::AmbiguousCredentials(_)
+            | Rejection::HeadersTooLarge
+            | Rejection::Unauthenticated { .. }
+            | Rejection::InvalidToken { .. }
+            | Rejection::InvalidSession { .. }
+            | Rejection::Forbidden(_) => Side::Client,
+            Rejection::Unavailable(_) => Side::Internal,
+            Rejection::BadGateway(_) | Rejection::GatewayTimeout(_) => Side::Upstream,
+        }
+    }
+
+    /// The one mapping from rejection to response (SPEC §4).
+    pub fn into_response(self) -> Response<ProxyBody> {
+        const BEARER: &str = "Bearer realm=\"wristband\"";
+        const BEARER_INVALID: &str = "Bearer realm=\"wristband\", error=\"invalid_token\"";
+        match self {
+            Rejection::NoRoute => json(StatusCode::NOT_FOUND, "no_route", "no route matches"),
+            Rejection::MethodNotAllowed { allow } => {
+                let mut resp = json(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "method not allowed on this route",
+                );
+                resp.headers_mut().insert(ALLOW, allow);
+                resp
+            }
+            Rejection::BadRequest(_) => {
+                json(StatusCode::BAD_REQUEST, "bad_request", "malformed request")
+            }
+            Rejection::AmbiguousCredentials(_) => json(
+                StatusCode::BAD_REQUEST,
+                "ambiguous_credentials",
+                "more than one credential of the same kind",
+            ),
+            Rejection::HeadersTooLarge => json(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "request header fields too large",
+            ),
+            Rejection::Unauthenticated { redirect } => unauthorized(
+                redirect,
+                "unauthenticated",
+                "authentication required",
+                BEARER,
+            ),
+            Rejection::InvalidToken { redirect, .. } => unauthorized(
+                redirect,
+                "invalid_token",
+                "the token is not valid",
+                BEARER_INVALID,
+            ),
+            Rejection::InvalidSession { redirect, .. } => unauthorized(
+                redirect,
+                "invalid_session",
+                "the session is not valid",
+                BEARER,
+            ),
+            Rejection::Forbidden(_) => json(StatusCode::FORBIDDEN, "forbidden", "access denied"),
+            Rejection::Unavailable(_) => {
+                let mut resp = json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "authentication is temporarily unavailable",
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }
+            Rejection::BadGateway(_) => json(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream could not be reached",
+            ),
+            Rejection::GatewayTimeout(_) => json(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "the upstream did not answer in time",
+            ),
+        }
+    }
+}
+
+/// 401, or 302 to the login page when the route redirects this request.
+fn unauthorized(
+    redirect: Option<String>,
+    code: &'static str,
+    message: &'static str,
+    challenge: &'static str,
+) -> Response<ProxyBody> {
+    if let Some(location) = redirect.and_then(|l| HeaderValue::try_from(l).ok()) {
+        let mut resp = json(StatusCode::FOUND, code, message);
+        resp.headers_mut().insert(LOCATION, location);
+        return resp;
+    }
+    let mut resp = json(StatusCode::UNAUTHORIZED, code, message);
+    resp.headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    resp
+}
+
+/// A response with the SPEC §4 body. Codes and messages are fixed strings:
+/// nothing from the request reaches the body.
+pub fn json(status: StatusCode, code: &'static str, message: &'static str) -> Response<ProxyBody> {
+    let body = format!(r#"{{"error":"{code}","message":"{message}"}}"#);
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_of(resp: Response<ProxyBody>) -> serde_json::Value {
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .expect("full body")
+            .to_bytes();
+        serde_json::from_slice(&bytes).expect("json body")
+    }
+
+    #[tokio::test]
+    async fn every_rejection_maps_to_the_spec_table() {
+        let secret = "eyJhbGciOiJSUzI1NiJ9.secret-token-text".to_string();
+        let cases: Vec<(Rejection, u16, &str)> = vec![
+            (Rejection::NoRoute, 404, "no_route"),
+            (
+                Rejection::MethodNotAllowed {
+                    allow: HeaderValue::from_static("GET, HEAD"),
+                },
+                405,
+                "method_not_allowed",
+            ),
+            (
+                Rejection::BadRequest(BadRequest::UnderscoreHeader),
+                400,
+                "bad_request",
+            ),
+            (
+                Rejection::AmbiguousCredentials("two Authorization headers"),
+                400,
+                "ambiguous_credentials",
+            ),
+            (Rejection::HeadersTooLarge, 431, "headers_too_large"),
+            (
+                Rejection::Unauthenticated { redirect: None },
+                401,
+                "unauthenticated",
+            ),
+            (
+                Rejection::InvalidToken {
+                    reason: secret.clone(),
+                    redirect: None,
+                },
+                401,
+                "invalid_token",
+            ),
+            (
+                Rejection::InvalidSession {
+                    reason: secret.clone(),
+                    redirect: None,
+                },
+                401,
+                "invalid_session",
+            ),
+            (Rejection::Forbidden(secret.clone()), 403, "forbidden"),
+            (Rejection::Unavailable(secret.clone()), 503, "unavailable"),
+            (Rejection::BadGateway(secret.clone()), 502, "bad_gateway"),
+            (
+                Rejection::GatewayTimeout(secret.clone()),
+                504,
+                "gateway_timeout",
+            ),
+        ];
+        for (rejection, status, code) in cases {
+            let resp = rejection.into_response();
+            assert_eq!(resp.status().as_u16(), status, "{code}");
+            assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+            match status {
+                401 => {
+                    let challenge = resp.headers()[WWW_AUTHENTICATE].to_str().unwrap_or("");
+                    assert!(challenge.starts_with("Bearer realm=\"wristband\""));
+                    assert_eq!(
+                        challenge.contains("error=\"invalid_token\""),
+                        code == "invalid_token"
+                    );
+                }
+                405 => assert_eq!(resp.headers()[ALLOW], "GET, HEAD"),
+                503 => assert_eq!(resp.headers()[RETRY_AFTER], "1"),
+                _ => {}
+            }
+            let body = body_of(resp).await;
+            assert_eq!(body["error"], code);
+            assert!(body["message"].is_string());
+            assert!(!body.to_string().contains("secret-token-text"));
+        }
+    }
+
+    #[tokio::test]
+    async fn redirect_replaces_the_401_with_a_302_to_the_login_page() {
+        let resp = Rejection::InvalidSession {
+            reason: "deleted".into(),
+            redirect: Some("https://login.example.com/?rd=x".into()),
+        }
+        .into_response();
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        assert_eq!(resp.headers()[LOCATION], "https://login.example.com/?rd=x");
+        assert!(resp.headers().get(WWW_AUTHENTICATE).is_none());
+    }
+}

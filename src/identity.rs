@@ -1,0 +1,197 @@
+//! Who the caller is, and the only place identity headers are touched.
+//!
+//! SPEC §5.2: every header matched by `identity.strip` or named in
+//! `identity.headers` (or the assertion header) is removed, compared
+//! case-insensitively with `_` and `.` read as `-`, before identity headers are
+//! added. [`IdentityHeaders::strip`] and [`IdentityHeaders::inject`] are the
+//! two halves; the upstream request builder calls strip first and inject
+//! last, so nothing the client sent can survive under an identity name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::config::{HeaderPattern, IdentityConfig, canonical_header_name};
+
+/// A verified caller: the claims of a JWT, or a session's fields turned into
+/// claims (SPEC §3). `sub` is always present.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub sub: String,
+    pub claims: BTreeMap<String, Value>,
+}
+
+impl Identity {
+    pub fn new(sub: impl Into<String>, mut claims: BTreeMap<String, Value>) -> Self {
+        let sub = sub.into();
+        claims.insert("sub".into(), Value::String(sub.clone()));
+        Identity { sub, claims }
+    }
+
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.claims.get(name)
+    }
+}
+
+/// The strip patterns and the header -> claim mapping, prepared once per
+/// config.
+#[derive(Debug)]
+pub struct IdentityHeaders {
+    strip: Vec<HeaderPattern>,
+    inject: Vec<(HeaderName, String)>,
+}
+
+impl IdentityHeaders {
+    pub fn new(config: &IdentityConfig) -> Arc<Self> {
+        let mut strip = config.strip.clone();
+        // The names we set are stripped too, whatever `strip` says.
+        for (name, _) in &config.headers {
+            strip.push(HeaderPattern::Exact(canonical_header_name(name.as_str())));
+        }
+        if let Some(assertion) = &config.assertion {
+            strip.push(HeaderPattern::Exact(canonical_header_name(
+                assertion.header.as_str(),
+            )));
+        }
+        Arc::new(IdentityHeaders {
+            strip,
+            inject: config.headers.clone(),
+        })
+    }
+
+    /// Does this client header name alias an identity header?
+    pub fn is_identity_alias(&self, name: &str) -> bool {
+        let canonical = canonical_header_name(name);
+        self.strip.iter().any(|p| match p {
+            HeaderPattern::Exact(exact) => canonical == *exact,
+            HeaderPattern::Prefix(prefix) => canonical.starts_with(prefix.as_str()),
+        })
+    }
+
+    /// Removes every alias of an identity header.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| self.is_identity_alias(name.as_str()))
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(&name);
+        }
+    }
+
+    /// Sets the identity headers from the claims. Always the last step of
+    /// building the upstream request.
+    pub fn inject(&self, identity: &Identity, headers: &mut HeaderMap) {
+        for (name, claim) in &self.inject {
+            let Some(value) = identity.claim(claim) else {
+                continue;
+            };
+            match header_value(value) {
+                Some(v) => {
+                    headers.insert(name.clone(), v);
+                }
+                None => tracing::warn!(
+                    header = %name,
+                    claim = %claim,
+                    "identity claim holds a control character; header not sent"
+                ),
+            }
+        }
+    }
+}
+
+/// SPEC §3: strings as they are; numbers and booleans in JSON form; arrays
+/// joined with `,`; objects as compact JSON. `None` when the text holds a
+/// control character (CR, LF, NUL, ...), which must never reach a header.
+pub fn header_value(value: &Value) -> Option<HeaderValue> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Null => return None,
+        other => other.to_string(),
+    };
+    if text.chars().any(char::is_control) {
+        return None;
+    }
+    HeaderValue::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> IdentityConfig {
+        IdentityConfig {
+            strip: vec![
+                HeaderPattern::Prefix("x-auth-".into()),
+                HeaderPattern::Exact("x-forwarded-user".into()),
+            ],
+            headers: vec![
+                (HeaderName::from_static("x-auth-user"), "sub".into()),
+                (HeaderName::from_static("remote-user"), "sub".into()),
+                (HeaderName::from_static("x-roles"), "roles".into()),
+            ],
+            assertion: None,
+        }
+    }
+
+    #[test]
+    fn spoofed_identity_headers_never_survive_strip_then_inject() {
+        let ids = IdentityHeaders::new(&config());
+        let mut headers = HeaderMap::new();
+        for name in [
+            "x-auth-user",
+            "X_Auth_User",
+            "x.auth.user",
+            "x-auth-anything",
+            "x_forwarded_user",
+            "remote_user",
+            "remote.user",
+            "x-roles",
+        ] {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("valid name"),
+                HeaderValue::from_static("admin"),
+            );
+        }
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        ids.strip(&mut headers);
+        assert_eq!(headers.len(), 1, "only accept survives: {headers:?}");
+
+        let identity = Identity::new("alice", BTreeMap::new());
+        ids.inject(&identity, &mut headers);
+        assert_eq!(headers["x-auth-user"], "alice");
+        assert_eq!(headers["remote-user"], "alice");
+        assert!(headers.get("x-roles").is_none(), "missing claim: no header");
+        assert_eq!(headers.get_all("x-auth-user").iter().count(), 1);
+    }
+
+    #[test]
+    fn claim_values_are_formatted_as_the_spec_says() {
+        assert_eq!(header_value(&json!("a b")).expect("string"), "a b");
+        assert_eq!(header_value(&json!(42)).expect("number"), "42");
+        assert_eq!(header_value(&json!(true)).expect("bool"), "true");
+        assert_eq!(
+            header_value(&json!(["admin", "dev", 3])).expect("array"),
+            "admin,dev,3"
+        );
+        assert_eq!(
+            header_value(&json!({"a": 1})).expect("object"),
+            r#"{"a":1}"#
+        );
+        assert!(header_value(&json!("evil\r\nX-Auth-User: root")).is_none());
+        assert!(header_value(&json!("nul\0")).is_none());
+        assert!(header_value(&json!("tab\there")).is_none());
+    }
+}

@@ -1,0 +1,317 @@
+//! Building the upstream request's headers (SPEC §1, in this order): drop
+//! hop-by-hop headers and those the client's `Connection` names (RFC 9110
+//! §7.6.1), drop every identity-header alias, drop `_` headers when so
+//! configured, set `X-Forwarded-*` and `X-Request-Id`, then inject identity
+//! headers. Injection is always the last step, so nothing the client sent can
+//! survive under an identity name.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::UnderscoreHeaders;
+use crate::identity::{Identity, IdentityHeaders};
+
+/// RFC 9110 §7.6.1 plus the de-facto ones (`Keep-Alive`, `Proxy-Connection`).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Removes hop-by-hop headers and every header the `Connection` header names.
+/// Returns the `Upgrade` value when the client asked for a protocol upgrade,
+/// so the caller can put it back after authentication.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    let mut upgrade_requested = false;
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter_map(|token| {
+            if token.eq_ignore_ascii_case("upgrade") {
+                upgrade_requested = true;
+            }
+            HeaderName::from_bytes(token.as_bytes()).ok()
+        })
+        .collect();
+    let upgrade = headers.get(header::UPGRADE).cloned();
+    for name in named {
+        headers.remove(&name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    upgrade.filter(|_| upgrade_requested)
+}
+
+/// Is any header name spelled with `_`? (nginx's `underscores_in_headers`.)
+pub fn has_underscore_header(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| name.as_str().contains('_'))
+}
+
+fn remove_underscore_headers(headers: &mut HeaderMap) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// What the builder needs to know about the client connection.
+pub struct Client<'a> {
+    pub ip: IpAddr,
+    pub tls: bool,
+    /// The peer is in `server.trusted_proxies`: its `X-Forwarded-*` count.
+    pub trusted: bool,
+    /// The Host the client asked for (Host header or `:authority`).
+    pub host: Option<&'a HeaderValue>,
+    pub request_id: &'a HeaderValue,
+}
+
+/// Sets `X-Forwarded-For/Proto/Host`. From a trusted proxy the chain is
+/// extended and its Proto/Host kept; from anyone else every `X-Forwarded-*`
+/// header is replaced (guarantee 2).
+fn set_forwarded(headers: &mut HeaderMap, client: &Client<'_>) {
+    let ip = client.ip.to_string();
+    if client.trusted {
+        let chain: Vec<&str> = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let xff = if chain.is_empty() {
+            ip
+        } else {
+            format!("{}, {ip}", chain.join(", "))
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+    } else {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("x-forwarded-"))
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(&name);
+        }
+        if let Ok(v) = HeaderValue::from_str(&ip) {
+            headers.insert(&X_FORWARDED_FOR, v);
+        }
+    }
+    if !(client.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        let proto = if client.tls { "https" } else { "http" };
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !(client.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match client.host {
+            Some(host) => {
+                headers.insert(&X_FORWARDED_HOST, host.clone());
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+}
+
+/// The whole header pipeline for the upstream request, in SPEC order.
+/// `headers` arrive with hop-by-hop headers already removed (the caller needs
+/// the `Upgrade` value before authentication); injection happens last.
+pub fn build_upstream_headers(
+    headers: &mut HeaderMap,
+    identity_headers: &IdentityHeaders,
+    underscores: UnderscoreHeaders,
+    client: &Client<'_>,
+    identity: Option<&Identity>,
+) {
+    identity_headers.strip(headers);
+    if underscores == UnderscoreHeaders::Drop {
+        remove_underscore_headers(headers);
+    }
+    set_forwarded(headers, client);
+    headers.insert(&X_REQUEST_ID, client.request_id.clone());
+    if let Some(identity) = identity {
+        identity_headers.inject(identity, headers);
+    }
+}
+
+/// SPEC §4: the client's id if it is 1–128 characters of `[A-Za-z0-9._-]`,
+/// else a fresh one.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let bytes = v.as_bytes();
+        let valid = (1..=128).contains(&bytes.len())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            return v.clone();
+        }
+    }
+    new_request_id()
+}
+
+fn new_request_id() -> HeaderValue {
+    let mut bytes = [0u8; 16];
+    // The system RNG failing is not something a request can recover from;
+    // a zero id is still a valid id, and uniqueness is best-effort.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    let mut text = [0u8; 32];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        text[2 * i] = HEX[usize::from(b >> 4)];
+        text[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HeaderPattern, IdentityConfig};
+    use std::collections::BTreeMap;
+
+    fn identity_headers() -> std::sync::Arc<IdentityHeaders> {
+        IdentityHeaders::new(&IdentityConfig {
+            strip: vec![HeaderPattern::Prefix("x-auth-".into())],
+            headers: vec![(HeaderName::from_static("x-auth-user"), "sub".into())],
+            assertion: None,
+        })
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut headers = map(&[
+            ("connection", "keep-alive, X-Secret, x-auth-user"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic abc"),
+            ("accept", "*/*"),
+        ]);
+        assert_eq!(remove_hop_by_hop(&mut headers), None);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert!(headers.contains_key("accept"));
+    }
+
+    #[test]
+    fn an_upgrade_is_reported_only_when_connection_names_it() {
+        let mut headers = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(
+            remove_hop_by_hop(&mut headers).expect("upgrade"),
+            "websocket"
+        );
+        assert!(headers.is_empty());
+        let mut headers = map(&[("upgrade", "websocket")]);
+        assert_eq!(remove_hop_by_hop(&mut headers), None);
+    }
+
+    #[test]
+    fn untrusted_forwarded_headers_are_replaced_and_identity_injected_last() {
+        let rid = HeaderValue::from_static("req-1");
+        let host = HeaderValue::from_static("app.example.com");
+        let client = Client {
+            ip: "192.0.2.7".parse().expect("ip"),
+            tls: false,
+            trusted: false,
+            host: Some(&host),
+            request_id: &rid,
+        };
+        let mut headers = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-user", "root"),
+            ("x_auth_user", "root"),
+            ("x-auth-user", "root"),
+            ("some_header", "1"),
+        ]);
+        let identity = Identity::new("alice", BTreeMap::new());
+        build_upstream_headers(
+            &mut headers,
+            &identity_headers(),
+            UnderscoreHeaders::Drop,
+            &client,
+            Some(&identity),
+        );
+        assert_eq!(headers["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-forwarded-host"], "app.example.com");
+        assert!(headers.get("x-forwarded-user").is_none());
+        assert!(headers.get("some_header").is_none());
+        assert_eq!(headers["x-auth-user"], "alice");
+        assert_eq!(headers.get_all("x-auth-user").iter().count(), 1);
+        assert_eq!(headers["x-request-id"], "req-1");
+    }
+
+    #[test]
+    fn trusted_proxies_extend_the_chain() {
+        let rid = HeaderValue::from_static("r");
+        let client = Client {
+            ip: "10.1.2.3".parse().expect("ip"),
+            tls: true,
+            trusted: true,
+            host: None,
+            request_id: &rid,
+        };
+        let mut headers = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "public.example"),
+        ]);
+        build_upstream_headers(
+            &mut headers,
+            &identity_headers(),
+            UnderscoreHeaders::Allow,
+            &client,
+            None,
+        );
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 10.1.2.3");
+        assert_eq!(headers["x-forwarded-host"], "public.example");
+        assert!(headers.get("x-auth-user").is_none());
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_well_formed() {
+        let ok = map(&[("x-request-id", "abc-123_x.y")]);
+        assert_eq!(request_id(&ok), "abc-123_x.y");
+        for bad in ["", "has space", "semi;colon", &"a".repeat(129)] {
+            let headers = map(&[("x-request-id", bad)]);
+            let id = request_id(&headers);
+            assert_eq!(id.len(), 32, "fresh id for {bad:?}");
+            assert_ne!(id, bad);
+        }
+        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+}

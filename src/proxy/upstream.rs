@@ -1,0 +1,341 @@
+//! An upstream: its targets, their health, a pooled HTTP client, and
+//! forwarding one request with timeouts and retries.
+//!
+//! hyper-util's pool has no request timeout of its own and needs a timer for
+//! idle expiry; both are set here. Retries happen only for idempotent methods
+//! without a body and only when the connection could not be made, so a
+//! request is never sent twice to an upstream that may have acted on it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, Uri, Version};
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::balance::{Balancer, Candidate};
+use crate::config::{Target, UpstreamConfig};
+use crate::error::Rejection;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::{TargetLabels, UpstreamLabel};
+
+/// What the upstream receives as a body: the client's, streamed, or nothing
+/// (health checks, and retried requests).
+pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
+/// How long a target that refused a connection gets no traffic when no
+/// active health check would readmit it.
+const PASSIVE_EJECTION: Duration = Duration::from_secs(5);
+
+/// One configured target and what the proxy knows about it.
+pub struct TargetState {
+    pub target: Target,
+    /// Active health check verdict (true until proven otherwise).
+    healthy: AtomicBool,
+    /// Passive ejection: no traffic before this instant (ms since `epoch`).
+    ejected_until_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    pub(super) consecutive_ok: AtomicU32,
+    pub(super) consecutive_fail: AtomicU32,
+    gauge: Gauge,
+    epoch: Instant,
+}
+
+impl TargetState {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn ejected(&self) -> bool {
+        self.ejected_until_ms.load(Ordering::Relaxed) > self.now_ms()
+    }
+
+    fn eject(&self, upstream: &str) {
+        let until = self.now_ms() + PASSIVE_EJECTION.as_millis() as u64;
+        let was = self.ejected_until_ms.swap(until, Ordering::Relaxed);
+        if was <= self.now_ms() {
+            tracing::warn!(upstream, target = %self.target.configured,
+                "target refused the connection; ejected for {:?}", PASSIVE_EJECTION);
+        }
+        self.gauge.set(0);
+    }
+
+    fn connected(&self) {
+        if self.ejected_until_ms.swap(0, Ordering::Relaxed) != 0 && self.is_healthy() {
+            self.gauge.set(1);
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+        self.gauge.set(i64::from(healthy && !self.ejected()));
+    }
+}
+
+impl Candidate for TargetState {
+    fn available(&self) -> bool {
+        self.is_healthy() && !self.ejected()
+    }
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    fn key(&self) -> &str {
+        &self.target.configured
+    }
+}
+
+pub struct Upstream {
+    pub config: UpstreamConfig,
+    pub targets: Vec<TargetState>,
+    balancer: Balancer,
+    client: HttpClient,
+    duration: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// Keeps a target's in-flight count right however the request ends.
+struct InFlight<'a>(&'a AtomicUsize);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig, metrics: &Metrics, idle_timeout: Duration) -> Arc<Self> {
+        let epoch = Instant::now();
+        let targets = config
+            .targets
+            .iter()
+            .map(|target| {
+                let gauge = metrics
+                    .upstream_healthy
+                    .get_or_create(&TargetLabels {
+                        upstream: config.name.clone(),
+                        target: target.configured.clone(),
+                    })
+                    .clone();
+                gauge.set(1);
+                TargetState {
+                    target: target.clone(),
+                    healthy: AtomicBool::new(true),
+                    ejected_until_ms: AtomicU64::new(0),
+                    in_flight: AtomicUsize::new(0),
+                    consecutive_ok: AtomicU32::new(0),
+                    consecutive_fail: AtomicU32::new(0),
+                    gauge,
+                    epoch,
+                }
+            })
+            .collect();
+        let duration = metrics
+            .upstream_duration
+            .get_or_create(&UpstreamLabel {
+                upstream: config.name.clone(),
+            })
+            .clone();
+        Arc::new(Upstream {
+            config: config.clone(),
+            targets,
+            balancer: Balancer::default(),
+            client: http_client(config.connect_timeout, idle_timeout),
+            duration,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Sends the request to a target. `build` makes the request for the
+    /// chosen target; it is called again for a retry, with `None` as body.
+    pub async fn forward(
+        &self,
+        method: &Method,
+        user: Option<&str>,
+        mut body: Option<Incoming>,
+        build: impl Fn(&Target, UpstreamBody) -> Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, &TargetState), Rejection> {
+        let body_is_empty = body
+            .as_ref()
+            .is_none_or(hyper::body::Body::is_end_stream);
+        let retryable = method.is_idempotent() && body_is_empty;
+        let attempts = if retryable {
+            1 + self.config.retries
+        } else {
+            1
+        };
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last_error = Rejection::BadGateway("no target available".into());
+        for _ in 0..attempts {
+            let Some(index) = self
+                .balancer
+                .pick(self.config.balance, &self.targets, user, &tried)
+            else {
+                break;
+            };
+            tried.push(index);
+            let state = &self.targets[index];
+            let upstream_body = match body.take() {
+                Some(b) if !body_is_empty => Either::Left(b),
+                _ => Either::Right(Empty::new()),
+            };
+            let mut request = build(&state.target, upstream_body);
+            *request.version_mut() = Version::HTTP_11;
+            state.in_flight.fetch_add(1, Ordering::Relaxed);
+            let _guard = InFlight(&state.in_flight);
+            let started = Instant::now();
+            let outcome =
+                tokio::time::timeout(self.config.response_timeout, self.client.request(request))
+                    .await;
+            self.duration.observe(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(Ok(response)) => {
+                    state.connected();
+                    return Ok((response, state));
+                }
+                Ok(Err(error)) if error.is_connect() => {
+                    if is_timeout(&error) {
+                        return Err(Rejection::GatewayTimeout(format!(
+                            "{}: connect timed out after {:?}",
+                            state.target.configured, self.config.connect_timeout
+                        )));
+                    }
+                    state.eject(self.name());
+                    last_error = Rejection::BadGateway(format!(
+                        "{}: connect failed: {}",
+                        state.target.configured,
+                        error_chain(&error)
+                    ));
+                }
+                Ok(Err(error)) => {
+                    return Err(Rejection::BadGateway(format!(
+                        "{}: {}",
+                        state.target.configured,
+                        error_chain(&error)
+                    )));
+                }
+                Err(_elapsed) => {
+                    return Err(Rejection::GatewayTimeout(format!(
+                        "{}: no response head within {:?}",
+                        state.target.configured, self.config.response_timeout
+                    )));
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    /// A bare GET for the health checker.
+    pub(super) async fn probe(&self, state: &TargetState, path: &str, timeout: Duration) -> bool {
+        let uri = Uri::builder()
+            .scheme(state.target.scheme.clone())
+            .authority(state.target.authority.clone())
+            .path_and_query(path)
+            .build();
+        let Ok(uri) = uri else { return false };
+        let Ok(request) = Request::get(uri)
+            .header(http::header::USER_AGENT, "wristband-health-check")
+            .body(Either::Right(Empty::new()))
+        else {
+            return false;
+        };
+        match tokio::time::timeout(timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => {
+                let ok = response.status().is_success() || response.status().is_redirection();
+                // Drain so the connection goes back to the pool.
+                let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+                ok
+            }
+            Ok(Err(_)) | Err(_) => false,
+        }
+    }
+}
+
+fn http_client(connect_timeout: Duration, idle_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(native_roots())
+                .with_no_client_auth()
+        });
+    let tls = match tls {
+        Ok(tls) => tls,
+        // Unreachable with aws-lc-rs's defaults; keep a working client anyway.
+        Err(_) => rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+    };
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(idle_timeout)
+        .build(connector)
+}
+
+/// The system's CA certificates for `https://` targets; an empty store
+/// (every https target fails, loudly) when the system has none.
+fn native_roots() -> rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut store = rustls::RootCertStore::empty();
+            let loaded = rustls_native_certs::load_native_certs();
+            for cert in loaded.certs {
+                let _ = store.add(cert);
+            }
+            store
+        })
+        .clone()
+}
+
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        if e.to_string().contains("timed out") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// "connect failed: tcp connect error: Connection refused" — every cause,
+/// for the log line.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,182 @@
+//! Starting, reloading and draining the proxy.
+//!
+//! [`start`] binds every listener first (so a bad address fails before any
+//! traffic is taken) and returns a [`Running`] handle with the bound
+//! addresses — what the binary and the integration tests both use. [`run`]
+//! adds the signals of SPEC §2: SIGHUP reloads, SIGTERM/SIGINT drain.
+
+pub mod admin;
+pub mod idle;
+pub mod listener;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::proxy::{Gateway, Proxy};
+use crate::telemetry::Metrics;
+
+/// A started proxy.
+pub struct Running {
+    /// The client listeners' bound addresses, in `server.listen` order.
+    pub addrs: Vec<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    pub proxy: Arc<Proxy>,
+    drain: watch::Sender<bool>,
+    permits: Arc<Semaphore>,
+    max_connections: usize,
+    tasks: JoinSet<()>,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Requests still in flight when `shutdown_grace` ran out.
+    pub cut_requests: i64,
+    pub open_connections: usize,
+}
+
+/// Binds the listeners and starts serving `config`.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let metrics = Arc::new(Metrics::new());
+    let max_connections = config.server.max_connections;
+    let mut listeners = Vec::new();
+    for addr in &config.server.listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("server.listen: cannot bind {addr}"))?;
+        listeners.push(listener);
+    }
+    let admin = TcpListener::bind(config.admin.listen)
+        .await
+        .with_context(|| format!("admin.listen: cannot bind {}", config.admin.listen))?;
+    let gateway = Gateway::new(config, &metrics)?;
+    let proxy = Proxy::new(gateway, metrics);
+
+    let (drain, drain_rx) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let readiness = Arc::new(admin::Readiness::default());
+    let mut tasks = JoinSet::new();
+    let mut addrs = Vec::new();
+    for listener in listeners {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "listening");
+        addrs.push(addr);
+        tasks.spawn(listener::accept_loop(
+            listener,
+            proxy.clone(),
+            permits.clone(),
+            drain_rx.clone(),
+        ));
+    }
+    let admin_addr = admin.local_addr()?;
+    tracing::info!(addr = %admin_addr, "admin listening");
+    tasks.spawn(admin::serve(
+        admin,
+        proxy.clone(),
+        readiness.clone(),
+        drain_rx,
+    ));
+    readiness.listeners_bound.store(true, Ordering::Relaxed);
+    Ok(Running {
+        addrs,
+        admin_addr,
+        proxy,
+        drain,
+        permits,
+        max_connections,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Swaps in a new config for new requests. Listener addresses and
+    /// `max_connections` are fixed at start; a change to them is logged.
+    pub fn reload(&self, config: Config) -> anyhow::Result<()> {
+        let old = self.proxy.gateway.load_full();
+        if old.config.server.listen != config.server.listen
+            || old.config.admin.listen != config.admin.listen
+            || old.config.server.max_connections != config.server.max_connections
+        {
+            tracing::warn!(
+                "server.listen, admin.listen and server.max_connections apply only at start; restart to change them"
+            );
+        }
+        let gateway = Gateway::new(config, &self.proxy.metrics)?;
+        self.proxy.gateway.store(gateway);
+        Ok(())
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to
+    /// `server.shutdown_grace`, then returns what had to be cut.
+    pub async fn shutdown(mut self) -> DrainReport {
+        let grace = self.proxy.gateway.load().config.server.shutdown_grace;
+        let started = Instant::now();
+        let _ = self.drain.send(true);
+        // Listener tasks end as soon as they see the drain.
+        while self.tasks.join_next().await.is_some() {}
+        let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(grace, self.permits.acquire_many(all)).await;
+        let report = DrainReport {
+            cut_requests: if drained.is_ok() {
+                0
+            } else {
+                self.proxy.metrics.in_flight.get()
+            },
+            open_connections: if drained.is_ok() {
+                0
+            } else {
+                self.max_connections - self.permits.available_permits()
+            },
+        };
+        if report.cut_requests > 0 || report.open_connections > 0 {
+            tracing::warn!(
+                cut_requests = report.cut_requests,
+                open_connections = report.open_connections,
+                "shutdown grace ran out"
+            );
+        } else {
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "drained");
+        }
+        report
+    }
+}
+
+/// Runs until SIGTERM/SIGINT, reloading on SIGHUP.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let source = config.source.clone();
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let running = start(config).await?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => match Config::load(&source) {
+                Ok(config) => match running.reload(config) {
+                    Ok(()) => tracing::info!(config = %source.display(), "config reloaded"),
+                    Err(error) => tracing::error!(error = %format!("{error:#}"), "reload failed; the previous config keeps serving"),
+                },
+                Err(errors) => {
+                    for error in &errors.0 {
+                        tracing::error!(%error, "invalid config");
+                    }
+                    tracing::error!("reload refused; the previous config keeps serving");
+                }
+            },
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    tracing::info!("draining");
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! Prometheus metrics (SPEC §6), exposed by the admin listener.
+//!
+//! One `Metrics` lives for the whole process and survives config reloads, so
+//! counters never reset on SIGHUP.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    pub route: String,
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabel {
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    pub upstream: String,
+    pub target: String,
+}
+
+/// Buckets from 0.5 ms to ~16 s: proxy overhead sits at the low end,
+/// slow upstreams at the high end.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16)
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteStatus, Counter>,
+    pub request_duration: Family<RouteLabel, Histogram>,
+    pub auth: Family<AuthLabels, Counter>,
+    pub upstream_duration: Family<UpstreamLabel, Histogram>,
+    pub upstream_healthy: Family<TargetLabels, Gauge>,
+    pub connections: Gauge,
+    pub in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("wristband");
+        let requests = Family::<RouteStatus, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route and status",
+            requests.clone(),
+        );
+        let request_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to response head",
+            request_duration.clone(),
+        );
+        let auth = Family::<AuthLabels, Counter>::default();
+        registry.register(
+            "auth",
+            "Authentication outcomes by route and credential kind",
+            auth.clone(),
+        );
+        let upstream_duration = Family::<UpstreamLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from forwarding to the upstream's response head",
+            upstream_duration.clone(),
+        );
+        let upstream_healthy = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "upstream_healthy",
+            "1 when the target receives traffic, 0 when ejected",
+            upstream_healthy.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "Requests being processed",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            auth,
+            upstream_duration,
+            upstream_healthy,
+            connections,
+            in_flight,
+        }
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
