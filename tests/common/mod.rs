@@ -1,0 +1,96 @@
+//! Shared helpers for the integration tests: real sockets on 127.0.0.1:0,
+//! an upstream that reports what it received, and the proxy started
+//! in-process from TOML text.
+
+#![allow(dead_code)]
+
+pub mod client;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use wristband::Config;
+
+/// A proxy started in-process on ephemeral ports.
+pub struct TestProxy {
+    pub running: Option<wristband::Running>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl TestProxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn shutdown(mut self) -> wristband::server::DrainReport {
+        let running = self.running.take().expect("running");
+        running.shutdown().await
+    }
+
+    pub fn reload(&self, toml: &str) {
+        let config = parse(&with_ephemeral_listeners(toml));
+        self.running
+            .as_ref()
+            .expect("running")
+            .reload(config)
+            .expect("reload");
+    }
+}
+
+/// Parses TOML as the proxy would, panicking with every error.
+pub fn parse(toml: &str) -> Config {
+    match Config::from_toml(Path::new("test.toml"), toml) {
+        Ok(config) => config,
+        Err(errors) => panic!("test config invalid:\n{errors}\n---\n{toml}"),
+    }
+}
+
+/// Puts `[server] listen` and `[admin] listen` on port 0 unless the test
+/// set them; keeps every other `[server]` key the test gave.
+fn with_ephemeral_listeners(toml: &str) -> String {
+    let mut text = String::new();
+    if toml.contains("[server]") {
+        text.push_str(&toml.replacen(
+            "[server]",
+            "[server]\nlisten = [\"127.0.0.1:0\"]",
+            1,
+        ));
+    } else {
+        text.push_str("[server]\nlisten = [\"127.0.0.1:0\"]\n");
+        text.push_str(toml);
+    }
+    if !toml.contains("[admin]") {
+        text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    }
+    text
+}
+
+/// Starts the proxy with `toml` (listeners forced onto ephemeral ports).
+pub async fn start_proxy(toml: &str) -> TestProxy {
+    wristband::install_crypto_provider();
+    let config = parse(&with_ephemeral_listeners(toml));
+    let running = wristband::start(config).await.expect("proxy starts");
+    TestProxy {
+        addr: running.addrs[0],
+        admin: running.admin_addr,
+        running: Some(running),
+    }
+}
+
+/// A config with one upstream `app` and the given routes appended.
+pub fn one_upstream(target: SocketAddr, routes: &str) -> String {
+    format!(
+        r#"
+[log]
+access_log = false
+
+[[upstreams]]
+name = "app"
+targets = ["http://{target}"]
+
+{routes}
+"#
+    )
+}

@@ -1,0 +1,306 @@
+//! Connection-level behaviour: slowloris, idle connections, the connection
+//! limit, health checks and WebSocket upgrades (guarantee 8).
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::client::{get, parse};
+use common::{one_upstream, start_proxy, upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PUBLIC: &str = "[[routes]]\nname = \"public\"\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n";
+
+/// Reads until the peer closes; `None` if it is still open after `wait`.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    match tokio::time::timeout(wait, stream.read_to_end(&mut bytes)).await {
+        Ok(_) => Some(bytes),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let up = upstream::echo().await;
+    let toml = format!(
+        "[server]\nheader_read_timeout = \"300ms\"\n{}",
+        one_upstream(up.addr, PUBLIC)
+    );
+    let px = start_proxy(&toml).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "slowloris connection still open after 5s");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let up = upstream::echo().await;
+    let toml = format!(
+        "[server]\nidle_timeout = \"400ms\"\n{}",
+        one_upstream(up.addr, PUBLIC)
+    );
+    let px = start_proxy(&toml).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.expect("read");
+    assert!(n > 0 && buf.starts_with(b"HTTP/1.1 200"));
+    // Keep-alive: the connection stays open, then idles out.
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "idle connection still open after 5s");
+}
+
+#[tokio::test]
+async fn at_max_connections_the_listener_waits_for_a_free_slot() {
+    let up = upstream::echo().await;
+    let toml = format!(
+        "[server]\nmax_connections = 1\n{}",
+        one_upstream(up.addr, PUBLIC)
+    );
+    let px = start_proxy(&toml).await;
+    let mut first = TcpStream::connect(px.addr).await.expect("connect");
+    first
+        .write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    assert!(first.read(&mut buf).await.expect("read") > 0);
+
+    // The second connection is queued by the kernel, not served.
+    let second = tokio::spawn({
+        let addr = px.addr;
+        async move { get(addr, "/b", &[]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "served beyond max_connections");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 1);
+
+    drop(first);
+    let reply = tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .expect("served once a slot is free")
+        .expect("task");
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn active_health_checks_eject_and_readmit_a_target() {
+    let a = upstream::echo().await;
+    let b = upstream::echo().await;
+    let toml = format!(
+        r#"
+[log]
+access_log = false
+[[upstreams]]
+name = "app"
+targets = ["http://{}", "http://{}"]
+[upstreams.health_check]
+path = "/healthz"
+interval = "50ms"
+unhealthy_after = 2
+healthy_after = 2
+{PUBLIC}
+"#,
+        a.addr, b.addr
+    );
+    let px = start_proxy(&toml).await;
+    let gauge = |addr: std::net::SocketAddr, v: u8| {
+        format!("wristband_upstream_healthy{{upstream=\"app\",target=\"http://{addr}\"}} {v}")
+    };
+
+    a.healthy.store(false, Ordering::SeqCst);
+    let mut ejected = false;
+    for _ in 0..100 {
+        if get(px.admin, "/metrics", &[]).await.text().contains(&gauge(a.addr, 0)) {
+            ejected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ejected, "target a never marked unhealthy");
+    let before = a.requests.load(Ordering::SeqCst);
+    for _ in 0..10 {
+        assert_eq!(get(px.addr, "/x", &[]).await.status, 200);
+    }
+    assert_eq!(a.requests.load(Ordering::SeqCst), before, "ejected target got traffic");
+
+    a.healthy.store(true, Ordering::SeqCst);
+    let mut readmitted = false;
+    for _ in 0..100 {
+        if get(px.admin, "/metrics", &[]).await.text().contains(&gauge(a.addr, 1)) {
+            readmitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(readmitted, "target a never readmitted");
+    for _ in 0..10 {
+        assert_eq!(get(px.addr, "/x", &[]).await.status, 200);
+    }
+    assert!(a.requests.load(Ordering::SeqCst) > before, "readmitted target got no traffic");
+}
+
+const WS_ROUTES: &str = r#"
+[[routes]]
+name = "ws-public"
+path = "/"
+upstream = "app"
+auth = "public"
+
+[[routes]]
+name = "ws-private"
+path = "/private"
+upstream = "app"
+auth = "required"
+"#;
+
+fn upgrade_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+/// Reads one response head (and no body) from a live connection.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("read");
+        assert!(n > 0, "closed mid-head: {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test]
+async fn a_websocket_is_tunnelled_after_the_upstream_switches() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    stream
+        .write_all(upgrade_request("/ws").as_bytes())
+        .await
+        .expect("write");
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream.write_all(b"ping through the tunnel").await.expect("write");
+    let mut buf = vec![0u8; 64];
+    let mut got = Vec::new();
+    while got.len() < 23 {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"ping through the tunnel");
+}
+
+#[tokio::test]
+async fn a_websocket_on_a_required_route_without_credentials_is_refused() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    stream
+        .write_all(upgrade_request("/private/ws").as_bytes())
+        .await
+        .expect("write");
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_refused_upgrade_keeps_the_connection_in_http_and_reauthenticates() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    stream
+        .write_all(upgrade_request("/ws-refuse").as_bytes())
+        .await
+        .expect("write");
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .expect("content-length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("body");
+
+    // Same connection, next request: still HTTP, and authenticated again.
+    stream
+        .write_all(b"GET /private/data HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.expect("read");
+    let reply = parse(&rest).expect("an HTTP response, not tunnel bytes");
+    assert_eq!(reply.status, 401);
+}
+
+#[tokio::test]
+async fn admin_endpoints_answer() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, PUBLIC)).await;
+    assert_eq!(get(px.admin, "/healthz", &[]).await.status, 200);
+    let ready = get(px.admin, "/readyz", &[]).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(get(px.addr, "/hello", &[]).await.status, 200);
+    let metrics = get(px.admin, "/metrics", &[]).await.text();
+    assert!(
+        metrics.contains("wristband_requests_total{route=\"public\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wristband_request_duration_seconds_bucket"));
+    assert!(metrics.contains("wristband_upstream_duration_seconds_bucket"));
+    assert_eq!(get(px.admin, "/nope", &[]).await.status, 404);
+}
+
+#[tokio::test]
+async fn draining_finishes_requests_in_flight() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, PUBLIC)).await;
+    let addr = px.addr;
+    let slow = tokio::spawn(async move { get(addr, "/slow/500", &[]).await });
+    // Wait until the request reached the upstream.
+    for _ in 0..200 {
+        if up.requests.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let report = px.shutdown().await;
+    assert_eq!(report.cut_requests, 0);
+    assert_eq!(slow.await.expect("task").status, 200);
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after drain");
+}
+
+#[tokio::test]
+async fn draining_cuts_what_outlives_the_grace() {
+    let up = upstream::echo().await;
+    let toml = format!(
+        "[server]\nshutdown_grace = \"200ms\"\n{}",
+        one_upstream(up.addr, PUBLIC)
+    );
+    let px = start_proxy(&toml).await;
+    let addr = px.addr;
+    let _slow = tokio::spawn(async move { get(addr, "/slow/5000", &[]).await });
+    for _ in 0..200 {
+        if up.requests.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let report = px.shutdown().await;
+    assert_eq!(report.cut_requests, 1);
+}
