@@ -416,12 +416,292 @@ mod tests {
         );
     }
 
+    use crate::config::test_support::{
+        TempDir, errors, errors_in, load, load_in, ok, one_error, test_env,
+    };
+    use crate::config::{Config, KeySource};
+
+    const UPSTREAM: &str = "[[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n";
+
     #[test]
-    fn explore() {
-        use crate::config::test_support::*;
-        let text = "[server]\nlisten = [\"127.0.0.1:8080\"]\nidle_timeout = \"5 parsecs\"\nbogus = 1\n\n[[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n\n[[routes]]\npath = \"/api\"\nupstream = \"nope\"\n\n[[routes]]\npath = \"/x\"\n";
-        for e in errors(text) { println!("{e}"); }
-        for e in errors("a = \n[x\nb = = 3\n[server]\nlisten = 5\n") { println!("{e}"); }
-        for e in errors("[server]\nlisten = 5\n[jwt]\nfoo=1\n[[jwt.providers]]\nname = 1\n[[jwt.providers]]\nwhat = 2\n[store]\nurl=\"${NOPE}\"\n[[routes]]\n[[routes]]\nzzz=1\nupstream=\"a\"\n[identity]\nheaders = { X_A = \"b\", x-a = \"c\"}\n[server.tls]\ncert=\"x\"\n") { println!("{e}"); }
+    fn acceptance_example_reports_exactly_three_errors_in_file_order() {
+        let dir = TempDir::new();
+        let text = "\
+[server]
+idle_timeout = \"5 parsecs\"
+colour = \"blue\"
+
+[[upstreams]]
+name = \"app\"
+targets = [\"http://127.0.0.1:3000\"]
+
+[[routes]]
+upstream = \"nope\"
+";
+        let errs = load_in(&dir, text).expect_err("invalid");
+        let file = dir.config_path().display().to_string();
+        let lines: Vec<String> = errs.to_string().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 3, "{errs}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "{file}:2:16: server.idle_timeout: invalid duration \"5 parsecs\""
+            )),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with(&format!("{file}:3:1: server.colour: unknown key (expected one of: listen, ")),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(
+            lines[2],
+            format!("{file}:10:12: routes[0].upstream: no upstream named \"nope\"")
+        );
+    }
+
+    #[test]
+    fn every_syntax_error_is_reported_with_its_position_and_nothing_else() {
+        let errs = errors("[server]\nlisten = [\"127.0.0.1:1\"]\nbad = \nx = 1\n[routes\nretries = 7\n");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with(":3:7: "), "{errs:?}");
+        assert!(errs[1].starts_with(":5:8: "), "{errs:?}");
+    }
+
+    #[test]
+    fn syntax_error_columns_count_characters_not_bytes() {
+        let errs = errors("[log]\nlevel = \"é\" x\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with(":2:13: "), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_all_reported_at_the_key() {
+        let text = format!(
+            "colour = 1\n[server]\nlisten = [\"127.0.0.1:8080\"]\nlisen = 2\n[teapot]\nx = 1\n\
+             [[jwt.providers]]\nname = \"p\"\nissuer = \"https://idp.example.com\"\naudiences = [\"a\"]\naudience = \"a\"\n\
+             {UPSTREAM}[[routes]]\nupstream = \"app\"\n[[routes]]\npath = \"/b\"\nupstream = \"app\"\nupstreams = \"app\"\n\
+             [upstreams.health_check]\nevery = \"5s\"\n"
+        );
+        let errs = errors(&text);
+        assert_eq!(
+            errs.iter().map(|e| e.split(" (").next().unwrap_or("")).collect::<Vec<_>>(),
+            vec![
+                ":1:1: colour: unknown key",
+                ":4:1: server.lisen: unknown key",
+                ":5:2: teapot: unknown key",
+                ":11:1: jwt.providers[0].audience: unknown key",
+                ":20:1: routes[1].upstreams: unknown key",
+                ":22:1: upstreams[0].health_check.every: unknown key",
+            ],
+            "{errs:#?}"
+        );
+        assert!(errs[0].contains("expected one of: server, admin, log"), "{}", errs[0]);
+        assert!(errs[3].contains("audiences"), "{}", errs[3]);
+        assert!(errs[5].contains("path, interval, unhealthy_after, healthy_after"), "{}", errs[5]);
+    }
+
+    #[test]
+    fn a_type_error_in_one_route_does_not_hide_errors_in_another() {
+        let text = format!(
+            "{UPSTREAM}[[routes]]\nupstream = \"app\"\nmethods = \"GET\"\n[[routes]]\npath = \"/x\"\nupstream = \"nope\"\n"
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].starts_with(":6:11: routes[0].methods: invalid type"), "{errs:?}");
+        assert!(errs[1].starts_with(":9:12: routes[1].upstream: no upstream named"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_route_naming_a_broken_upstream_is_not_reported_as_dangling() {
+        let text = "[[upstreams]]\nname = \"app\"\ntargets = \"http://127.0.0.1:1\"\n[[routes]]\nupstream = \"app\"\n";
+        one_error(text, "upstreams[0].targets", "invalid type");
+    }
+
+    #[test]
+    fn sections_of_the_wrong_type_are_errors() {
+        one_error("server = 1\n", "server", "expected a table");
+        one_error("routes = 1\n", "routes", "expected an array of tables");
+        one_error("[jwt]\nproviders = [1]\n", "jwt.providers[0]", "expected a table");
+    }
+
+    #[test]
+    fn env_variables_are_substituted_in_string_values() {
+        let text = format!(
+            "[server]\nlisten = [\"${{WB_TEST_LISTEN}}\"]\n{UPSTREAM}[[routes]]\nhost = \"${{WB_TEST_HOST}}\"\nupstream = \"app\"\n"
+        );
+        let c = ok(&text);
+        assert_eq!(c.server.listen[0].to_string(), "127.0.0.1:8181");
+        assert_eq!(c.routes[0].name, "api.example.com/");
+    }
+
+    #[test]
+    fn an_unset_env_variable_is_an_error_at_its_value_never_an_empty_string() {
+        let errs = errors("[log]\nlevel = \"${WB_TEST_UNSET}\"\n");
+        assert_eq!(
+            errs,
+            vec![":2:9: log.level: environment variable WB_TEST_UNSET is not set".to_owned()]
+        );
+    }
+
+    #[test]
+    fn the_real_process_environment_is_used_by_default() {
+        // PATH is set wherever cargo runs tests; the crate forbids the
+        // `unsafe` that setting a variable would need.
+        let text = format!("{UPSTREAM}[[routes]]\nname = \"${{PATH}}\"\nupstream = \"app\"\n");
+        let c = Config::from_toml(std::path::Path::new("x.toml"), &text).expect("valid");
+        assert_eq!(c.routes[0].name, std::env::var("PATH").unwrap_or_default());
+        let errs = Config::from_toml(
+            std::path::Path::new("x.toml"),
+            "[log]\nlevel = \"${WRISTBAND_SURELY_UNSET_VARIABLE}\"\n",
+        )
+        .expect_err("unset");
+        assert!(errs.to_string().contains("WRISTBAND_SURELY_UNSET_VARIABLE is not set"));
+    }
+
+    #[test]
+    fn an_unreadable_file_is_one_error_without_position() {
+        let dir = TempDir::new();
+        let path = dir.path().join("missing.toml");
+        let errs = Config::load(&path).expect_err("missing");
+        assert_eq!(errs.0.len(), 1);
+        assert_eq!(errs.0[0].position, None);
+        assert!(
+            errs.to_string()
+                .starts_with(&format!("{}: cannot read config file: ", path.display())),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn a_file_is_loaded_and_its_relative_paths_resolved_against_its_directory() {
+        let dir = TempDir::new();
+        dir.write("jwks.json", "{\"keys\":[]}");
+        let path = dir.write(
+            "wristband.toml",
+            "[[jwt.providers]]\nname = \"p\"\nissuer = \"https://idp\"\naudiences = [\"a\"]\njwks_file = \"jwks.json\"\n",
+        );
+        let c = Config::load(&path).expect("valid");
+        assert_eq!(c.source, path);
+        match &c.jwt.providers[0].key_source {
+            KeySource::JwksFile(p) => assert_eq!(p, &dir.path().join("jwks.json")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn secret_files_have_one_trailing_newline_trimmed() {
+        let dir = TempDir::new();
+        dir.write("url.txt", "redis://:pw@127.0.0.1:6379/0\n");
+        dir.write("hmac.txt", "hmac-secret\n\n");
+        dir.write("sessions.txt", "first\r\n\n  \nsecond\n");
+        let text = "[store]\nkind = \"redis\"\nurl_file = \"url.txt\"\n\
+                    [sessions]\ncodec = \"express\"\nsecrets_file = \"sessions.txt\"\n\
+                    [[jwt.providers]]\nname = \"p\"\nissuer = \"https://idp\"\naudiences = [\"a\"]\n\
+                    hmac_secret_file = \"hmac.txt\"\nalgorithms = [\"HS256\"]\n";
+        let c = load_in(&dir, text).expect("valid");
+        assert_eq!(
+            c.store.url.as_ref().map(|s| s.expose()),
+            Some("redis://:pw@127.0.0.1:6379/0")
+        );
+        let sessions = c.sessions.expect("sessions");
+        let secrets: Vec<&str> = sessions.secrets.iter().map(|s| s.expose()).collect();
+        assert_eq!(secrets, vec!["first", "second"]);
+        match &c.jwt.providers[0].key_source {
+            // Only one newline is trimmed.
+            KeySource::HmacSecret(s) => assert_eq!(s.expose(), "hmac-secret\n"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_secret_given_both_inline_and_as_a_file_is_an_error() {
+        let dir = TempDir::new();
+        dir.write("s.txt", "x\n");
+        let errs = errors_in(
+            &dir,
+            "[store]\nurl = \"redis://h\"\nurl_file = \"s.txt\"\n\
+             [sessions]\nsecrets = [\"a\"]\nsecrets_file = \"s.txt\"\n\
+             [[jwt.providers]]\nname = \"p\"\nissuer = \"https://idp\"\naudiences = [\"a\"]\n\
+             hmac_secret = \"x\"\nhmac_secret_file = \"s.txt\"\nalgorithms = [\"HS256\"]\n",
+        );
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs[0].starts_with(":3:12: store.url_file: give either url or url_file"));
+        assert!(errs[1].starts_with(":6:16: sessions.secrets_file: give either"));
+        assert!(errs[2].starts_with(":12:20: jwt.providers[0].hmac_secret_file: give either"));
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_is_an_error_at_its_key() {
+        one_error(
+            "[store]\nkind = \"redis\"\nurl_file = \"nope.txt\"\n",
+            "store.url_file",
+            "cannot read",
+        );
+        one_error(
+            "[sessions]\ncodec = \"express\"\nsecrets_file = \"nope.txt\"\n",
+            "sessions.secrets_file",
+            "cannot read",
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors_or_debug_output() {
+        let secret = "hunter2-very-secret";
+        let dir = TempDir::new();
+        dir.write("url.txt", &format!("http://:{secret}@h:6379\n"));
+        let cases = [
+            format!("[store]\nkind = \"redis\"\nurl = \"http://:{secret}@h:6379\"\n"),
+            format!("[store]\nkind = \"redis\"\nurl = \"{secret}\"\n"),
+            "[store]\nkind = \"redis\"\nurl_file = \"url.txt\"\n".to_owned(),
+            format!("[sessions]\ncodec = \"express\"\nsecrets = \"{secret}\"\n"),
+            format!("[sessions]\ncodec = \"express\"\nsecrets = [\"{secret}\", 3]\n"),
+            format!(
+                "[[jwt.providers]]\nname = \"p\"\nissuer = \"https://idp\"\naudiences = [\"a\"]\nhmac_secret = \"{secret}\"\n"
+            ),
+            format!(
+                "[[jwt.providers]]\nname = \"p\"\nissuer = \"https://idp\"\naudiences = [\"a\"]\nhmac_secret = [\"{secret}\"]\n"
+            ),
+            format!("[store]\nkind = \"redis\"\nurl = \"redis://:{secret}@h\"\nretries = 1\n"),
+        ];
+        for text in &cases {
+            let errs = load_in(&dir, text).expect_err(text);
+            assert!(!errs.to_string().contains(secret), "{errs}");
+            assert!(!format!("{errs:?}").contains(secret), "{errs:?}");
+        }
+
+        // And a valid config holding every kind of secret does not print them.
+        let text = format!(
+            "[store]\nkind = \"redis\"\nurl = \"redis://:{secret}@h\"\n\
+             [sessions]\ncodec = \"express\"\nsecrets = [\"{secret}\"]\n\
+             [[jwt.providers]]\nname = \"p\"\nissuer = \"https://idp\"\naudiences = [\"a\"]\n\
+             hmac_secret = \"${{WB_TEST_SECRET}}\"\nalgorithms = [\"HS256\"]\n"
+        );
+        let c = load_in(&dir, &text).expect("valid");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(secret), "{debug}");
+        assert!(!debug.contains(&test_env("WB_TEST_SECRET").unwrap_or_default()));
+    }
+
+    #[test]
+    fn errors_are_sorted_in_file_order() {
+        let text = "[[routes]]\nupstream = \"x\"\n[log]\nformat = \"xml\"\n[server]\nmax_connections = 0\n";
+        let errs = errors(text);
+        let lines: Vec<&str> = errs.iter().map(|e| e.split(':').nth(1).unwrap_or("")).collect();
+        assert_eq!(lines, vec!["2", "4", "6"], "{errs:?}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let text = std::fs::read_to_string(&path).expect("config.example.toml");
+        let c = match load_with_env(&path, &text, &test_env) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.jwt.providers.len(), 1);
+        assert!(c.sessions.is_some());
+        let _ = load("");
     }
 }

@@ -77,6 +77,9 @@ pub(super) fn validate(diag: &mut Diag<'_>, raw: RawDoc, source: &Path, base_dir
     }
 }
 
+/// An error about this value has already been reported.
+struct Reported;
+
 struct V<'d, 'a> {
     diag: &'d mut Diag<'a>,
     base_dir: &'d Path,
@@ -224,14 +227,16 @@ impl V<'_, '_> {
     }
 
     /// `<name> = "..."` or `<name>_file = "path"` (one trailing newline
-    /// trimmed), never both. Returns the value and the key it came from.
+    /// trimmed), never both. Returns the value and the key it came from;
+    /// `Err` when an error was already reported (so callers do not add
+    /// "missing" errors on top).
     fn secret(
         &mut self,
         table: &str,
         name: &str,
         inline: Option<String>,
         file: Option<&str>,
-    ) -> Option<(String, String)> {
+    ) -> Result<Option<(String, String)>, Reported> {
         let inline_path = join(table, name);
         let file_path = join(table, &format!("{name}_file"));
         match (inline, file) {
@@ -240,19 +245,19 @@ impl V<'_, '_> {
                     &file_path,
                     format!("give either {name} or {name}_file, not both"),
                 );
-                None
+                Err(Reported)
             }
-            (Some(value), None) => Some((value, inline_path)),
+            (Some(value), None) => Ok(Some((value, inline_path))),
             (None, Some(f)) => {
-                let text = self.read_secret_file(&file_path, f)?;
+                let text = self.read_secret_file(&file_path, f).ok_or(Reported)?;
                 let text = text
                     .strip_suffix("\r\n")
                     .or_else(|| text.strip_suffix('\n'))
                     .unwrap_or(&text)
                     .to_owned();
-                Some((text, file_path))
+                Ok(Some((text, file_path)))
             }
-            (None, None) => None,
+            (None, None) => Ok(None),
         }
     }
 }
@@ -426,11 +431,11 @@ impl V<'_, '_> {
             StoreKind::Memory,
             &[("memory", StoreKind::Memory), ("redis", StoreKind::Redis)],
         );
-        let url = self
-            .secret(t, "url", raw.url, raw.url_file.as_deref())
-            .filter(|(url, _)| !url.is_empty());
+        let url = self.secret(t, "url", raw.url, raw.url_file.as_deref());
+        let reported = url.is_err();
+        let url = url.ok().flatten().filter(|(url, _)| !url.is_empty());
         match (&url, kind) {
-            (None, StoreKind::Redis) => {
+            (None, StoreKind::Redis) if !reported => {
                 self.err(&join(t, "url"), "kind = \"redis\" needs url (or url_file)");
             }
             (Some((url, path)), _) => {
@@ -439,7 +444,7 @@ impl V<'_, '_> {
                     self.err(path, problem);
                 }
             }
-            (None, StoreKind::Memory) => {}
+            (None, _) => {}
         }
         let command_timeout = self.positive_duration(
             &join(t, "command_timeout"),
@@ -474,9 +479,11 @@ impl V<'_, '_> {
 
         let secrets_path = join(t, "secrets");
         let secrets_file_path = join(t, "secrets_file");
+        let mut reported = false;
         let secrets: Vec<Secret> = match (raw.secrets, raw.secrets_file.as_deref()) {
             (Some(_), Some(_)) => {
                 self.err(&secrets_file_path, "give either secrets or secrets_file, not both");
+                reported = true;
                 Vec::new()
             }
             (Some(list), None) => {
@@ -489,6 +496,10 @@ impl V<'_, '_> {
             }
             (None, Some(file)) => self
                 .read_secret_file(&secrets_file_path, file)
+                .or_else(|| {
+                    reported = true;
+                    None
+                })
                 .map(|text| {
                     text.lines()
                         .map(|l| l.strip_suffix('\r').unwrap_or(l))
@@ -499,7 +510,7 @@ impl V<'_, '_> {
                 .unwrap_or_default(),
             (None, None) => Vec::new(),
         };
-        if codec == CookieCodec::Express && secrets.is_empty() {
+        if codec == CookieCodec::Express && secrets.is_empty() && !reported {
             let path = if raw.secrets_file.is_some() {
                 secrets_file_path
             } else {
@@ -641,6 +652,10 @@ impl V<'_, '_> {
             sources.push(("jwks_file", KeySource::JwksFile(resolved)));
         }
         let hmac_given = raw.hmac_secret_file.is_some();
+        let hmac = hmac.unwrap_or_else(|Reported| {
+            // Already reported; still an HMAC provider for the checks below.
+            Some((String::from("unreadable"), String::new()))
+        });
         if let Some((secret, path)) = hmac {
             if secret.is_empty() {
                 self.err(&path, "must not be empty");
