@@ -67,7 +67,12 @@ impl<'a> Diag<'a> {
     }
 
     /// An error at a known byte offset (from the TOML parser or serde).
-    pub(super) fn error_at(&mut self, offset: Option<usize>, path: &str, message: impl Into<String>) {
+    pub(super) fn error_at(
+        &mut self,
+        offset: Option<usize>,
+        path: &str,
+        message: impl Into<String>,
+    ) {
         if self.silenced.contains(path) {
             return;
         }
@@ -219,7 +224,10 @@ mod tests {
     #[test]
     fn paths_join_and_split() {
         assert_eq!(join("", "server"), "server");
-        assert_eq!(join("identity.headers", "X-Auth-User"), "identity.headers.X-Auth-User");
+        assert_eq!(
+            join("identity.headers", "X-Auth-User"),
+            "identity.headers.X-Auth-User"
+        );
         assert_eq!(join("a", "b.c"), "a.\"b.c\"");
         assert_eq!(parent("routes[0].upstream"), Some("routes[0]"));
         assert_eq!(parent("routes[0]"), Some("routes"));

@@ -117,7 +117,13 @@ fn walk(
         }
         DeValue::Table(table) => {
             for (key, item) in table.iter_mut() {
-                walk(diag, env, &diag::join(path, key.get_ref()), Some(key.span()), item);
+                walk(
+                    diag,
+                    env,
+                    &diag::join(path, key.get_ref()),
+                    Some(key.span()),
+                    item,
+                );
             }
         }
         DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_) | DeValue::Datetime(_) => {}
@@ -334,7 +340,9 @@ fn part<T: DeserializeOwned>(
 fn ignored_path(prefix: &str, p: &serde_ignored::Path<'_>) -> String {
     match p {
         serde_ignored::Path::Root => prefix.to_owned(),
-        serde_ignored::Path::Seq { parent, index } => diag::index(&ignored_path(prefix, parent), *index),
+        serde_ignored::Path::Seq { parent, index } => {
+            diag::index(&ignored_path(prefix, parent), *index)
+        }
         serde_ignored::Path::Map { parent, key } => diag::join(&ignored_path(prefix, parent), key),
         serde_ignored::Path::Some { parent }
         | serde_ignored::Path::NewtypeStruct { parent }
@@ -387,8 +395,14 @@ mod tests {
 
     #[test]
     fn env_references_are_replaced_once() {
-        assert_eq!(expand_env("https://${HOST}/x", &env).as_deref(), Ok("https://example.com/x"));
-        assert_eq!(expand_env("${HOST}${HOST}", &env).as_deref(), Ok("example.comexample.com"));
+        assert_eq!(
+            expand_env("https://${HOST}/x", &env).as_deref(),
+            Ok("https://example.com/x")
+        );
+        assert_eq!(
+            expand_env("${HOST}${HOST}", &env).as_deref(),
+            Ok("example.comexample.com")
+        );
         assert_eq!(expand_env("${NESTED}", &env).as_deref(), Ok("${HOST}"));
         assert_eq!(expand_env("a$b $ {x}", &env).as_deref(), Ok("a$b $ {x}"));
     }
@@ -450,7 +464,9 @@ upstream = \"nope\"
             lines[0]
         );
         assert!(
-            lines[1].starts_with(&format!("{file}:3:1: server.colour: unknown key (expected one of: listen, ")),
+            lines[1].starts_with(&format!(
+                "{file}:3:1: server.colour: unknown key (expected one of: listen, "
+            )),
             "{}",
             lines[1]
         );
@@ -462,7 +478,8 @@ upstream = \"nope\"
 
     #[test]
     fn every_syntax_error_is_reported_with_its_position_and_nothing_else() {
-        let errs = errors("[server]\nlisten = [\"127.0.0.1:1\"]\nbad = \nx = 1\n[routes\nretries = 7\n");
+        let errs =
+            errors("[server]\nlisten = [\"127.0.0.1:1\"]\nbad = \nx = 1\n[routes\nretries = 7\n");
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].starts_with(":3:7: "), "{errs:?}");
         assert!(errs[1].starts_with(":5:8: "), "{errs:?}");
@@ -485,7 +502,9 @@ upstream = \"nope\"
         );
         let errs = errors(&text);
         assert_eq!(
-            errs.iter().map(|e| e.split(" (").next().unwrap_or("")).collect::<Vec<_>>(),
+            errs.iter()
+                .map(|e| e.split(" (").next().unwrap_or(""))
+                .collect::<Vec<_>>(),
             vec![
                 ":1:1: colour: unknown key",
                 ":4:1: server.lisen: unknown key",
@@ -496,9 +515,17 @@ upstream = \"nope\"
             ],
             "{errs:#?}"
         );
-        assert!(errs[0].contains("expected one of: server, admin, log"), "{}", errs[0]);
+        assert!(
+            errs[0].contains("expected one of: server, admin, log"),
+            "{}",
+            errs[0]
+        );
         assert!(errs[3].contains("audiences"), "{}", errs[3]);
-        assert!(errs[5].contains("path, interval, unhealthy_after, healthy_after"), "{}", errs[5]);
+        assert!(
+            errs[5].contains("path, interval, unhealthy_after, healthy_after"),
+            "{}",
+            errs[5]
+        );
     }
 
     #[test]
@@ -508,8 +535,14 @@ upstream = \"nope\"
         );
         let errs = errors(&text);
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs[0].starts_with(":6:11: routes[0].methods: invalid type"), "{errs:?}");
-        assert!(errs[1].starts_with(":9:12: routes[1].upstream: no upstream named"), "{errs:?}");
+        assert!(
+            errs[0].starts_with(":6:11: routes[0].methods: invalid type"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].starts_with(":9:12: routes[1].upstream: no upstream named"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -522,7 +555,11 @@ upstream = \"nope\"
     fn sections_of_the_wrong_type_are_errors() {
         one_error("server = 1\n", "server", "expected a table");
         one_error("routes = 1\n", "routes", "expected an array of tables");
-        one_error("[jwt]\nproviders = [1]\n", "jwt.providers[0]", "expected a table");
+        one_error(
+            "[jwt]\nproviders = [1]\n",
+            "jwt.providers[0]",
+            "expected a table",
+        );
     }
 
     #[test]
@@ -556,7 +593,10 @@ upstream = \"nope\"
             "[log]\nlevel = \"${WRISTBAND_SURELY_UNSET_VARIABLE}\"\n",
         )
         .expect_err("unset");
-        assert!(errs.to_string().contains("WRISTBAND_SURELY_UNSET_VARIABLE is not set"));
+        assert!(
+            errs.to_string()
+                .contains("WRISTBAND_SURELY_UNSET_VARIABLE is not set")
+        );
     }
 
     #[test]
@@ -687,7 +727,10 @@ upstream = \"nope\"
     fn errors_are_sorted_in_file_order() {
         let text = "[[routes]]\nupstream = \"x\"\n[log]\nformat = \"xml\"\n[server]\nmax_connections = 0\n";
         let errs = errors(text);
-        let lines: Vec<&str> = errs.iter().map(|e| e.split(':').nth(1).unwrap_or("")).collect();
+        let lines: Vec<&str> = errs
+            .iter()
+            .map(|e| e.split(':').nth(1).unwrap_or(""))
+            .collect();
         assert_eq!(lines, vec!["2", "4", "6"], "{errs:?}");
     }
 

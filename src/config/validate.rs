@@ -43,7 +43,10 @@ pub(super) fn validate(diag: &mut Diag<'_>, raw: RawDoc, source: &Path, base_dir
 
     let server_failed = matches!(raw.server, Section::Invalid);
     let server = v.server(raw.server.or_default());
-    let admin = v.admin(raw.admin.or_default(), if server_failed { &[] } else { &server.listen });
+    let admin = v.admin(
+        raw.admin.or_default(),
+        if server_failed { &[] } else { &server.listen },
+    );
     let log = v.log(raw.log.or_default());
     let store = v.store(raw.store.or_default());
     let sessions = match raw.sessions {
@@ -108,7 +111,12 @@ impl V<'_, '_> {
     }
 
     /// A duration for which `0s` means nothing sensible.
-    fn positive_duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+    fn positive_duration(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         let d = self.duration(path, value, default);
         if d.is_zero() {
             self.err(path, "must be greater than 0s");
@@ -143,7 +151,7 @@ impl V<'_, '_> {
             return default;
         };
         if n < min || n > max {
-            if max == i64::MAX {
+            if max >= i64::from(u32::MAX) {
                 self.err(path, format!("must be at least {min} (got {n})"));
             } else {
                 self.err(path, format!("must be between {min} and {max} (got {n})"));
@@ -198,7 +206,10 @@ impl V<'_, '_> {
         }
         match std::fs::File::open(&resolved).and_then(|f| f.metadata()) {
             Ok(meta) if meta.is_dir() => {
-                self.err(path, format!("\"{}\" is a directory, not a file", resolved.display()));
+                self.err(
+                    path,
+                    format!("\"{}\" is a directory, not a file", resolved.display()),
+                );
             }
             Ok(_) => {}
             Err(e) => self.err(path, format!("cannot read \"{}\": {e}", resolved.display())),
@@ -384,16 +395,18 @@ impl V<'_, '_> {
         let default = SocketAddr::from((Ipv4Addr::LOCALHOST, 9090));
         let listen = match raw.listen.as_deref() {
             None => default,
-            Some(text) => match text.parse::<SocketAddr>() {
-                Ok(addr) => addr,
-                Err(_) => {
-                    self.err(
+            Some(text) => {
+                match text.parse::<SocketAddr>() {
+                    Ok(addr) => addr,
+                    Err(_) => {
+                        self.err(
                         &path,
                         format!("invalid socket address \"{text}\" (expected e.g. \"127.0.0.1:9090\")"),
                     );
-                    return AdminConfig { listen: default };
+                        return AdminConfig { listen: default };
+                    }
                 }
-            },
+            }
         };
         // Port 0 asks the OS for a free port, so two of them never clash.
         if listen.port() != 0
@@ -474,7 +487,10 @@ impl V<'_, '_> {
             &join(t, "codec"),
             raw.codec.as_deref(),
             CookieCodec::Plain,
-            &[("plain", CookieCodec::Plain), ("express", CookieCodec::Express)],
+            &[
+                ("plain", CookieCodec::Plain),
+                ("express", CookieCodec::Express),
+            ],
         );
 
         let secrets_path = join(t, "secrets");
@@ -482,7 +498,10 @@ impl V<'_, '_> {
         let mut reported = false;
         let secrets: Vec<Secret> = match (raw.secrets, raw.secrets_file.as_deref()) {
             (Some(_), Some(_)) => {
-                self.err(&secrets_file_path, "give either secrets or secrets_file, not both");
+                self.err(
+                    &secrets_file_path,
+                    "give either secrets or secrets_file, not both",
+                );
                 reported = true;
                 Vec::new()
             }
@@ -540,12 +559,20 @@ impl V<'_, '_> {
         let list_fields = raw.list_fields.unwrap_or_default();
         for (i, f) in list_fields.iter().enumerate() {
             if f.is_empty() {
-                self.err(&diag::index(&join(t, "list_fields"), i), "must not be empty");
+                self.err(
+                    &diag::index(&join(t, "list_fields"), i),
+                    "must not be empty",
+                );
             }
         }
-        let cache_ttl = self.duration(&join(t, "cache_ttl"), raw.cache_ttl.as_deref(), Duration::ZERO);
+        let cache_ttl = self.duration(
+            &join(t, "cache_ttl"),
+            raw.cache_ttl.as_deref(),
+            Duration::ZERO,
+        );
         let sliding_path = join(t, "sliding_ttl");
-        let mut sliding_ttl = self.duration(&sliding_path, raw.sliding_ttl.as_deref(), Duration::ZERO);
+        let mut sliding_ttl =
+            self.duration(&sliding_path, raw.sliding_ttl.as_deref(), Duration::ZERO);
         if !sliding_ttl.is_zero() && sliding_ttl <= Duration::from_secs(60) {
             // Keys are refreshed when their TTL drops below sliding_ttl - 60s.
             self.err(&sliding_path, "must be 0s (off) or more than 60s");
@@ -638,7 +665,12 @@ impl V<'_, '_> {
             .to_owned();
 
         // Key source: exactly one of jwks_url | jwks_file | hmac_secret(_file).
-        let hmac = self.secret(p, "hmac_secret", raw.hmac_secret, raw.hmac_secret_file.as_deref());
+        let hmac = self.secret(
+            p,
+            "hmac_secret",
+            raw.hmac_secret,
+            raw.hmac_secret_file.as_deref(),
+        );
         let mut sources: Vec<(&str, KeySource)> = Vec::new();
         if let Some(url) = raw.jwks_url.as_deref() {
             let path = join(p, "jwks_url");
@@ -660,7 +692,11 @@ impl V<'_, '_> {
             if secret.is_empty() {
                 self.err(&path, "must not be empty");
             }
-            let key = if hmac_given { "hmac_secret_file" } else { "hmac_secret" };
+            let key = if hmac_given {
+                "hmac_secret_file"
+            } else {
+                "hmac_secret"
+            };
             sources.push((key, KeySource::HmacSecret(Secret::new(secret))));
         }
         if sources.len() > 1 {
@@ -735,7 +771,10 @@ impl V<'_, '_> {
                 let all: Vec<&str> = JwtAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
                 self.err(
                     &path,
-                    format!("unknown algorithm \"{text}\" (expected one of {})", all.join(", ")),
+                    format!(
+                        "unknown algorithm \"{text}\" (expected one of {})",
+                        all.join(", ")
+                    ),
                 );
                 continue;
             };
@@ -757,7 +796,11 @@ impl V<'_, '_> {
             algorithms.push(alg);
         }
 
-        let leeway = self.duration(&join(p, "leeway"), raw.leeway.as_deref(), Duration::from_secs(30));
+        let leeway = self.duration(
+            &join(p, "leeway"),
+            raw.leeway.as_deref(),
+            Duration::from_secs(30),
+        );
         let lifetime = self.duration(
             &join(p, "max_token_lifetime"),
             raw.max_token_lifetime.as_deref(),
@@ -836,7 +879,9 @@ impl V<'_, '_> {
     ) -> Vec<UpstreamConfig> {
         let mut first_of: HashMap<&str, usize> = HashMap::new();
         for (i, name) in names.iter().enumerate() {
-            let Some(name) = name.as_deref() else { continue };
+            let Some(name) = name.as_deref() else {
+                continue;
+            };
             if let Some(first) = first_of.get(name) {
                 self.err(
                     &join(&diag::index("upstreams", i), "name"),
@@ -872,12 +917,18 @@ impl V<'_, '_> {
                     match parse_target(text) {
                         Ok(t) => {
                             if targets.contains(&t) {
-                                self.err(&diag::index(&targets_path, i), format!("duplicate target \"{text}\""));
+                                self.err(
+                                    &diag::index(&targets_path, i),
+                                    format!("duplicate target \"{text}\""),
+                                );
                             }
                             targets.push(t);
                         }
                         Err(problem) => {
-                            self.err(&diag::index(&targets_path, i), format!("\"{text}\" {problem}"));
+                            self.err(
+                                &diag::index(&targets_path, i),
+                                format!("\"{text}\" {problem}"),
+                            );
                         }
                     }
                 }
@@ -931,7 +982,8 @@ impl V<'_, '_> {
             Duration::from_secs(5),
         );
         let max = i64::from(u32::MAX);
-        let unhealthy_after = self.int_in(&join(h, "unhealthy_after"), raw.unhealthy_after, 3, 1, max);
+        let unhealthy_after =
+            self.int_in(&join(h, "unhealthy_after"), raw.unhealthy_after, 3, 1, max);
         let healthy_after = self.int_in(&join(h, "healthy_after"), raw.healthy_after, 2, 1, max);
         HealthCheck {
             path,
@@ -960,7 +1012,10 @@ impl V<'_, '_> {
             let place = (route.host.clone(), route.path.clone());
             let same_place = places.iter().find(|(p, _)| *p == place).map(|(_, i)| *i);
             if let Some(first) = same_place {
-                self.err(&join(&r, "path"), format!("same host and path as routes[{first}]"));
+                self.err(
+                    &join(&r, "path"),
+                    format!("same host and path as routes[{first}]"),
+                );
             } else {
                 places.push((place, i));
             }
@@ -968,7 +1023,10 @@ impl V<'_, '_> {
                 if explicit_name {
                     self.err(
                         &join(&r, "name"),
-                        format!("duplicate route name \"{}\" (also routes[{first}])", route.name),
+                        format!(
+                            "duplicate route name \"{}\" (also routes[{first}])",
+                            route.name
+                        ),
                     );
                 } else if same_place.is_none() {
                     self.err(
@@ -1095,7 +1153,10 @@ impl V<'_, '_> {
                             "no [sessions] table",
                         ),
                         _ => {
-                            self.err(&path, format!("invalid value \"{k}\": expected \"jwt\" or \"session\""));
+                            self.err(
+                                &path,
+                                format!("invalid value \"{k}\": expected \"jwt\" or \"session\""),
+                            );
                             continue;
                         }
                     };
@@ -1115,7 +1176,10 @@ impl V<'_, '_> {
         let mut require = BTreeMap::new();
         let raw_require = raw.require.unwrap_or_default();
         if !raw_require.is_empty() && auth == AuthMode::Public {
-            self.err(&require_key, "has no effect on a route with auth = \"public\"");
+            self.err(
+                &require_key,
+                "has no effect on a route with auth = \"public\"",
+            );
         }
         for (claim, values) in raw_require {
             let path = join(&require_key, &claim);
@@ -1144,7 +1208,10 @@ impl V<'_, '_> {
             let login_key = join(r, "login_url");
             match raw.login_url.as_deref() {
                 None | Some("") => {
-                    self.err(&login_key, "on_unauthenticated = \"redirect\" needs login_url");
+                    self.err(
+                        &login_key,
+                        "on_unauthenticated = \"redirect\" needs login_url",
+                    );
                 }
                 Some(url) => {
                     if let Err(problem) = check_login_url(url) {
@@ -1201,7 +1268,10 @@ impl V<'_, '_> {
         let headers_key = join(t, "headers");
         let mut headers = Vec::new();
         match raw.headers {
-            None => headers.push((http::HeaderName::from_static("x-auth-user"), "sub".to_owned())),
+            None => headers.push((
+                http::HeaderName::from_static("x-auth-user"),
+                "sub".to_owned(),
+            )),
             Some(map) => {
                 // The table arrives sorted by key; the file order is kept.
                 let mut entries: Vec<(Option<usize>, String, String)> = map
@@ -1249,7 +1319,10 @@ impl V<'_, '_> {
         let header = match http::HeaderName::from_bytes(header_text.as_bytes()) {
             Ok(h) => h,
             Err(_) => {
-                self.err(&header_key, format!("\"{header_text}\" is not a valid header name"));
+                self.err(
+                    &header_key,
+                    format!("\"{header_text}\" is not a valid header name"),
+                );
                 http::HeaderName::from_static("x-auth-assertion")
             }
         };
@@ -1285,8 +1358,20 @@ fn is_token(s: &str) -> bool {
             b.is_ascii_alphanumeric()
                 || matches!(
                     b,
-                    b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^'
-                        | b'_' | b'`' | b'|' | b'~'
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
                 )
         })
 }
@@ -1310,7 +1395,10 @@ fn is_loopback_host(host: &str) -> bool {
 /// A JWKS or discovery URL: https, or http for loopback hosts only.
 fn check_fetch_url(url: &str) -> Result<(), &'static str> {
     let uri: http::Uri = url.parse().map_err(|_| "is not a valid URL")?;
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or("must be an absolute URL with a host")?;
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or("must be an absolute URL with a host")?;
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if is_loopback_host(host) => Ok(()),
@@ -1395,7 +1483,10 @@ fn normalize_route_path(path: &str) -> Result<String, &'static str> {
     if path.split('/').any(|s| s == "." || s == "..") {
         return Err("must not contain \".\" or \"..\" segments");
     }
-    if path.chars().any(|c| c.is_control() || c == ' ' || c == '\\') {
+    if path
+        .chars()
+        .any(|c| c.is_control() || c == ' ' || c == '\\')
+    {
         return Err("must not contain spaces, \"\\\" or control characters");
     }
     let trimmed = path.strip_suffix('/').unwrap_or(path);
@@ -1474,4 +1565,1112 @@ fn parse_strip(entry: &str) -> Result<HeaderPattern, &'static str> {
     } else {
         HeaderPattern::Exact(canonical)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::test_support::{TempDir, errors, load_in, ok, one_error, one_error_in};
+
+    const UPSTREAM: &str = "[[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n";
+    const PROVIDER: &str = "[[jwt.providers]]\nname = \"p\"\nissuer = \"https://idp.example.com\"\naudiences = [\"a\"]\n";
+
+    fn route(extra: &str) -> String {
+        format!("{UPSTREAM}[[routes]]\nupstream = \"app\"\n{extra}\n")
+    }
+
+    fn provider(extra: &str) -> String {
+        format!("{PROVIDER}{extra}\n")
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults_of_spec_section_3() {
+        let c = ok("");
+        let s = &c.server;
+        assert_eq!(s.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.max_header_bytes, 16384);
+        assert_eq!(s.max_connections, 10000);
+        assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.headers_with_underscores, UnderscoreHeaders::Drop);
+        assert!(s.tls.is_none());
+        assert_eq!(c.admin.listen, "127.0.0.1:9090".parse().expect("addr"));
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.log.level, "info");
+        assert!(c.log.access_log);
+        assert_eq!(c.store.kind, StoreKind::Memory);
+        assert!(c.store.url.is_none());
+        assert_eq!(c.store.command_timeout, Duration::from_millis(250));
+        assert!(!c.store.read_from_replicas);
+        assert!(c.store.ca_file.is_none());
+        assert!(c.sessions.is_none());
+        assert!(c.jwt.header);
+        assert!(c.jwt.cookie.is_none());
+        assert!(c.jwt.forward_token);
+        assert_eq!(c.jwt.max_token_bytes, 16384);
+        assert!(c.jwt.providers.is_empty());
+        assert!(c.upstreams.is_empty());
+        assert!(c.routes.is_empty());
+        let strip: Vec<HeaderPattern> = vec![
+            HeaderPattern::Prefix("x-auth-".into()),
+            HeaderPattern::Exact("x-forwarded-user".into()),
+            HeaderPattern::Exact("x-forwarded-email".into()),
+            HeaderPattern::Exact("x-forwarded-groups".into()),
+            HeaderPattern::Exact("x-forwarded-preferred-username".into()),
+            HeaderPattern::Exact("x-forwarded-access-token".into()),
+            HeaderPattern::Prefix("x-amzn-oidc-".into()),
+        ];
+        assert_eq!(c.identity.strip, strip);
+        assert_eq!(c.identity.headers.len(), 1);
+        assert_eq!(c.identity.headers[0].0.as_str(), "x-auth-user");
+        assert_eq!(c.identity.headers[0].1, "sub");
+        assert!(c.identity.assertion.is_none());
+        assert!(c.summary().contains("0 route(s)"));
+    }
+
+    #[test]
+    fn section_defaults_of_sessions_providers_upstreams_and_routes() {
+        let c = ok(&format!("[sessions]\n{PROVIDER}{}", route("")));
+        let s = c.sessions.expect("sessions");
+        assert_eq!(s.cookie, "sid");
+        assert_eq!(s.codec, CookieCodec::Plain);
+        assert!(s.secrets.is_empty());
+        assert_eq!(s.key_prefix, "sessions:");
+        assert_eq!(s.format, SessionFormat::Hash);
+        assert_eq!(s.user_field, "user_id");
+        assert!(s.list_fields.is_empty());
+        assert!(s.forward_cookie);
+        assert_eq!(s.cache_ttl, Duration::ZERO);
+        assert_eq!(s.sliding_ttl, Duration::ZERO);
+
+        let p = &c.jwt.providers[0];
+        assert!(matches!(p.key_source, KeySource::Discovery));
+        assert_eq!(p.audience_claim, "aud");
+        assert_eq!(p.algorithms, vec![JwtAlgorithm::RS256]);
+        assert_eq!(p.leeway, Duration::from_secs(30));
+        assert_eq!(p.max_token_lifetime, None);
+        assert!(p.claims.is_empty());
+        assert_eq!(p.refresh_interval, Duration::from_secs(300));
+        assert_eq!(p.min_refresh_interval, Duration::from_secs(30));
+        assert_eq!(p.fetch_timeout, Duration::from_secs(5));
+        assert_eq!(p.max_stale, Duration::from_secs(24 * 3600));
+        assert!(p.ca_file.is_none());
+
+        let u = &c.upstreams[0];
+        assert_eq!(u.balance, Balance::RoundRobin);
+        assert!(u.preserve_host);
+        assert_eq!(u.connect_timeout, Duration::from_secs(2));
+        assert_eq!(u.response_timeout, Duration::from_secs(30));
+        assert_eq!(u.retries, 1);
+        assert!(u.health_check.is_none());
+
+        let r = &c.routes[0];
+        assert_eq!(r.name, "/");
+        assert_eq!(r.host, None);
+        assert_eq!(r.path, "/");
+        assert!(r.methods.is_empty());
+        assert_eq!(r.upstream, 0);
+        assert_eq!(r.auth, AuthMode::Required);
+        assert_eq!(r.accept, vec![CredentialKind::Jwt, CredentialKind::Session]);
+        assert!(r.require.is_empty());
+        assert_eq!(r.on_unauthenticated, OnUnauthenticated::Deny);
+        assert_eq!(r.csrf, Csrf::Off);
+
+        let hc = ok(&format!("{UPSTREAM}[upstreams.health_check]\n")).upstreams[0]
+            .health_check
+            .clone()
+            .expect("health check");
+        assert_eq!(hc.path, "/healthz");
+        assert_eq!(hc.interval, Duration::from_secs(5));
+        assert_eq!(hc.unhealthy_after, 3);
+        assert_eq!(hc.healthy_after, 2);
+    }
+
+    #[test]
+    fn durations() {
+        one_error(
+            "[server]\nidle_timeout = \"-5s\"\n",
+            "server.idle_timeout",
+            "invalid duration",
+        );
+        one_error(
+            "[server]\nidle_timeout = \"soon\"\n",
+            "server.idle_timeout",
+            "invalid duration",
+        );
+        one_error(
+            "[server]\nheader_read_timeout = \"0s\"\n",
+            "server.header_read_timeout",
+            "greater than 0s",
+        );
+        let c = ok("[server]\nshutdown_grace = \"0s\"\nidle_timeout = \"1m 30s\"\n");
+        assert_eq!(c.server.shutdown_grace, Duration::ZERO);
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn server_rules() {
+        one_error("[server]\nlisten = []\n", "server.listen", "at least one");
+        one_error(
+            "[server]\nlisten = [\"localhost:80\"]\n",
+            "server.listen[0]",
+            "invalid socket address",
+        );
+        one_error(
+            "[server]\nlisten = [\"127.0.0.1:80\", \"127.0.0.1:80\"]\n",
+            "server.listen[1]",
+            "duplicate",
+        );
+        let c = ok("[server]\nlisten = [\"127.0.0.1:80\", \"[::1]:8080\"]\n");
+        assert_eq!(c.server.listen.len(), 2);
+        one_error(
+            "[server]\nmax_header_bytes = 1023\n",
+            "server.max_header_bytes",
+            "between 1024 and 1048576",
+        );
+        one_error(
+            "[server]\nmax_header_bytes = 1048577\n",
+            "server.max_header_bytes",
+            "between",
+        );
+        assert_eq!(
+            ok("[server]\nmax_header_bytes = 1048576\n")
+                .server
+                .max_header_bytes,
+            1 << 20
+        );
+        one_error(
+            "[server]\nmax_connections = 0\n",
+            "server.max_connections",
+            "at least 1",
+        );
+        one_error(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            "server.trusted_proxies[0]",
+            "invalid CIDR",
+        );
+        let c = ok("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"::1\"]\n");
+        let nets: Vec<String> = c
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, vec!["10.0.0.0/8", "192.0.2.7/32", "::1/128"]);
+        one_error(
+            "[server]\nheaders_with_underscores = \"keep\"\n",
+            "server.headers_with_underscores",
+            "\"drop\" or \"reject\" or \"allow\"",
+        );
+        assert_eq!(
+            ok("[server]\nheaders_with_underscores = \"reject\"\n")
+                .server
+                .headers_with_underscores,
+            UnderscoreHeaders::Reject
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_readable_files() {
+        let dir = TempDir::new();
+        dir.write("tls.crt", "cert");
+        dir.write("tls.key", "key");
+        one_error_in(
+            &dir,
+            "[server.tls]\ncert = \"tls.crt\"\n",
+            "server.tls.key",
+            "required",
+        );
+        one_error_in(
+            &dir,
+            "[server.tls]\ncert = \"tls.crt\"\nkey = \"nope.key\"\n",
+            "server.tls.key",
+            "cannot read",
+        );
+        one_error_in(
+            &dir,
+            "[server.tls]\ncert = \".\"\nkey = \"tls.key\"\n",
+            "server.tls.cert",
+            "directory",
+        );
+        let c = load_in(
+            &dir,
+            "[server.tls]\ncert = \"tls.crt\"\nkey = \"tls.key\"\n",
+        )
+        .expect("valid");
+        let tls = c.server.tls.expect("tls");
+        assert_eq!(tls.cert, dir.path().join("tls.crt"));
+        assert_eq!(tls.key, dir.path().join("tls.key"));
+    }
+
+    #[test]
+    fn admin_rules() {
+        one_error(
+            "[admin]\nlisten = \"nowhere\"\n",
+            "admin.listen",
+            "invalid socket address",
+        );
+        one_error(
+            "[server]\nlisten = [\"127.0.0.1:9000\"]\n[admin]\nlisten = \"127.0.0.1:9000\"\n",
+            "admin.listen",
+            "same address as server.listen[0]",
+        );
+        // Port 0 (tests) is never a clash.
+        ok("[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    }
+
+    #[test]
+    fn log_rules() {
+        one_error(
+            "[log]\nformat = \"xml\"\n",
+            "log.format",
+            "invalid value \"xml\"",
+        );
+        one_error(
+            "[log]\nlevel = \"wristband=loud\"\n",
+            "log.level",
+            "invalid log filter",
+        );
+        one_error("[log]\nlevel = \"\"\n", "log.level", "must not be empty");
+        let c = ok(
+            "[log]\nformat = \"pretty\"\nlevel = \"wristband=debug,hyper=warn\"\naccess_log = false\n",
+        );
+        assert_eq!(c.log.format, LogFormat::Pretty);
+        assert!(!c.log.access_log);
+    }
+
+    #[test]
+    fn store_rules() {
+        one_error(
+            "[store]\nkind = \"postgres\"\n",
+            "store.kind",
+            "\"memory\" or \"redis\"",
+        );
+        one_error("[store]\nkind = \"redis\"\n", "store.url", "needs url");
+        one_error(
+            "[store]\nkind = \"redis\"\nurl = \"\"\n",
+            "store.url",
+            "needs url",
+        );
+        one_error(
+            "[store]\nkind = \"redis\"\nurl = \"http://h:6379\"\n",
+            "store.url",
+            "redis://",
+        );
+        one_error(
+            "[store]\nkind = \"redis\"\nurl = \"redis://\"\n",
+            "store.url",
+            "no host",
+        );
+        one_error(
+            "[store]\ncommand_timeout = \"0s\"\n",
+            "store.command_timeout",
+            "greater than 0s",
+        );
+        one_error(
+            "[store]\nca_file = \"nope.pem\"\n",
+            "store.ca_file",
+            "cannot read",
+        );
+        for scheme in ["redis", "rediss", "redis-sentinel", "redis-cluster"] {
+            let c = ok(&format!(
+                "[store]\nkind = \"redis\"\nurl = \"{scheme}://h1:7000,h2:7001/x\"\n"
+            ));
+            assert_eq!(c.store.kind, StoreKind::Redis);
+            assert!(c.store.url.is_some());
+        }
+    }
+
+    #[test]
+    fn sessions_rules() {
+        one_error(
+            "[sessions]\ncodec = \"express\"\n",
+            "sessions.secrets",
+            "at least one secret",
+        );
+        one_error(
+            "[sessions]\ncodec = \"express\"\nsecrets = []\n",
+            "sessions.secrets",
+            "at least one secret",
+        );
+        one_error(
+            "[sessions]\ncodec = \"express\"\nsecrets = [\"\"]\n",
+            "sessions.secrets[0]",
+            "must not be empty",
+        );
+        one_error(
+            "[sessions]\ncodec = \"jwt\"\n",
+            "sessions.codec",
+            "\"plain\" or \"express\"",
+        );
+        one_error(
+            "[sessions]\ncookie = \"my sid\"\n",
+            "sessions.cookie",
+            "cookie name",
+        );
+        one_error(
+            "[sessions]\ncookie = \"a;b\"\n",
+            "sessions.cookie",
+            "cookie name",
+        );
+        one_error(
+            "[sessions]\nformat = \"xml\"\n",
+            "sessions.format",
+            "\"hash\" or \"json\"",
+        );
+        one_error(
+            "[sessions]\nuser_field = \"\"\n",
+            "sessions.user_field",
+            "must not be empty",
+        );
+        one_error(
+            "[sessions]\nformat = \"json\"\nuser_field = \"/a~2\"\n",
+            "sessions.user_field",
+            "JSON pointer",
+        );
+        one_error(
+            "[sessions]\nsliding_ttl = \"60s\"\n",
+            "sessions.sliding_ttl",
+            "more than 60s",
+        );
+        one_error(
+            "[sessions]\ncache_ttl = \"forever\"\n",
+            "sessions.cache_ttl",
+            "invalid duration",
+        );
+        let c = ok(
+            "[sessions]\ncodec = \"express\"\nsecrets = [\"s1\", \"s2\"]\nformat = \"json\"\n\
+                    user_field = \"/passport/user\"\nsliding_ttl = \"61s\"\ncache_ttl = \"5s\"\n\
+                    cookie = \"connect.sid\"\nlist_fields = [\"roles\"]\nforward_cookie = false\n",
+        );
+        let s = c.sessions.expect("sessions");
+        assert_eq!(s.secrets.len(), 2);
+        assert_eq!(s.sliding_ttl, Duration::from_secs(61));
+        assert_eq!(s.cookie, "connect.sid");
+        assert!(!s.forward_cookie);
+    }
+
+    #[test]
+    fn jwt_rules() {
+        one_error(
+            "[jwt]\nmax_token_bytes = 255\n",
+            "jwt.max_token_bytes",
+            "at least 256",
+        );
+        one_error("[jwt]\ncookie = \"a b\"\n", "jwt.cookie", "cookie name");
+        assert_eq!(ok("[jwt]\ncookie = \"\"\n").jwt.cookie, None);
+        assert_eq!(
+            ok("[jwt]\ncookie = \"token\"\n").jwt.cookie.as_deref(),
+            Some("token")
+        );
+    }
+
+    #[test]
+    fn provider_identity_rules() {
+        one_error(
+            "[[jwt.providers]]\nissuer = \"https://i\"\naudiences = [\"a\"]\n",
+            "jwt.providers[0].name",
+            "required",
+        );
+        one_error(
+            "[[jwt.providers]]\nname = \"p\"\naudiences = [\"a\"]\n",
+            "jwt.providers[0].issuer",
+            "required",
+        );
+        one_error(
+            &format!(
+                "{PROVIDER}[[jwt.providers]]\nname = \"p\"\nissuer = \"https://other\"\naudiences = [\"a\"]\n"
+            ),
+            "jwt.providers[1].name",
+            "duplicate provider name",
+        );
+        one_error(
+            &format!(
+                "{PROVIDER}[[jwt.providers]]\nname = \"q\"\nissuer = \"https://idp.example.com\"\naudiences = [\"a\"]\n"
+            ),
+            "jwt.providers[1].issuer",
+            "duplicate issuer",
+        );
+    }
+
+    #[test]
+    fn provider_key_source_rules() {
+        let dir = TempDir::new();
+        dir.write("jwks.json", "{}");
+        one_error_in(
+            &dir,
+            &provider("jwks_url = \"https://idp/jwks\"\njwks_file = \"jwks.json\""),
+            "jwt.providers[0].jwks_file",
+            "only one key source",
+        );
+        one_error_in(
+            &dir,
+            &provider("jwks_file = \"nope.json\""),
+            "jwt.providers[0].jwks_file",
+            "cannot read",
+        );
+        one_error(
+            "[[jwt.providers]]\nname = \"p\"\nissuer = \"http://idp.example.com\"\naudiences = [\"a\"]\n",
+            "jwt.providers[0].issuer",
+            "https",
+        );
+        one_error(
+            "[[jwt.providers]]\nname = \"p\"\nissuer = \"idp\"\naudiences = [\"a\"]\n",
+            "jwt.providers[0].issuer",
+            "OIDC discovery",
+        );
+        ok(
+            "[[jwt.providers]]\nname = \"p\"\nissuer = \"http://127.0.0.1:9000\"\naudiences = [\"a\"]\n",
+        );
+        one_error(
+            &provider("jwks_url = \"http://idp.example.com/jwks\""),
+            "jwt.providers[0].jwks_url",
+            "https",
+        );
+        for url in [
+            "http://localhost:1/jwks",
+            "http://127.0.0.2/jwks",
+            "http://[::1]:8/jwks",
+        ] {
+            let c = ok(&provider(&format!("jwks_url = \"{url}\"")));
+            assert!(matches!(&c.jwt.providers[0].key_source, KeySource::JwksUrl(u) if u == url));
+        }
+        let c = ok(&provider(
+            "hmac_secret = \"s\"\nalgorithms = [\"HS256\", \"HS512\"]",
+        ));
+        assert!(
+            matches!(&c.jwt.providers[0].key_source, KeySource::HmacSecret(s) if s.expose() == "s")
+        );
+        one_error(
+            &provider("hmac_secret = \"\"\nalgorithms = [\"HS256\"]"),
+            "jwt.providers[0].hmac_secret",
+            "must not be empty",
+        );
+        // The default RS256 cannot verify with an HMAC secret.
+        one_error(
+            &provider("hmac_secret = \"s\""),
+            "jwt.providers[0].algorithms",
+            "cannot be used with hmac_secret",
+        );
+    }
+
+    #[test]
+    fn provider_algorithm_and_audience_rules() {
+        one_error(
+            &provider("algorithms = [\"none\"]"),
+            "jwt.providers[0].algorithms[0]",
+            "never allowed",
+        );
+        one_error(
+            &provider("algorithms = [\"RS256\", \"NoNe\"]"),
+            "jwt.providers[0].algorithms[1]",
+            "never allowed",
+        );
+        one_error(
+            &provider("algorithms = [\"rs256\"]"),
+            "jwt.providers[0].algorithms[0]",
+            "unknown algorithm",
+        );
+        one_error(
+            &provider("algorithms = []"),
+            "jwt.providers[0].algorithms",
+            "at least one",
+        );
+        one_error(
+            &provider("algorithms = [\"HS256\"]"),
+            "jwt.providers[0].algorithms[0]",
+            "needs hmac_secret",
+        );
+        one_error(
+            &provider("jwks_url = \"https://idp/jwks\"\nalgorithms = [\"ES256\", \"HS384\"]"),
+            "jwt.providers[0].algorithms[1]",
+            "needs hmac_secret",
+        );
+        one_error(
+            &provider("hmac_secret = \"s\"\nalgorithms = [\"HS256\", \"RS256\"]"),
+            "jwt.providers[0].algorithms[1]",
+            "cannot be used",
+        );
+        let c = ok(&provider("algorithms = [\"ES256\", \"EdDSA\", \"PS512\"]"));
+        assert_eq!(
+            c.jwt.providers[0].algorithms,
+            vec![
+                JwtAlgorithm::ES256,
+                JwtAlgorithm::EdDSA,
+                JwtAlgorithm::PS512
+            ]
+        );
+
+        let base = "[[jwt.providers]]\nname = \"p\"\nissuer = \"https://i\"\n";
+        one_error(base, "jwt.providers[0].audiences", "required");
+        one_error(
+            &format!("{base}audiences = []\n"),
+            "jwt.providers[0].audiences",
+            "at least one",
+        );
+        one_error(
+            &format!("{base}audiences = [\"a\", \"\"]\n"),
+            "jwt.providers[0].audiences[1]",
+            "must not be empty",
+        );
+        one_error(
+            &provider("audience_claim = \"\""),
+            "jwt.providers[0].audience_claim",
+            "must not be empty",
+        );
+        assert_eq!(
+            ok(&provider("audience_claim = \"client_id\""))
+                .jwt
+                .providers[0]
+                .audience_claim,
+            "client_id"
+        );
+    }
+
+    #[test]
+    fn provider_timing_claims_and_files() {
+        let c = ok(&provider(
+            "max_token_lifetime = \"1h\"\nleeway = \"0s\"\nclaims = { token_use = \"access\", level = 3, ratio = 0.5, admin = true }",
+        ));
+        let p = &c.jwt.providers[0];
+        assert_eq!(p.max_token_lifetime, Some(Duration::from_secs(3600)));
+        assert_eq!(p.leeway, Duration::ZERO);
+        assert_eq!(p.claims["token_use"], serde_json::json!("access"));
+        assert_eq!(p.claims["level"], serde_json::json!(3));
+        assert_eq!(p.claims["ratio"], serde_json::json!(0.5));
+        assert_eq!(p.claims["admin"], serde_json::json!(true));
+        one_error(
+            &provider("claims = { groups = [\"a\"] }"),
+            "jwt.providers[0].claims.groups",
+            "string, integer, float or boolean",
+        );
+        one_error(
+            &provider("claims = { x = { y = 1 } }"),
+            "jwt.providers[0].claims.x",
+            "string, integer",
+        );
+        one_error(
+            &provider("refresh_interval = \"1m\"\nmin_refresh_interval = \"2m\""),
+            "jwt.providers[0].min_refresh_interval",
+            "must not exceed refresh_interval",
+        );
+        ok(&provider(
+            "refresh_interval = \"1m\"\nmin_refresh_interval = \"1m\"",
+        ));
+        one_error(
+            &provider("fetch_timeout = \"0s\""),
+            "jwt.providers[0].fetch_timeout",
+            "greater than 0s",
+        );
+        one_error(
+            &provider("ca_file = \"nope.pem\""),
+            "jwt.providers[0].ca_file",
+            "cannot read",
+        );
+        one_error(
+            &provider("max_stale = \"a while\""),
+            "jwt.providers[0].max_stale",
+            "invalid duration",
+        );
+    }
+
+    #[test]
+    fn upstream_rules() {
+        one_error(
+            "[[upstreams]]\ntargets = [\"http://h:1\"]\n",
+            "upstreams[0].name",
+            "required",
+        );
+        one_error(
+            &format!("{UPSTREAM}{UPSTREAM}"),
+            "upstreams[1].name",
+            "duplicate upstream name \"app\"",
+        );
+        one_error(
+            "[[upstreams]]\nname = \"a\"\n",
+            "upstreams[0].targets",
+            "required",
+        );
+        one_error(
+            "[[upstreams]]\nname = \"a\"\ntargets = []\n",
+            "upstreams[0].targets",
+            "at least one",
+        );
+        for (target, fragment) in [
+            ("ftp://h:1", "http:// or https://"),
+            ("127.0.0.1:3000", "http:// or https://"),
+            ("http://h:1/base", "path"),
+            ("http://h:1/?x=1", "path"),
+            ("http://user@h:1", "user info"),
+            ("http://", "valid URL"),
+        ] {
+            one_error(
+                &format!("[[upstreams]]\nname = \"a\"\ntargets = [\"{target}\"]\n"),
+                "upstreams[0].targets[0]",
+                fragment,
+            );
+        }
+        let c = ok(
+            "[[upstreams]]\nname = \"a\"\ntargets = [\"http://h\", \"https://h\", \"http://h:8/\", \"http://[::1]:9\"]\n",
+        );
+        let t: Vec<String> = c.upstreams[0]
+            .targets
+            .iter()
+            .map(|t| format!("{}://{}", t.scheme, t.authority))
+            .collect();
+        assert_eq!(
+            t,
+            vec![
+                "http://h:80",
+                "https://h:443",
+                "http://h:8",
+                "http://[::1]:9"
+            ]
+        );
+        assert_eq!(c.upstreams[0].targets[0].configured, "http://h");
+        one_error(
+            &format!("{UPSTREAM}balance = \"random\"\n"),
+            "upstreams[0].balance",
+            "\"round_robin\" or",
+        );
+        assert_eq!(
+            ok(&format!("{UPSTREAM}balance = \"user_hash\"\n")).upstreams[0].balance,
+            Balance::UserHash
+        );
+        one_error(
+            &format!("{UPSTREAM}retries = 6\n"),
+            "upstreams[0].retries",
+            "between 0 and 5",
+        );
+        one_error(
+            &format!("{UPSTREAM}retries = -1\n"),
+            "upstreams[0].retries",
+            "between 0 and 5",
+        );
+        assert_eq!(
+            ok(&format!("{UPSTREAM}retries = 5\n")).upstreams[0].retries,
+            5
+        );
+        one_error(
+            &format!("{UPSTREAM}connect_timeout = \"0s\"\n"),
+            "upstreams[0].connect_timeout",
+            "greater than 0s",
+        );
+        let hc = format!("{UPSTREAM}[upstreams.health_check]\n");
+        one_error(
+            &format!("{hc}path = \"healthz\"\n"),
+            "upstreams[0].health_check.path",
+            "start with \"/\"",
+        );
+        one_error(
+            &format!("{hc}interval = \"0s\"\n"),
+            "upstreams[0].health_check.interval",
+            "greater than 0s",
+        );
+        one_error(
+            &format!("{hc}unhealthy_after = 0\n"),
+            "upstreams[0].health_check.unhealthy_after",
+            "at least 1",
+        );
+        one_error(
+            &format!("{hc}healthy_after = 0\n"),
+            "upstreams[0].health_check.healthy_after",
+            "at least 1",
+        );
+    }
+
+    #[test]
+    fn route_paths() {
+        for (path, fragment) in [
+            ("api", "start with"),
+            ("/a/../b", "segments"),
+            ("/a/./b", "segments"),
+            ("/..", "segments"),
+            ("/a//b", "//"),
+            ("/a%2Fb", "%"),
+            ("/a?x", "?"),
+            ("/a#x", "#"),
+        ] {
+            one_error(
+                &route(&format!("path = \"{path}\"")),
+                "routes[0].path",
+                fragment,
+            );
+        }
+        assert_eq!(ok(&route("path = \"/api/\"")).routes[0].path, "/api");
+        assert_eq!(ok(&route("path = \"/\"")).routes[0].path, "/");
+        assert_eq!(ok(&route("path = \"/api/v1\"")).routes[0].name, "/api/v1");
+    }
+
+    #[test]
+    fn route_hosts_names_and_methods() {
+        for (host, fragment) in [
+            ("*", "\"*\" only"),
+            ("a.*.com", "\"*\" only"),
+            ("*.*.com", "\"*\" only"),
+            ("app.example.com:8080", "port"),
+            ("", "must not be empty"),
+            ("a..b", "host name"),
+        ] {
+            one_error(
+                &route(&format!("host = \"{host}\"")),
+                "routes[0].host",
+                fragment,
+            );
+        }
+        let c = ok(&route("host = \"*.Example.COM\"\npath = \"/x\""));
+        assert_eq!(
+            c.routes[0].host,
+            Some(HostPattern::Wildcard(".example.com".into()))
+        );
+        assert_eq!(c.routes[0].name, "*.example.com/x");
+        let c = ok(&route("host = \"App.Example.com\""));
+        assert_eq!(
+            c.routes[0].host,
+            Some(HostPattern::Exact("app.example.com".into()))
+        );
+        assert_eq!(c.routes[0].name, "app.example.com/");
+
+        one_error(&route("name = \"\""), "routes[0].name", "must not be empty");
+        one_error(
+            &format!(
+                "{}[[routes]]\nname = \"x\"\npath = \"/b\"\nupstream = \"app\"\n",
+                route("name = \"x\"")
+            ),
+            "routes[1].name",
+            "duplicate route name \"x\"",
+        );
+        // Same default name, different place: "a.com" + "/b" vs "a.com/b" can't clash, but
+        // two routes can be named like another's default.
+        one_error(
+            &format!(
+                "{}[[routes]]\npath = \"/api\"\nupstream = \"app\"\n",
+                route("name = \"/api\"\npath = \"/other\"")
+            ),
+            "routes[1].name",
+            "default name \"/api\"",
+        );
+        one_error(
+            &format!(
+                "{}[[routes]]\nname = \"b\"\npath = \"/api/\"\nupstream = \"app\"\n",
+                route("path = \"/api\"")
+            ),
+            "routes[1].path",
+            "same host and path as routes[0]",
+        );
+        ok(&format!(
+            "{}[[routes]]\nhost = \"a.com\"\nupstream = \"app\"\n",
+            route("")
+        ));
+
+        let c = ok(&route("methods = [\"get\", \"POST\", \"PROPFIND\"]"));
+        let m: Vec<&str> = c.routes[0].methods.iter().map(|m| m.as_str()).collect();
+        assert_eq!(m, vec!["GET", "POST", "PROPFIND"]);
+        one_error(
+            &route("methods = [\"GET\", \"get\"]"),
+            "routes[0].methods[1]",
+            "duplicate method",
+        );
+        one_error(
+            &route("methods = [\"G ET\"]"),
+            "routes[0].methods[0]",
+            "not a valid HTTP method",
+        );
+        one_error(
+            &route("methods = [\"\"]"),
+            "routes[0].methods[0]",
+            "not a valid HTTP method",
+        );
+    }
+
+    #[test]
+    fn route_upstream_auth_and_accept() {
+        one_error(
+            &format!("{UPSTREAM}[[routes]]\npath = \"/\"\n"),
+            "routes[0].upstream",
+            "required",
+        );
+        one_error(
+            &format!("{UPSTREAM}[[routes]]\nupstream = \"nope\"\n"),
+            "routes[0].upstream",
+            "no upstream named \"nope\"",
+        );
+        let two = "[[upstreams]]\nname = \"b\"\ntargets = [\"http://h:1\"]\n";
+        let c = ok(&format!("{two}{}", route("")));
+        assert_eq!(c.routes[0].upstream, 1);
+        assert_eq!(c.upstreams[1].name, "app");
+
+        one_error(
+            &route("auth = \"maybe\""),
+            "routes[0].auth",
+            "\"required\" or \"optional\" or \"public\"",
+        );
+        assert_eq!(
+            ok(&route("auth = \"optional\"")).routes[0].auth,
+            AuthMode::Optional
+        );
+
+        // Default accept: the configured kinds, jwt first.
+        assert!(ok(&route("")).routes[0].accept.is_empty());
+        assert_eq!(
+            ok(&format!("[sessions]\n{}", route(""))).routes[0].accept,
+            vec![CredentialKind::Session]
+        );
+        assert_eq!(
+            ok(&format!("{PROVIDER}{}", route(""))).routes[0].accept,
+            vec![CredentialKind::Jwt]
+        );
+        let both = format!("[sessions]\n{PROVIDER}");
+        assert_eq!(
+            ok(&format!(
+                "{both}{}",
+                route("accept = [\"session\", \"jwt\"]")
+            ))
+            .routes[0]
+                .accept,
+            vec![CredentialKind::Session, CredentialKind::Jwt]
+        );
+        one_error(
+            &format!("{PROVIDER}{}", route("accept = [\"session\"]")),
+            "routes[0].accept[0]",
+            "not configured",
+        );
+        one_error(
+            &format!("[sessions]\n{}", route("accept = [\"jwt\"]")),
+            "routes[0].accept[0]",
+            "not configured",
+        );
+        one_error(
+            &format!("{both}{}", route("accept = [\"basic\"]")),
+            "routes[0].accept[0]",
+            "\"jwt\" or \"session\"",
+        );
+        one_error(
+            &format!("{both}{}", route("accept = [\"jwt\", \"jwt\"]")),
+            "routes[0].accept[1]",
+            "duplicate",
+        );
+        one_error(
+            &format!("{both}{}", route("accept = []")),
+            "routes[0].accept",
+            "must not be empty",
+        );
+        let c = ok(&format!(
+            "{both}{}",
+            route("accept = []\nauth = \"public\"")
+        ));
+        assert!(c.routes[0].accept.is_empty());
+    }
+
+    #[test]
+    fn route_require_redirect_and_csrf() {
+        let c = ok(&route(
+            "require = { roles = [\"admin\", \"ops\"], token_use = \"access\" }",
+        ));
+        assert_eq!(c.routes[0].require["roles"], vec!["admin", "ops"]);
+        assert_eq!(c.routes[0].require["token_use"], vec!["access"]);
+        one_error(
+            &route("require = { roles = [] }"),
+            "routes[0].require.roles",
+            "at least one value",
+        );
+        one_error(
+            &route("require = { roles = [\"\"] }"),
+            "routes[0].require.roles[0]",
+            "must not be empty",
+        );
+        one_error(
+            &route("require = { roles = 3 }"),
+            "routes[0].require.roles",
+            "invalid type",
+        );
+        one_error(
+            &route("require = { roles = \"a\" }\nauth = \"public\""),
+            "routes[0].require",
+            "no effect",
+        );
+
+        one_error(
+            &route("on_unauthenticated = \"login\""),
+            "routes[0].on_unauthenticated",
+            "\"deny\" or \"redirect\"",
+        );
+        one_error(
+            &route("on_unauthenticated = \"redirect\""),
+            "routes[0].login_url",
+            "needs login_url",
+        );
+        one_error(
+            &route("on_unauthenticated = \"redirect\"\nlogin_url = \"\""),
+            "routes[0].login_url",
+            "needs login_url",
+        );
+        one_error(
+            &route("on_unauthenticated = \"redirect\"\nlogin_url = \"/login?rd={url}\""),
+            "routes[0].login_url",
+            "absolute",
+        );
+        one_error(
+            &route("on_unauthenticated = \"redirect\"\nlogin_url = \"ftp://login/\""),
+            "routes[0].login_url",
+            "absolute http",
+        );
+        let c = ok(&route(
+            "on_unauthenticated = \"redirect\"\nlogin_url = \"https://login.example.com/?rd={url}\"",
+        ));
+        assert_eq!(
+            c.routes[0].on_unauthenticated,
+            OnUnauthenticated::Redirect("https://login.example.com/?rd={url}".into())
+        );
+        // login_url without redirect is allowed (and unused).
+        assert_eq!(
+            ok(&route("login_url = \"https://l/\"")).routes[0].on_unauthenticated,
+            OnUnauthenticated::Deny
+        );
+
+        one_error(
+            &route("csrf = \"strict\""),
+            "routes[0].csrf",
+            "\"off\" or \"origin\"",
+        );
+        assert_eq!(ok(&route("csrf = \"origin\"")).routes[0].csrf, Csrf::Origin);
+    }
+
+    #[test]
+    fn identity_rules() {
+        let c = ok("[identity]\nstrip = [\"X-Internal-*\", \"x_user.name\"]\nheaders = {}\n");
+        assert_eq!(
+            c.identity.strip,
+            vec![
+                HeaderPattern::Prefix("x-internal-".into()),
+                HeaderPattern::Exact("x-user-name".into())
+            ]
+        );
+        assert!(c.identity.headers.is_empty());
+        one_error(
+            "[identity]\nstrip = [\"*\"]\n",
+            "identity.strip[0]",
+            "every header",
+        );
+        one_error(
+            "[identity]\nstrip = [\"X-*-A\"]\n",
+            "identity.strip[0]",
+            "only at the end",
+        );
+        one_error(
+            "[identity]\nstrip = [\"X A\"]\n",
+            "identity.strip[0]",
+            "header name",
+        );
+        one_error(
+            "[identity]\nstrip = [\"\"]\n",
+            "identity.strip[0]",
+            "must not be empty",
+        );
+
+        // File order, not alphabetical.
+        let c = ok(
+            "[identity]\nheaders = { \"X-User\" = \"sub\", \"X-Email\" = \"email\", \"A-Roles\" = \"roles\" }\n",
+        );
+        let h: Vec<(&str, &str)> = c
+            .identity
+            .headers
+            .iter()
+            .map(|(h, c)| (h.as_str(), c.as_str()))
+            .collect();
+        assert_eq!(
+            h,
+            vec![
+                ("x-user", "sub"),
+                ("x-email", "email"),
+                ("a-roles", "roles")
+            ]
+        );
+        one_error(
+            "[identity]\nheaders = { \"X User\" = \"sub\" }\n",
+            "identity.headers.\"X User\"",
+            "header name",
+        );
+        one_error(
+            "[identity]\nheaders = { \"X-User\" = \"\" }\n",
+            "identity.headers.X-User",
+            "must not be empty",
+        );
+        one_error(
+            "[identity]\nheaders = { \"X-User\" = \"sub\", \"x_user\" = \"email\" }\n",
+            "identity.headers.x_user",
+            "same header",
+        );
+    }
+
+    #[test]
+    fn assertion_rules() {
+        let dir = TempDir::new();
+        dir.write("assertion.pem", "pem");
+        one_error_in(
+            &dir,
+            "[identity.assertion]\n",
+            "identity.assertion.key_file",
+            "required",
+        );
+        one_error_in(
+            &dir,
+            "[identity.assertion]\nkey_file = \"nope.pem\"\n",
+            "identity.assertion.key_file",
+            "cannot read",
+        );
+        let base = "[identity.assertion]\nkey_file = \"assertion.pem\"\n";
+        one_error_in(
+            &dir,
+            &format!("{base}ttl = \"2h\"\n"),
+            "identity.assertion.ttl",
+            "at most 1h",
+        );
+        one_error_in(
+            &dir,
+            &format!("{base}ttl = \"0s\"\n"),
+            "identity.assertion.ttl",
+            "greater than 0s",
+        );
+        one_error_in(
+            &dir,
+            &format!("{base}header = \"X Assert\"\n"),
+            "identity.assertion.header",
+            "header name",
+        );
+        one_error_in(
+            &dir,
+            &format!("{base}issuer = \"\"\n"),
+            "identity.assertion.issuer",
+            "must not be empty",
+        );
+        let a = load_in(&dir, base)
+            .expect("valid")
+            .identity
+            .assertion
+            .expect("assertion");
+        assert_eq!(a.header.as_str(), "x-auth-assertion");
+        assert_eq!(a.key_file, dir.path().join("assertion.pem"));
+        assert_eq!(a.issuer, "wristband");
+        assert_eq!(a.ttl, Duration::from_secs(60));
+        let a = load_in(&dir, &format!("{base}ttl = \"1h\"\n"))
+            .expect("valid")
+            .identity
+            .assertion
+            .expect("a");
+        assert_eq!(a.ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn all_errors_are_collected_not_just_the_first() {
+        let errs = errors(&format!(
+            "[server]\nmax_connections = 0\nidle_timeout = \"x\"\n[log]\nformat = \"xml\"\n{UPSTREAM}retries = 9\n\
+             [[routes]]\nupstream = \"nope\"\npath = \"x\"\ncsrf = \"y\"\n"
+        ));
+        assert_eq!(errs.len(), 7, "{errs:#?}");
+    }
 }
