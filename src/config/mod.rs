@@ -7,9 +7,12 @@
 //! the position of every key and reports all errors at once, as
 //! `FILE:LINE:COL: key.path: message` (SPEC §2).
 
+mod diag;
 mod error;
 mod load;
 mod raw;
+#[cfg(test)]
+mod test_support;
 mod validate;
 
 use std::collections::BTreeMap;
