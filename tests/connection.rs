@@ -11,7 +11,8 @@ use common::{one_upstream, start_proxy, upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const PUBLIC: &str = "[[routes]]\nname = \"public\"\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n";
+const PUBLIC: &str =
+    "[[routes]]\nname = \"public\"\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n";
 
 /// Reads until the peer closes; `None` if it is still open after `wait`.
 async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
@@ -122,7 +123,11 @@ healthy_after = 2
     a.healthy.store(false, Ordering::SeqCst);
     let mut ejected = false;
     for _ in 0..100 {
-        if get(px.admin, "/metrics", &[]).await.text().contains(&gauge(a.addr, 0)) {
+        if get(px.admin, "/metrics", &[])
+            .await
+            .text()
+            .contains(&gauge(a.addr, 0))
+        {
             ejected = true;
             break;
         }
@@ -133,12 +138,20 @@ healthy_after = 2
     for _ in 0..10 {
         assert_eq!(get(px.addr, "/x", &[]).await.status, 200);
     }
-    assert_eq!(a.requests.load(Ordering::SeqCst), before, "ejected target got traffic");
+    assert_eq!(
+        a.requests.load(Ordering::SeqCst),
+        before,
+        "ejected target got traffic"
+    );
 
     a.healthy.store(true, Ordering::SeqCst);
     let mut readmitted = false;
     for _ in 0..100 {
-        if get(px.admin, "/metrics", &[]).await.text().contains(&gauge(a.addr, 1)) {
+        if get(px.admin, "/metrics", &[])
+            .await
+            .text()
+            .contains(&gauge(a.addr, 1))
+        {
             readmitted = true;
             break;
         }
@@ -148,7 +161,10 @@ healthy_after = 2
     for _ in 0..10 {
         assert_eq!(get(px.addr, "/x", &[]).await.status, 200);
     }
-    assert!(a.requests.load(Ordering::SeqCst) > before, "readmitted target got no traffic");
+    assert!(
+        a.requests.load(Ordering::SeqCst) > before,
+        "readmitted target got no traffic"
+    );
 }
 
 const WS_ROUTES: &str = r#"
@@ -177,7 +193,11 @@ async fn read_head(stream: &mut TcpStream) -> String {
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         let n = stream.read(&mut byte).await.expect("read");
-        assert!(n > 0, "closed mid-head: {:?}", String::from_utf8_lossy(&head));
+        assert!(
+            n > 0,
+            "closed mid-head: {:?}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     String::from_utf8_lossy(&head).into_owned()
@@ -194,7 +214,10 @@ async fn a_websocket_is_tunnelled_after_the_upstream_switches() {
         .expect("write");
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    stream.write_all(b"ping through the tunnel").await.expect("write");
+    stream
+        .write_all(b"ping through the tunnel")
+        .await
+        .expect("write");
     let mut buf = vec![0u8; 64];
     let mut got = Vec::new();
     while got.len() < 23 {
@@ -232,7 +255,11 @@ async fn a_refused_upgrade_keeps_the_connection_in_http_and_reauthenticates() {
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     let length: usize = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
         .expect("content-length");
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).await.expect("body");
@@ -282,7 +309,10 @@ async fn draining_finishes_requests_in_flight() {
     let report = px.shutdown().await;
     assert_eq!(report.cut_requests, 0);
     assert_eq!(slow.await.expect("task").status, 200);
-    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after drain");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after drain"
+    );
 }
 
 #[tokio::test]

@@ -67,7 +67,10 @@ async fn a_malformed_request_id_is_replaced_on_both_sides() {
     let reply = get(px.addr, "/public", &["X-Request-Id: bad id;drop"]).await;
     let to_client = reply.header("x-request-id").expect("id").to_owned();
     assert_eq!(to_client.len(), 32);
-    assert_eq!(reply.seen().header("x-request-id"), Some(to_client.as_str()));
+    assert_eq!(
+        reply.seen().header("x-request-id"),
+        Some(to_client.as_str())
+    );
     // Rejections carry it too.
     let reply = get(px.addr, "/nowhere", &[]).await;
     assert!(reply.header("x-request-id").is_some());
@@ -76,7 +79,11 @@ async fn a_malformed_request_id_is_replaced_on_both_sides() {
 #[tokio::test]
 async fn the_body_is_forwarded_to_the_upstream() {
     let up = upstream::echo().await;
-    let px = start_proxy(&one_upstream(up.addr, "[[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"")).await;
+    let px = start_proxy(&one_upstream(
+        up.addr,
+        "[[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"",
+    ))
+    .await;
     let body = vec![b'z'; 300_000];
     let head = format!(
         "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}",
@@ -108,12 +115,7 @@ async fn no_route_is_404_and_host_routes_do_not_leak_to_other_hosts() {
 async fn a_method_outside_the_route_is_405_with_allow_and_never_another_route() {
     let up = upstream::echo().await;
     let px = start_proxy(&one_upstream(up.addr, ROUTES)).await;
-    let reply = raw(
-        px.addr,
-        "DELETE /readonly/x HTTP/1.1\r\nHost: a",
-        b"",
-    )
-    .await;
+    let reply = raw(px.addr, "DELETE /readonly/x HTTP/1.1\r\nHost: a", b"").await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET, HEAD"));
     assert_eq!(reply.json()["error"], "method_not_allowed");
@@ -124,7 +126,12 @@ async fn a_method_outside_the_route_is_405_with_allow_and_never_another_route() 
 async fn a_required_route_without_credentials_is_401_and_never_forwarded() {
     let up = upstream::echo().await;
     let px = start_proxy(&one_upstream(up.addr, ROUTES)).await;
-    let reply = get(px.addr, "/admin/users", &["Authorization: Bearer abc.def.ghi"]).await;
+    let reply = get(
+        px.addr,
+        "/admin/users",
+        &["Authorization: Bearer abc.def.ghi"],
+    )
+    .await;
     assert_eq!(reply.status, 401);
     assert!(
         reply
@@ -260,7 +267,13 @@ async fn hop_by_hop_headers_are_not_forwarded() {
     )
     .await
     .seen();
-    for name in ["keep-alive", "te", "proxy-authorization", "proxy-connection", "upgrade"] {
+    for name in [
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "proxy-connection",
+        "upgrade",
+    ] {
         assert!(seen.header(name).is_none(), "{name} was forwarded");
     }
 }
@@ -349,9 +362,8 @@ auth = "public"
     }
     assert_eq!(up.requests.load(Ordering::SeqCst), 6);
     let metrics = get(px.admin, "/metrics", &[]).await.text();
-    let line = format!(
-        "wristband_upstream_healthy{{upstream=\"app\",target=\"http://{dead_addr}\"}} 0"
-    );
+    let line =
+        format!("wristband_upstream_healthy{{upstream=\"app\",target=\"http://{dead_addr}\"}} 0");
     assert!(metrics.contains(&line), "{metrics}");
 }
 
@@ -378,7 +390,12 @@ auth = "public"
     );
     let px = start_proxy(&toml).await;
     // Round robin starts at the dead target.
-    let reply = raw(px.addr, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3", b"abc").await;
+    let reply = raw(
+        px.addr,
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 3",
+        b"abc",
+    )
+    .await;
     assert_eq!(reply.status, 502);
     assert_eq!(up.requests.load(Ordering::SeqCst), 0);
 }

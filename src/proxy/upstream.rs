@@ -168,9 +168,7 @@ impl Upstream {
         mut body: Option<Incoming>,
         build: impl Fn(&Target, UpstreamBody) -> Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, &TargetState), Rejection> {
-        let body_is_empty = body
-            .as_ref()
-            .is_none_or(hyper::body::Body::is_end_stream);
+        let body_is_empty = body.as_ref().is_none_or(hyper::body::Body::is_end_stream);
         let retryable = method.is_idempotent() && body_is_empty;
         let attempts = if retryable {
             1 + self.config.retries

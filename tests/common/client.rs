@@ -37,7 +37,12 @@ impl Reply {
 
     /// What the echo upstream saw.
     pub fn seen(&self) -> super::upstream::Seen {
-        assert_eq!(self.status, 200, "expected the upstream's echo: {}", self.text());
+        assert_eq!(
+            self.status,
+            200,
+            "expected the upstream's echo: {}",
+            self.text()
+        );
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not an echo ({e}): {}", self.text()))
     }
@@ -48,16 +53,27 @@ impl Reply {
 /// the whole response.
 pub async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut request = head.trim_end().replace('\n', "\r\n").replace("\r\r\n", "\r\n");
+    let mut request = head
+        .trim_end()
+        .replace('\n', "\r\n")
+        .replace("\r\r\n", "\r\n");
     request.push_str("\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write head");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write head");
     stream.write_all(body).await.expect("write body");
     let mut bytes = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut bytes))
         .await
         .expect("response within 20s")
         .expect("read");
-    parse(&bytes).unwrap_or_else(|| panic!("unparseable response: {:?}", String::from_utf8_lossy(&bytes)))
+    parse(&bytes).unwrap_or_else(|| {
+        panic!(
+            "unparseable response: {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
 }
 
 /// `GET path` with extra header lines (`"Name: value"`).
@@ -85,7 +101,11 @@ pub fn parse(bytes: &[u8]) -> Option<Reply> {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
     Some(Reply {
         status,
         headers,

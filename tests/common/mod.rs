@@ -52,11 +52,7 @@ pub fn parse(toml: &str) -> Config {
 fn with_ephemeral_listeners(toml: &str) -> String {
     let mut text = String::new();
     if toml.contains("[server]") {
-        text.push_str(&toml.replacen(
-            "[server]",
-            "[server]\nlisten = [\"127.0.0.1:0\"]",
-            1,
-        ));
+        text.push_str(&toml.replacen("[server]", "[server]\nlisten = [\"127.0.0.1:0\"]", 1));
     } else {
         text.push_str("[server]\nlisten = [\"127.0.0.1:0\"]\n");
         text.push_str(toml);

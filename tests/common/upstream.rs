@@ -191,7 +191,8 @@ async fn answer(
 fn futures_lite_stream(
     total: usize,
     chunk: Bytes,
-) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static {
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static
+{
     struct Chunks {
         left: usize,
         chunk: Bytes,

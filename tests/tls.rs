@@ -1,0 +1,123 @@
+//! HTTPS on the client listener: HTTP/2 and HTTP/1.1 chosen by ALPN, and
+//! `X-Forwarded-Proto: https` upstream.
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use common::{one_upstream, start_proxy, upstream};
+
+struct Pki {
+    dir: std::path::PathBuf,
+    cert_der: rustls::pki_types::CertificateDer<'static>,
+}
+
+fn make_pki(name: &str) -> Pki {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("self-signed cert");
+    let dir = std::env::temp_dir().join(format!("wristband-tls-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("tls.crt"), certified.cert.pem()).expect("cert");
+    std::fs::write(dir.join("tls.key"), certified.signing_key.serialize_pem()).expect("key");
+    Pki {
+        dir,
+        cert_der: certified.cert.der().clone(),
+    }
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    pki: &Pki,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.cert_der.clone()).expect("root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    connector
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("TLS handshake")
+}
+
+fn tls_config(pki: &Pki, upstream: std::net::SocketAddr) -> String {
+    format!(
+        "[server]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
+        pki.dir.join("tls.crt").display(),
+        pki.dir.join("tls.key").display(),
+        one_upstream(
+            upstream,
+            "[[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\""
+        )
+    )
+}
+
+#[tokio::test]
+async fn http2_over_tls_is_negotiated_by_alpn() {
+    let pki = make_pki("h2");
+    let up = upstream::echo().await;
+    let px = start_proxy(&tls_config(&pki, up.addr)).await;
+    let tls = connect(px.addr, &pki, b"h2").await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let request = http::Request::get("https://localhost/over/h2?x=1")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let seen: serde_json::Value = serde_json::from_slice(&body).expect("echo");
+    assert_eq!(seen["uri"], "/over/h2?x=1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"][0], "https");
+    assert_eq!(seen["headers"]["host"][0], "localhost");
+}
+
+#[tokio::test]
+async fn http1_over_tls_still_works() {
+    let pki = make_pki("h1");
+    let up = upstream::echo().await;
+    let px = start_proxy(&tls_config(&pki, up.addr)).await;
+    let tls = connect(px.addr, &pki, b"http/1.1").await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    let request = http::Request::get("/over/h1")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), 200);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let seen: serde_json::Value = serde_json::from_slice(&body).expect("echo");
+    assert_eq!(seen["headers"]["x-forwarded-proto"][0], "https");
+}
