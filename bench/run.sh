@@ -37,6 +37,7 @@ case $LAYOUT in
     both) LAYOUTS=(pinned unpinned) ;;
     *) die "LAYOUT must be pinned, unpinned or both (got '$LAYOUT')" ;;
 esac
+case $BUILD in auto | always | never) ;; *) die "BUILD must be auto, always or never (got '$BUILD')" ;; esac
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 for t in $TARGETS; do
     case $t in direct | nginx | wristband) ;; *) die "unknown target '$t' in TARGETS" ;; esac

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::client::{get, parse};
-use common::{one_upstream, start_proxy, upstream};
+use common::{one_upstream, start_proxy, upstream, with_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -26,9 +26,9 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let up = upstream::echo().await;
-    let toml = format!(
-        "[server]\nheader_read_timeout = \"300ms\"\n{}",
-        one_upstream(up.addr, PUBLIC)
+    let toml = with_server(
+        "header_read_timeout = \"300ms\"",
+        &one_upstream(up.addr, PUBLIC),
     );
     let px = start_proxy(&toml).await;
     let mut stream = TcpStream::connect(px.addr).await.expect("connect");
@@ -44,10 +44,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let up = upstream::echo().await;
-    let toml = format!(
-        "[server]\nidle_timeout = \"400ms\"\n{}",
-        one_upstream(up.addr, PUBLIC)
-    );
+    let toml = with_server("idle_timeout = \"400ms\"", &one_upstream(up.addr, PUBLIC));
     let px = start_proxy(&toml).await;
     let mut stream = TcpStream::connect(px.addr).await.expect("connect");
     stream
@@ -65,10 +62,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 #[tokio::test]
 async fn at_max_connections_the_listener_waits_for_a_free_slot() {
     let up = upstream::echo().await;
-    let toml = format!(
-        "[server]\nmax_connections = 1\n{}",
-        one_upstream(up.addr, PUBLIC)
-    );
+    let toml = with_server("max_connections = 1", &one_upstream(up.addr, PUBLIC));
     let px = start_proxy(&toml).await;
     let mut first = TcpStream::connect(px.addr).await.expect("connect");
     first
@@ -318,10 +312,7 @@ async fn draining_finishes_requests_in_flight() {
 #[tokio::test]
 async fn draining_cuts_what_outlives_the_grace() {
     let up = upstream::echo().await;
-    let toml = format!(
-        "[server]\nshutdown_grace = \"200ms\"\n{}",
-        one_upstream(up.addr, PUBLIC)
-    );
+    let toml = with_server("shutdown_grace = \"200ms\"", &one_upstream(up.addr, PUBLIC));
     let px = start_proxy(&toml).await;
     let addr = px.addr;
     let _slow = tokio::spawn(async move { get(addr, "/slow/5000", &[]).await });

@@ -4,8 +4,10 @@
 mod common;
 
 use common::client::{get, raw};
-use common::{one_upstream, start_proxy, upstream};
+use common::{closed_port, one_upstream, start_proxy, upstream, upstream_toml, with_server};
 use std::sync::atomic::Ordering;
+
+const CATCH_ALL: &str = "[[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"";
 
 const ROUTES: &str = r#"
 [[routes]]
@@ -79,11 +81,7 @@ async fn a_malformed_request_id_is_replaced_on_both_sides() {
 #[tokio::test]
 async fn the_body_is_forwarded_to_the_upstream() {
     let up = upstream::echo().await;
-    let px = start_proxy(&one_upstream(
-        up.addr,
-        "[[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"",
-    ))
-    .await;
+    let px = start_proxy(&one_upstream(up.addr, CATCH_ALL)).await;
     let body = vec![b'z'; 300_000];
     let head = format!(
         "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}",
@@ -239,9 +237,9 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
 #[tokio::test]
 async fn underscore_headers_can_be_rejected() {
     let up = upstream::echo().await;
-    let toml = format!(
-        "[server]\nheaders_with_underscores = \"reject\"\n{}",
-        one_upstream(up.addr, ROUTES)
+    let toml = with_server(
+        "headers_with_underscores = \"reject\"",
+        &one_upstream(up.addr, ROUTES),
     );
     let px = start_proxy(&toml).await;
     let reply = get(px.addr, "/public", &["X_Auth_User: admin"]).await;
@@ -281,10 +279,7 @@ async fn hop_by_hop_headers_are_not_forwarded() {
 #[tokio::test]
 async fn oversized_headers_are_431() {
     let up = upstream::echo().await;
-    let toml = format!(
-        "[server]\nmax_header_bytes = 2048\n{}",
-        one_upstream(up.addr, ROUTES)
-    );
+    let toml = with_server("max_header_bytes = 2048", &one_upstream(up.addr, ROUTES));
     let px = start_proxy(&toml).await;
     let big = format!("X-Big: {}", "a".repeat(4000));
     let reply = get(px.addr, "/public", &[&big]).await;
@@ -301,10 +296,7 @@ async fn oversized_headers_are_431() {
 
 #[tokio::test]
 async fn a_refused_upstream_is_502() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = dead.local_addr().expect("addr");
-    drop(dead);
-    let px = start_proxy(&one_upstream(addr, ROUTES)).await;
+    let px = start_proxy(&one_upstream(closed_port(), ROUTES)).await;
     let reply = get(px.addr, "/public", &[]).await;
     assert_eq!(reply.status, 502);
     assert_eq!(reply.json()["error"], "bad_gateway");
@@ -313,22 +305,12 @@ async fn a_refused_upstream_is_502() {
 #[tokio::test]
 async fn a_slow_upstream_is_504() {
     let up = upstream::echo().await;
-    let toml = format!(
-        r#"
-[log]
-access_log = false
-[[upstreams]]
-name = "app"
-targets = ["http://{}"]
-response_timeout = "200ms"
-[[routes]]
-path = "/"
-upstream = "app"
-auth = "public"
-"#,
-        up.addr
-    );
-    let px = start_proxy(&toml).await;
+    let px = start_proxy(&upstream_toml(
+        &[up.addr],
+        "response_timeout = \"200ms\"",
+        CATCH_ALL,
+    ))
+    .await;
     let reply = get(px.addr, "/slow/3000", &[]).await;
     assert_eq!(reply.status, 504);
     assert_eq!(reply.json()["error"], "gateway_timeout");
@@ -338,57 +320,26 @@ auth = "public"
 #[tokio::test]
 async fn a_refused_target_is_retried_on_another_and_ejected() {
     let up = upstream::echo().await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead_addr = dead.local_addr().expect("addr");
-    drop(dead);
-    let toml = format!(
-        r#"
-[log]
-access_log = false
-[[upstreams]]
-name = "app"
-targets = ["http://{dead_addr}", "http://{}"]
-retries = 1
-[[routes]]
-path = "/"
-upstream = "app"
-auth = "public"
-"#,
-        up.addr
-    );
-    let px = start_proxy(&toml).await;
+    let dead = closed_port();
+    let px = start_proxy(&upstream_toml(&[dead, up.addr], "retries = 1", CATCH_ALL)).await;
     for _ in 0..6 {
         assert_eq!(get(px.addr, "/x", &[]).await.status, 200);
     }
     assert_eq!(up.requests.load(Ordering::SeqCst), 6);
     let metrics = get(px.admin, "/metrics", &[]).await.text();
-    let line =
-        format!("wristband_upstream_healthy{{upstream=\"app\",target=\"http://{dead_addr}\"}} 0");
+    let line = format!("wristband_upstream_healthy{{upstream=\"app\",target=\"http://{dead}\"}} 0");
     assert!(metrics.contains(&line), "{metrics}");
 }
 
 #[tokio::test]
 async fn a_post_with_a_body_is_not_retried() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let dead_addr = dead.local_addr().expect("addr");
-    drop(dead);
     let up = upstream::echo().await;
-    let toml = format!(
-        r#"
-[log]
-access_log = false
-[[upstreams]]
-name = "app"
-targets = ["http://{dead_addr}", "http://{}"]
-retries = 1
-[[routes]]
-path = "/"
-upstream = "app"
-auth = "public"
-"#,
-        up.addr
-    );
-    let px = start_proxy(&toml).await;
+    let px = start_proxy(&upstream_toml(
+        &[closed_port(), up.addr],
+        "retries = 1",
+        CATCH_ALL,
+    ))
+    .await;
     // Round robin starts at the dead target.
     let reply = raw(
         px.addr,

@@ -63,13 +63,15 @@ pub fn has_underscore_header(headers: &HeaderMap) -> bool {
     headers.keys().any(|name| name.as_str().contains('_'))
 }
 
-fn remove_underscore_headers(headers: &mut HeaderMap) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().contains('_'))
-        .cloned()
-        .collect();
-    for name in doomed {
+/// Removes every header whose name `doomed` picks. `HeaderMap` has no
+/// `retain`; the names are collected only when something matches, so the
+/// common case allocates nothing.
+pub fn remove_matching(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    if !headers.keys().any(&doomed) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
+    for name in names {
         headers.remove(&name);
     }
 }
@@ -105,14 +107,7 @@ fn set_forwarded(headers: &mut HeaderMap, client: &Client<'_>) {
             headers.insert(&X_FORWARDED_FOR, v);
         }
     } else {
-        let doomed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|name| name.as_str().starts_with("x-forwarded-"))
-            .cloned()
-            .collect();
-        for name in doomed {
-            headers.remove(&name);
-        }
+        remove_matching(headers, |name| name.as_str().starts_with("x-forwarded-"));
         if let Ok(v) = HeaderValue::from_str(&ip) {
             headers.insert(&X_FORWARDED_FOR, v);
         }
@@ -145,7 +140,7 @@ pub fn build_upstream_headers(
 ) {
     identity_headers.strip(headers);
     if underscores == UnderscoreHeaders::Drop {
-        remove_underscore_headers(headers);
+        remove_matching(headers, |name| name.as_str().contains('_'));
     }
     set_forwarded(headers, client);
     headers.insert(&X_REQUEST_ID, client.request_id.clone());

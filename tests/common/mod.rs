@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod process;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -75,8 +76,10 @@ pub async fn start_proxy(toml: &str) -> TestProxy {
     }
 }
 
-/// A config with one upstream `app` and the given routes appended.
-pub fn one_upstream(target: SocketAddr, routes: &str) -> String {
+/// A config with one upstream `app` over `targets` (plus `upstream_keys`
+/// in its table) and the given routes appended.
+pub fn upstream_toml(targets: &[SocketAddr], upstream_keys: &str, routes: &str) -> String {
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"http://{t}\"")).collect();
     format!(
         r#"
 [log]
@@ -84,9 +87,27 @@ access_log = false
 
 [[upstreams]]
 name = "app"
-targets = ["http://{target}"]
+targets = [{targets}]
+{upstream_keys}
 
 {routes}
-"#
+"#,
+        targets = targets.join(", ")
     )
+}
+
+/// A config with one upstream `app` and the given routes appended.
+pub fn one_upstream(target: SocketAddr, routes: &str) -> String {
+    upstream_toml(&[target], "", routes)
+}
+
+/// Prepends a `[server]` table with `keys` to a config.
+pub fn with_server(keys: &str, rest: &str) -> String {
+    format!("[server]\n{keys}\n{rest}")
+}
+
+/// A loopback address where nothing listens.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
 }
