@@ -350,3 +350,16 @@ async fn a_post_with_a_body_is_not_retried() {
     assert_eq!(reply.status, 502);
     assert_eq!(up.requests.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_missing_or_doubled_host_is_400() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, CATCH_ALL)).await;
+    let reply = raw(px.addr, "GET / HTTP/1.1", b"").await;
+    assert_eq!(reply.status, 400, "HTTP/1.1 without Host");
+    let reply = raw(px.addr, "GET / HTTP/1.1\r\nHost: a\r\nHost: b", b"").await;
+    assert_eq!(reply.status, 400, "two Hosts");
+    let reply = raw(px.addr, "GET / HTTP/1.0", b"").await;
+    assert_eq!(reply.status, 200, "HTTP/1.0 may omit Host");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 1);
+}

@@ -195,7 +195,7 @@ impl Proxy {
     ) -> Result<Response<ResponseBody>, Rejection> {
         let config = &gateway.config;
         let (mut parts, body) = req.into_parts();
-        check_header_limits(&parts, config)?;
+        check_head(&parts, config)?;
 
         // Route: the normalized path is what policy sees and what is forwarded.
         let path = normalize_path(parts.uri.path()).map_err(BadRequest::Path)?;
@@ -319,8 +319,16 @@ fn client_host(parts: &Parts) -> Option<HeaderValue> {
     parts.headers.get(HOST).cloned()
 }
 
-/// `server.max_header_bytes` (431) and `headers_with_underscores = "reject"`.
-fn check_header_limits(parts: &Parts, config: &Config) -> Result<(), Rejection> {
+/// `server.max_header_bytes` (431), `headers_with_underscores = "reject"`,
+/// and the Host rules of RFC 9112 §3.2: an HTTP/1.1 request needs exactly
+/// one Host (unless its target is absolute), since two proxies that read
+/// different Hosts would route one request two ways.
+fn check_head(parts: &Parts, config: &Config) -> Result<(), Rejection> {
+    let hosts = parts.headers.get_all(HOST).iter().count();
+    let host_required = parts.version == Version::HTTP_11 && parts.uri.authority().is_none();
+    if hosts > 1 || (host_required && hosts == 0) {
+        return Err(Rejection::BadRequest(BadRequest::Host));
+    }
     let size: usize = parts
         .headers
         .iter()
