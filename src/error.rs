@@ -88,6 +88,19 @@ impl From<BadRequest> for Rejection {
     }
 }
 
+/// An error with every cause, for log lines: "connect failed: tcp connect
+/// error: Connection refused".
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 /// What the client gets for a rejection: the JSON body plus headers.
 pub type ProxyBody = Full<Bytes>;
 

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod client_tls;
 pub mod config;
 pub mod demo;
 pub mod error;

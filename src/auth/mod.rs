@@ -1,19 +1,28 @@
 //! Authentication: who is calling (SPEC §1, §3 "Authentication order").
 //!
-//! The route's `accept` kinds are tried in order; the first valid credential
-//! wins. The credential kinds themselves (`jwt`, `session`) are filled in by
-//! their own modules; until a kind is wired in it never yields an identity, so
-//! a `required` route fails closed with 401 (guarantee 1).
+//! The route's `accept` kinds are tried in order; every kind whose credential
+//! is present is checked, and the first valid one gives the identity. When
+//! none is valid: 503 if a kind could not be checked because its keys or
+//! store were unavailable, else 401 — `invalid_token` if a JWT was among the
+//! invalid credentials, `invalid_session` for a session, `unauthenticated`
+//! when nothing was presented. `optional` routes never reject; `public`
+//! routes never look.
 
+pub mod credentials;
+pub mod jwt;
 pub mod policy;
 
+use std::sync::Arc;
+
+use http::HeaderMap;
 use http::request::Parts;
 
-use crate::config::{AuthMode, RouteConfig};
+use crate::config::{AuthMode, Config, CredentialKind, RouteConfig};
 use crate::error::Rejection;
 use crate::identity::Identity;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::AuthLabels;
+use jwt::{Invalid, JwtAuth, JwtError};
 
 /// What authentication concluded, before policy.
 #[derive(Debug)]
@@ -34,26 +43,161 @@ impl Authenticated {
     }
 }
 
-/// Runs the route's credential kinds in order.
-pub async fn authenticate(
-    route: &RouteConfig,
-    _parts: &Parts,
-    metrics: &Metrics,
-) -> Result<Authenticated, Rejection> {
-    match route.auth {
-        AuthMode::Public => Ok(Authenticated::NotChecked),
-        AuthMode::Optional => Ok(Authenticated::Anonymous),
-        AuthMode::Required => {
-            // No credential kind is able to vouch for anyone yet: fail closed.
-            metrics
-                .auth
-                .get_or_create(&AuthLabels {
-                    route: route.name.clone(),
-                    kind: "none",
-                    outcome: "missing",
-                })
-                .inc();
-            Err(Rejection::Unauthenticated { redirect: None })
+/// The credential kinds of one config.
+pub struct Authenticator {
+    pub jwt: Option<Arc<JwtAuth>>,
+    metrics: Arc<Metrics>,
+}
+
+/// What the kinds that did not vouch for the caller said.
+#[derive(Default)]
+struct Failures {
+    jwt_invalid: Option<Invalid>,
+    session_invalid: bool,
+    unavailable: Option<String>,
+}
+
+impl Authenticator {
+    pub fn new(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Self> {
+        Ok(Authenticator {
+            jwt: JwtAuth::new(&config.jwt, metrics)?,
+            metrics: metrics.clone(),
+        })
+    }
+
+    /// No credential kind at all (tests of the stages around this one).
+    pub fn disabled(metrics: Arc<Metrics>) -> Self {
+        Authenticator { jwt: None, metrics }
+    }
+
+    /// The names of providers without usable keys, for `/readyz`.
+    pub fn not_ready(&self) -> Vec<String> {
+        self.jwt
+            .iter()
+            .flat_map(|jwt| jwt.providers.iter())
+            .filter(|p| !p.has_keys())
+            .map(|p| format!("jwt provider {}", p.config.name))
+            .collect()
+    }
+
+    /// Refreshes gauges that are computed, not counted.
+    pub fn export_gauges(&self) {
+        for provider in self.jwt.iter().flat_map(|jwt| jwt.providers.iter()) {
+            provider.export_age();
         }
+    }
+
+    /// Runs the route's credential kinds in order.
+    pub async fn authenticate(
+        &self,
+        route: &RouteConfig,
+        parts: &Parts,
+    ) -> Result<Authenticated, Rejection> {
+        if route.auth == AuthMode::Public {
+            return Ok(Authenticated::NotChecked);
+        }
+        let mut failures = Failures::default();
+        let mut presented = false;
+        for kind in &route.accept {
+            match kind {
+                CredentialKind::Jwt => {
+                    let Some(jwt) = &self.jwt else { continue };
+                    let token = match jwt.token(&parts.headers) {
+                        Ok(Some(token)) => token,
+                        Ok(None) => continue,
+                        Err(ambiguous) => {
+                            // Never guess which of two credentials counts.
+                            self.count(route, *kind, "invalid");
+                            if route.auth == AuthMode::Required {
+                                return Err(ambiguous);
+                            }
+                            continue;
+                        }
+                    };
+                    presented = true;
+                    match jwt.verify(token).await {
+                        Ok(identity) => {
+                            self.count(route, *kind, "ok");
+                            return Ok(Authenticated::Caller(identity));
+                        }
+                        Err(JwtError::Invalid(reason)) => {
+                            let outcome = if reason == Invalid::Expired {
+                                "expired"
+                            } else {
+                                "invalid"
+                            };
+                            self.count(route, *kind, outcome);
+                            tracing::debug!(route = %route.name, %reason, "JWT refused");
+                            failures.jwt_invalid.get_or_insert(reason);
+                        }
+                        Err(JwtError::Unavailable(reason)) => {
+                            self.count(route, *kind, "unavailable");
+                            failures.unavailable.get_or_insert(reason);
+                        }
+                    }
+                }
+                // Session authentication is built by its own issue; until
+                // then a session cookie never vouches for anyone.
+                CredentialKind::Session => {}
+            }
+        }
+        if route.auth == AuthMode::Optional {
+            return Ok(Authenticated::Anonymous);
+        }
+        if !presented {
+            self.count_kinds(route, "missing");
+        }
+        Err(failures.into_rejection())
+    }
+
+    /// `forward_token = false` / `forward_cookie = false`.
+    pub fn remove_unforwarded_credentials(&self, headers: &mut HeaderMap) {
+        if let Some(jwt) = &self.jwt {
+            jwt.remove_token(headers);
+        }
+    }
+
+    fn count(&self, route: &RouteConfig, kind: CredentialKind, outcome: &'static str) {
+        self.metrics
+            .auth
+            .get_or_create(&AuthLabels {
+                route: route.name.clone(),
+                kind: kind.as_str(),
+                outcome,
+            })
+            .inc();
+    }
+
+    fn count_kinds(&self, route: &RouteConfig, outcome: &'static str) {
+        let kind = route.accept.first().map_or("none", |k| k.as_str());
+        self.metrics
+            .auth
+            .get_or_create(&AuthLabels {
+                route: route.name.clone(),
+                kind,
+                outcome,
+            })
+            .inc();
+    }
+}
+
+impl Failures {
+    fn into_rejection(self) -> Rejection {
+        if let Some(reason) = self.unavailable {
+            return Rejection::Unavailable(reason);
+        }
+        if let Some(reason) = self.jwt_invalid {
+            return Rejection::InvalidToken {
+                reason: reason.to_string(),
+                redirect: None,
+            };
+        }
+        if self.session_invalid {
+            return Rejection::InvalidSession {
+                reason: "session not valid".into(),
+                redirect: None,
+            };
+        }
+        Rejection::Unauthenticated { redirect: None }
     }
 }

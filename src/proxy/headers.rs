@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::auth::Authenticator;
 use crate::config::UnderscoreHeaders;
 use crate::identity::{Identity, IdentityHeaders};
 
@@ -134,11 +135,13 @@ fn set_forwarded(headers: &mut HeaderMap, client: &Client<'_>) {
 pub fn build_upstream_headers(
     headers: &mut HeaderMap,
     identity_headers: &IdentityHeaders,
+    auth: &Authenticator,
     underscores: UnderscoreHeaders,
     client: &Client<'_>,
     identity: Option<&Identity>,
 ) {
     identity_headers.strip(headers);
+    auth.remove_unforwarded_credentials(headers);
     if underscores == UnderscoreHeaders::Drop {
         remove_matching(headers, |name| name.as_str().contains('_'));
     }
@@ -256,6 +259,7 @@ mod tests {
         build_upstream_headers(
             &mut headers,
             &identity_headers(),
+            &Authenticator::disabled(Default::default()),
             UnderscoreHeaders::Drop,
             &client,
             Some(&identity),
@@ -288,6 +292,7 @@ mod tests {
         build_upstream_headers(
             &mut headers,
             &identity_headers(),
+            &Authenticator::disabled(Default::default()),
             UnderscoreHeaders::Allow,
             &client,
             None,

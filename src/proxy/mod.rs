@@ -22,7 +22,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
-use crate::auth::{self, Authenticated};
+use crate::auth::{self, Authenticated, Authenticator};
 use crate::config::{Config, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
 use crate::identity::IdentityHeaders;
@@ -42,6 +42,7 @@ pub struct Gateway {
     router: Router,
     pub upstreams: Vec<Arc<Upstream>>,
     identity: Arc<IdentityHeaders>,
+    pub auth: Authenticator,
     /// Per route: the `Allow` value for 405s (empty `methods`: no 405).
     allow: Vec<Option<HeaderValue>>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -50,7 +51,7 @@ pub struct Gateway {
 impl Gateway {
     /// Builds the runtime state and starts the health checkers. Must run
     /// inside the tokio runtime.
-    pub fn new(config: Config, metrics: &Metrics) -> anyhow::Result<Arc<Gateway>> {
+    pub fn new(config: Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Gateway>> {
         let tls = match &config.server.tls {
             Some(tls) => Some(crate::server::tls::acceptor(tls)?),
             None => None,
@@ -75,6 +76,7 @@ impl Gateway {
             })
             .collect();
         Ok(Arc::new(Gateway {
+            auth: Authenticator::new(&config, metrics)?,
             router: Router::new(&config.routes),
             identity: IdentityHeaders::new(&config.identity),
             upstreams,
@@ -220,7 +222,7 @@ impl Proxy {
         let upgrade = headers::remove_hop_by_hop(&mut parts.headers);
 
         // Authenticate, then authorize.
-        let authenticated = auth::authenticate(route, &parts, &self.metrics).await?;
+        let authenticated = gateway.auth.authenticate(route, &parts).await?;
         let authenticated = auth::policy::authorize(route, authenticated)?;
         log.auth = match &authenticated {
             Authenticated::NotChecked => "public",
@@ -244,6 +246,7 @@ impl Proxy {
         headers::build_upstream_headers(
             &mut parts.headers,
             &gateway.identity,
+            &gateway.auth,
             config.server.headers_with_underscores,
             &client,
             identity,

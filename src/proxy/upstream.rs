@@ -215,14 +215,14 @@ impl Upstream {
                     last_error = Rejection::BadGateway(format!(
                         "{}: connect failed: {}",
                         state.target.configured,
-                        error_chain(&error)
+                        crate::error::chain(&error)
                     ));
                 }
                 Ok(Err(error)) => {
                     return Err(Rejection::BadGateway(format!(
                         "{}: {}",
                         state.target.configured,
-                        error_chain(&error)
+                        crate::error::chain(&error)
                     )));
                 }
                 Err(_elapsed) => {
@@ -267,16 +267,9 @@ fn http_client(connect_timeout: Duration, idle_timeout: Duration) -> HttpClient 
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map(|b| {
-            b.with_root_certificates(native_roots())
-                .with_no_client_auth()
-        });
-    let tls = match tls {
+    let tls = match crate::client_tls::client_config(None) {
         Ok(tls) => tls,
-        // Unreachable with aws-lc-rs's defaults; keep a working client anyway.
+        // Only an extra CA file can fail, and there is none here.
         Err(_) => rustls::ClientConfig::builder()
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth(),
@@ -293,22 +286,6 @@ fn http_client(connect_timeout: Duration, idle_timeout: Duration) -> HttpClient 
         .build(connector)
 }
 
-/// The system's CA certificates for `https://` targets; an empty store
-/// (every https target fails, loudly) when the system has none.
-fn native_roots() -> rustls::RootCertStore {
-    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let mut store = rustls::RootCertStore::empty();
-            let loaded = rustls_native_certs::load_native_certs();
-            for cert in loaded.certs {
-                let _ = store.add(cert);
-            }
-            store
-        })
-        .clone()
-}
-
 fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
@@ -323,17 +300,4 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
         source = e.source();
     }
     false
-}
-
-/// "connect failed: tcp connect error: Connection refused" — every cause,
-/// for the log line.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

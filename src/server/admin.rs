@@ -26,11 +26,12 @@ pub struct Readiness {
 
 impl Readiness {
     /// The names of what is not ready yet; empty when ready.
-    pub fn missing(&self, _proxy: &Proxy) -> Vec<&'static str> {
+    pub fn missing(&self, proxy: &Proxy) -> Vec<String> {
         let mut missing = Vec::new();
         if !self.listeners_bound.load(Ordering::Relaxed) {
-            missing.push("listeners");
+            missing.push("listeners".to_owned());
         }
+        missing.extend(proxy.gateway.load().auth.not_ready());
         missing
     }
 }
@@ -100,11 +101,14 @@ fn answer(req: &Request<Incoming>, proxy: &Proxy, readiness: &Readiness) -> Resp
                 )
             }
         }
-        "/metrics" => text(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            proxy.metrics.encode(),
-        ),
+        "/metrics" => {
+            proxy.gateway.load().auth.export_gauges();
+            text(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                proxy.metrics.encode(),
+            )
+        }
         "/.well-known/wristband/jwks.json" => {
             text(StatusCode::OK, "application/json", r#"{"keys":[]}"#.into())
         }

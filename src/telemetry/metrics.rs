@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteStatus {
@@ -39,6 +40,22 @@ pub struct TargetLabels {
     pub target: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderResult {
+    pub provider: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabel {
+    pub cache: &'static str,
+}
+
 /// Buckets from 0.5 ms to ~16 s: proxy overhead sits at the low end,
 /// slow upstreams at the high end.
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -52,6 +69,10 @@ pub struct Metrics {
     pub auth: Family<AuthLabels, Counter>,
     pub upstream_duration: Family<UpstreamLabel, Histogram>,
     pub upstream_healthy: Family<TargetLabels, Gauge>,
+    pub jwks_refresh: Family<ProviderResult, Counter>,
+    pub jwks_age: Family<ProviderLabel, Gauge<f64, AtomicU64>>,
+    pub cache_hits: Family<CacheLabel, Counter>,
+    pub cache_misses: Family<CacheLabel, Counter>,
     pub connections: Gauge,
     pub in_flight: Gauge,
 }
@@ -99,6 +120,26 @@ impl Metrics {
             "1 when the target receives traffic, 0 when ejected",
             upstream_healthy.clone(),
         );
+        let jwks_refresh = Family::<ProviderResult, Counter>::default();
+        registry.register(
+            "jwks_refresh",
+            "Key set fetches by provider and result (ok, error)",
+            jwks_refresh.clone(),
+        );
+        let jwks_age = Family::<ProviderLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "jwks_age_seconds",
+            "Seconds since the provider's keys were last fetched successfully",
+            jwks_age.clone(),
+        );
+        let cache_hits = Family::<CacheLabel, Counter>::default();
+        registry.register("cache_hits", "Cache hits by cache", cache_hits.clone());
+        let cache_misses = Family::<CacheLabel, Counter>::default();
+        registry.register(
+            "cache_misses",
+            "Cache misses by cache",
+            cache_misses.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -118,6 +159,10 @@ impl Metrics {
             auth,
             upstream_duration,
             upstream_healthy,
+            jwks_refresh,
+            jwks_age,
+            cache_hits,
+            cache_misses,
             connections,
             in_flight,
         }

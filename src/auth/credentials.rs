@@ -1,0 +1,162 @@
+//! Finding credentials in a request: the bearer token (RFC 6750 §2.1) and
+//! cookies (RFC 6265 §5.4). Never the query string: URLs end up in logs,
+//! histories and `Referer` headers.
+//!
+//! Ambiguity is refused rather than resolved: with two `Authorization`
+//! headers, or two different values for one cookie name, a backend or
+//! another proxy might pick the other one than we checked.
+
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, COOKIE, HeaderValue};
+
+use crate::error::Rejection;
+
+/// The bearer token of the `Authorization` header. Another scheme, or an
+/// empty token, is no credential (SPEC §6a).
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::AmbiguousCredentials("two Authorization headers"));
+    }
+    let Ok(text) = value.to_str() else {
+        return Ok(None);
+    };
+    let Some((scheme, token)) = text.trim().split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = token.trim();
+    Ok((!token.is_empty()).then_some(token))
+}
+
+/// The value of cookie `name` across every `Cookie` header (HTTP/2 may
+/// split them). Two different values are ambiguous; an empty value is no
+/// credential.
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Rejection> {
+    let mut found: Option<&str> = None;
+    for pair in cookie_pairs(headers) {
+        let (key, value) = pair;
+        if key != name {
+            continue;
+        }
+        match found {
+            Some(previous) if previous != value => {
+                return Err(Rejection::AmbiguousCredentials(
+                    "two cookies of the same name with different values",
+                ));
+            }
+            _ => found = Some(value),
+        }
+    }
+    Ok(found.filter(|v| !v.is_empty()))
+}
+
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            Some((key.trim(), strip_quotes(value.trim())))
+        })
+}
+
+/// RFC 6265 allows a cookie value in double quotes.
+fn strip_quotes(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// Removes cookie `name` from every `Cookie` header, keeping the others in
+/// order; a header left empty is dropped.
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    if !cookie_pairs(headers).any(|(key, _)| key == name) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k.trim() != name))
+                .filter(|pair| !pair.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(COOKIE);
+    for value in kept {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.append(COOKIE, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_other_schemes_are_no_credential() {
+        let h = headers(&[("authorization", "bEaReR abc.def.ghi")]);
+        assert_eq!(bearer_token(&h).ok().flatten(), Some("abc.def.ghi"));
+        let h = headers(&[("authorization", "Basic YTpi")]);
+        assert_eq!(bearer_token(&h).ok().flatten(), None);
+        let h = headers(&[("authorization", "Bearer ")]);
+        assert_eq!(bearer_token(&h).ok().flatten(), None);
+        let h = headers(&[("authorization", "Bearer")]);
+        assert_eq!(bearer_token(&h).ok().flatten(), None);
+    }
+
+    #[test]
+    fn two_authorization_headers_are_ambiguous() {
+        let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer a")]);
+        assert!(matches!(
+            bearer_token(&h),
+            Err(Rejection::AmbiguousCredentials(_))
+        ));
+    }
+
+    #[test]
+    fn cookies_are_found_across_headers_and_conflicts_refused() {
+        let h = headers(&[("cookie", "a=1; sid=xyz"), ("cookie", "b=2")]);
+        assert_eq!(cookie(&h, "sid").ok().flatten(), Some("xyz"));
+        assert_eq!(cookie(&h, "SID").ok().flatten(), None);
+        let h = headers(&[("cookie", "sid=one; sid=one")]);
+        assert_eq!(cookie(&h, "sid").ok().flatten(), Some("one"));
+        let h = headers(&[("cookie", "sid=one"), ("cookie", "sid=two")]);
+        assert!(cookie(&h, "sid").is_err());
+        let h = headers(&[("cookie", "sid=")]);
+        assert_eq!(cookie(&h, "sid").ok().flatten(), None);
+        let h = headers(&[("cookie", "sid=\"quoted\"")]);
+        assert_eq!(cookie(&h, "sid").ok().flatten(), Some("quoted"));
+    }
+
+    #[test]
+    fn removing_a_cookie_keeps_the_others() {
+        let mut h = headers(&[("cookie", "a=1; jwt=tok; b=2"), ("cookie", "jwt=tok")]);
+        remove_cookie(&mut h, "jwt");
+        let all: Vec<_> = h.get_all(COOKIE).iter().collect();
+        assert_eq!(all, vec!["a=1; b=2"]);
+    }
+}

@@ -1,0 +1,276 @@
+//! The `jwt` credential kind: a bearer token (or JWT cookie) verified
+//! against its issuer's keys, with the rules of RFC 8725 and SPEC §5.4.
+//!
+//! Order of checks: size, structure and header tricks (`token`), the issuer
+//! picks the provider, the provider's allow-list and the key's bound
+//! algorithms pick the key (`provider`, `keys`), jsonwebtoken verifies the
+//! signature with every spec claim required, and `claims` checks the rest.
+//! A verified-token cache may skip only the signature: the claims are
+//! checked on every request.
+
+mod claims;
+mod fetch;
+mod keys;
+mod provider;
+mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use jsonwebtoken::Validation;
+use jsonwebtoken::errors::ErrorKind;
+
+pub use provider::{KeyError, ProviderKeys};
+use token::Claims;
+
+use super::credentials;
+use crate::config::{JwtConfig, JwtProvider};
+use crate::error::Rejection;
+use crate::identity::Identity;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::CacheLabel;
+
+/// Why a presented token is not valid (always 401; the reason is logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("token larger than jwt.max_token_bytes")]
+    TooLarge,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("algorithm refused: {0}")]
+    Algorithm(&'static str),
+    #[error("header parameter {0:?} is never honoured")]
+    ForbiddenHeader(&'static str),
+    #[error("no provider for this issuer")]
+    UnknownIssuer,
+    #[error("no key for this kid and alg")]
+    UnknownKey,
+    #[error("bad signature")]
+    Signature,
+    #[error("token expired")]
+    Expired,
+    #[error("claim check failed: {0}")]
+    Claim(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    /// The keys could not be had: 503, never a pass.
+    #[error("keys unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A token that verified once, by the hash of its text.
+struct Verified {
+    provider: usize,
+    claims: Arc<Claims>,
+    /// The provider's key epoch when it verified (see `ProviderKeys::epoch`).
+    epoch: u64,
+}
+
+/// Upper bound on how long a verdict is remembered; `exp` is re-checked on
+/// every use anyway.
+const CACHE_TTL: Duration = Duration::from_secs(300);
+const CACHE_CAPACITY: u64 = 100_000;
+
+pub struct JwtAuth {
+    header: bool,
+    cookie: Option<String>,
+    forward_token: bool,
+    max_token_bytes: usize,
+    pub providers: Vec<Arc<ProviderKeys>>,
+    by_issuer: HashMap<String, usize>,
+    verified: moka::sync::Cache<[u8; 32], Arc<Verified>>,
+    metrics: Arc<Metrics>,
+}
+
+impl JwtAuth {
+    /// `None` when no provider is configured: the kind is off.
+    pub fn new(config: &JwtConfig, metrics: &Arc<Metrics>) -> anyhow::Result<Option<Arc<Self>>> {
+        if config.providers.is_empty() {
+            return Ok(None);
+        }
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| ProviderKeys::new(p, metrics))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let by_issuer = config
+            .providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.issuer.clone(), i))
+            .collect();
+        Ok(Some(Arc::new(JwtAuth {
+            header: config.header,
+            cookie: config.cookie.clone(),
+            forward_token: config.forward_token,
+            max_token_bytes: config.max_token_bytes,
+            providers,
+            by_issuer,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(CACHE_TTL)
+                .build(),
+            metrics: metrics.clone(),
+        })))
+    }
+
+    /// The presented token: the `Authorization` header first, then the JWT
+    /// cookie (SPEC §6a).
+    pub fn token<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, Rejection> {
+        if self.header
+            && let Some(token) = credentials::bearer_token(headers)?
+        {
+            return Ok(Some(token));
+        }
+        match &self.cookie {
+            Some(name) => credentials::cookie(headers, name),
+            None => Ok(None),
+        }
+    }
+
+    /// `forward_token = false`: what upstream must not see.
+    pub fn remove_token(&self, headers: &mut HeaderMap) {
+        if self.forward_token {
+            return;
+        }
+        if self.header {
+            headers.remove(AUTHORIZATION);
+        }
+        if let Some(name) = &self.cookie {
+            credentials::remove_cookie(headers, name);
+        }
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Identity, JwtError> {
+        if token.len() > self.max_token_bytes {
+            return Err(Invalid::TooLarge.into());
+        }
+        let now = unix_now();
+        let digest = sha256(token);
+        if let Some(hit) = self.verified.get(&digest) {
+            let provider = &self.providers[hit.provider];
+            if hit.epoch == provider.epoch() {
+                self.count_cache(true);
+                claims::check(&provider.config, &hit.claims, now)?;
+                return identity(&hit.claims);
+            }
+            self.verified.invalidate(&digest);
+        }
+        self.count_cache(false);
+
+        let unverified = token::parse(token)?;
+        let index = *unverified
+            .issuer()
+            .and_then(|iss| self.by_issuer.get(iss))
+            .ok_or(Invalid::UnknownIssuer)?;
+        let provider = &self.providers[index];
+        if !provider.config.algorithms.contains(&unverified.alg) {
+            return Err(Invalid::Algorithm("not in the provider's algorithms").into());
+        }
+        let epoch = provider.epoch();
+        let candidates = provider
+            .keys_for(unverified.kid.as_deref(), unverified.alg)
+            .await
+            .map_err(|e| match e {
+                KeyError::Unknown => JwtError::Invalid(Invalid::UnknownKey),
+                KeyError::Unavailable(reason) => JwtError::Unavailable(reason),
+            })?;
+        let validation = validation(&provider.config, unverified.alg);
+        let mut verdict = Err(Invalid::Signature);
+        // Without a kid, a few keys may fit; never try an unbounded number.
+        for key in candidates.iter().take(3) {
+            verdict = match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(match e.kind() {
+                    ErrorKind::InvalidSignature => Invalid::Signature,
+                    ErrorKind::ExpiredSignature => Invalid::Expired,
+                    ErrorKind::ImmatureSignature => Invalid::Claim("nbf in the future"),
+                    ErrorKind::InvalidAudience => Invalid::Claim("audience not accepted"),
+                    ErrorKind::InvalidIssuer => Invalid::Claim("wrong iss"),
+                    ErrorKind::MissingRequiredClaim(_) => Invalid::Claim("missing required claim"),
+                    ErrorKind::InvalidAlgorithm => {
+                        Invalid::Algorithm("algorithm does not fit the key")
+                    }
+                    _ => Invalid::Malformed("rejected by the JWT library"),
+                }),
+            };
+            if verdict != Err(Invalid::Signature) {
+                break;
+            }
+        }
+        verdict?;
+        // Ours, in addition to the library's: one rule set for cached and
+        // uncached tokens alike.
+        claims::check(&provider.config, &unverified.claims, now)?;
+        let claims = Arc::new(unverified.claims);
+        self.verified.insert(
+            digest,
+            Arc::new(Verified {
+                provider: index,
+                claims: claims.clone(),
+                epoch,
+            }),
+        );
+        identity(&claims)
+    }
+
+    fn count_cache(&self, hit: bool) {
+        let label = CacheLabel { cache: "jwt" };
+        if hit {
+            self.metrics.cache_hits.get_or_create(&label).inc();
+        } else {
+            self.metrics.cache_misses.get_or_create(&label).inc();
+        }
+    }
+}
+
+/// Every check the library can do, set explicitly (STYLE.md "known traps":
+/// `aud`/`iss` are not enforced unless required, `nbf` is off by default).
+fn validation(provider: &JwtProvider, alg: crate::config::JwtAlgorithm) -> Validation {
+    let mut v = Validation::new(keys::to_jsonwebtoken(alg));
+    v.algorithms = vec![keys::to_jsonwebtoken(alg)];
+    v.leeway = provider.leeway.as_secs();
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.set_issuer(&[provider.issuer.as_str()]);
+    let mut required: HashSet<String> = ["exp", "iss", "sub"].map(String::from).into();
+    if provider.audience_claim == "aud" {
+        v.set_audience(&provider.audiences);
+        required.insert("aud".into());
+    } else {
+        // Cognito access tokens carry `client_id`, not `aud`: checked in
+        // `claims::check`.
+        v.validate_aud = false;
+    }
+    v.required_spec_claims = required;
+    v
+}
+
+fn identity(claims: &Claims) -> Result<Identity, JwtError> {
+    match claims.get("sub") {
+        Some(serde_json::Value::String(sub)) if !sub.is_empty() => {
+            Ok(Identity::new(sub.clone(), claims.clone()))
+        }
+        _ => Err(Invalid::Claim("no sub").into()),
+    }
+}
+
+fn sha256(text: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

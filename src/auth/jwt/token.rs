@@ -1,0 +1,197 @@
+//! The compact JWS form of a JWT (RFC 7515 §7.1, RFC 7519), parsed just
+//! enough to choose a provider and a key — and to refuse the header tricks
+//! of RFC 8725 §2 before any key is touched.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::Invalid;
+use crate::config::JwtAlgorithm;
+
+/// Header parameters that would let the token choose its own key or change
+/// how it must be processed. None of them is ever honoured (guarantee 4).
+const FORBIDDEN_HEADER_PARAMS: [&str; 5] = ["jku", "x5u", "jwk", "x5c", "crit"];
+
+pub type Claims = BTreeMap<String, Value>;
+
+/// A structurally valid token whose signature has not been checked yet.
+#[derive(Debug)]
+pub struct Unverified {
+    pub alg: JwtAlgorithm,
+    pub kid: Option<String>,
+    pub claims: Claims,
+}
+
+impl Unverified {
+    /// The issuer, read before verification only to pick the provider.
+    pub fn issuer(&self) -> Option<&str> {
+        self.claims.get("iss").and_then(Value::as_str)
+    }
+}
+
+pub fn parse(raw: &str) -> Result<Unverified, Invalid> {
+    let mut segments = raw.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(Invalid::Malformed("not three segments"));
+    };
+    if signature.is_empty() {
+        return Err(Invalid::Malformed("empty signature"));
+    }
+    let header: serde_json::Map<String, Value> = serde_json::from_slice(&base64url(header)?)
+        .map_err(|_| Invalid::Malformed("header is not a JSON object"))?;
+    let alg_name = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(Invalid::Malformed("header has no alg"))?;
+    if alg_name.eq_ignore_ascii_case("none") {
+        return Err(Invalid::Algorithm("alg none"));
+    }
+    let alg = JwtAlgorithm::parse(alg_name).ok_or(Invalid::Algorithm("unsupported alg"))?;
+    if let Some(param) = FORBIDDEN_HEADER_PARAMS
+        .iter()
+        .find(|p| header.contains_key(**p))
+    {
+        return Err(Invalid::ForbiddenHeader(param));
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(_) => return Err(Invalid::Malformed("kid is not a string")),
+    };
+    base64url(signature)?;
+    let claims: Claims = serde_json::from_slice(&base64url(payload)?)
+        .map_err(|_| Invalid::Malformed("payload is not a JSON object"))?;
+    Ok(Unverified { alg, kid, claims })
+}
+
+/// Unpadded base64url (RFC 7515 §2); padding or other alphabets are refused.
+pub fn base64url(segment: &str) -> Result<Vec<u8>, Invalid> {
+    fn value(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'-' => Some(62),
+            b'_' => Some(63),
+            _ => None,
+        }
+    }
+    let bytes = segment.as_bytes();
+    if bytes.len() % 4 == 1 {
+        return Err(Invalid::Malformed("bad base64url length"));
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc: u32 = 0;
+        for (i, c) in chunk.iter().enumerate() {
+            let v = value(*c).ok_or(Invalid::Malformed("not base64url"))?;
+            acc |= v << (18 - 6 * i);
+        }
+        let [_, a, b, c] = acc.to_be_bytes();
+        out.push(a);
+        if chunk.len() > 2 {
+            out.push(b);
+        }
+        if chunk.len() > 3 {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.len();
+            let mut buf = [0u8; 3];
+            buf[..n].copy_from_slice(chunk);
+            let v = u32::from(buf[0]) << 16 | u32::from(buf[1]) << 8 | u32::from(buf[2]);
+            for i in 0..=n {
+                out.push(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            b64(header.as_bytes()),
+            b64(payload.as_bytes()),
+            b64(b"sig")
+        )
+    }
+
+    #[test]
+    fn base64url_round_trips_every_length() {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64url(&b64(&data)).ok(), Some(data));
+        }
+        assert!(base64url("ab=").is_err());
+        assert!(base64url("a+b/").is_err());
+        assert!(base64url("abcde").is_err());
+    }
+
+    #[test]
+    fn a_well_formed_token_parses() {
+        let t = token(
+            r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+            r#"{"iss":"i","sub":"s"}"#,
+        );
+        let parsed = parse(&t).expect("parses");
+        assert_eq!(parsed.alg, JwtAlgorithm::RS256);
+        assert_eq!(parsed.kid.as_deref(), Some("k1"));
+        assert_eq!(parsed.issuer(), Some("i"));
+    }
+
+    #[test]
+    fn alg_none_in_any_spelling_is_refused() {
+        for alg in ["none", "None", "NONE", "nOnE"] {
+            let t = token(&format!(r#"{{"alg":"{alg}"}}"#), "{}");
+            assert!(matches!(parse(&t), Err(Invalid::Algorithm(_))), "{alg}");
+        }
+    }
+
+    #[test]
+    fn header_params_that_choose_keys_are_refused() {
+        for param in FORBIDDEN_HEADER_PARAMS {
+            let t = token(&format!(r#"{{"alg":"RS256","{param}":"x"}}"#), "{}");
+            assert!(
+                matches!(parse(&t), Err(Invalid::ForbiddenHeader(_))),
+                "{param}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        for bad in [
+            "",
+            "abc",
+            "a.b",
+            "a.b.c.d",
+            "!!.e30.c2ln",
+            "e30.e30.",
+            "e30.e30.c2ln",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let t = token(r#"{"alg":"RS256"}"#, "[1,2]");
+        assert!(parse(&t).is_err(), "payload must be an object");
+        let t = token(r#"{"alg":"RS256","kid":7}"#, "{}");
+        assert!(parse(&t).is_err(), "kid must be a string");
+    }
+}
