@@ -67,7 +67,11 @@ fi
 # --- wristband binary ----------------------------------------------------------
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$REPO_DIR/$TARGET_DIR ;; esac
-WRISTBAND_BIN=${WRISTBAND_BIN:-$TARGET_DIR/release/wristband}
+if [ -n "${WRISTBAND_BIN:-}" ]; then
+    BUILD=never # an explicit binary is used as it is
+else
+    WRISTBAND_BIN=$TARGET_DIR/release/wristband
+fi
 if [[ " $TARGETS " == *" wristband "* ]]; then
     rebuild=no
     if [ "$BUILD" = always ]; then
@@ -139,6 +143,13 @@ except urllib.error.HTTPError as e:
     print(e.code)
 except Exception:
     print("000")
+PY
+}
+
+http_body() {
+    python3 - "$1" <<'PY' 2>/dev/null || true
+import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode("latin-1"))
 PY
 }
 
@@ -272,6 +283,7 @@ for layout in "${LAYOUTS[@]}"; do
         start_nginx "proxy-$layout" "$BENCH_DIR/nginx-proxy.conf.in" "$NGINX_PORT" \
             "BACKEND_PORT=$BACKEND_PORT" || die "the proxy nginx did not start"
         NGINX_PID=$STARTED_PID
+        [ "$(http_body "http://127.0.0.1:$NGINX_PORT/")" = ok ] || die "the proxy nginx does not reach the backend"
         layout_pids+=("$NGINX_PID")
     fi
 
@@ -287,7 +299,7 @@ for layout in "${LAYOUTS[@]}"; do
         WB_PID=$!
         STARTED_PIDS+=("$WB_PID")
         if wait_ready "http://127.0.0.1:$WB_ADMIN_PORT/readyz" "$WB_PID" wristband &&
-            [ "$(http_status "http://127.0.0.1:$WB_PORT/")" = 200 ]; then
+            [ "$(http_body "http://127.0.0.1:$WB_PORT/")" = ok ]; then
             layout_pids+=("$WB_PID")
         else
             log "wristband is not serving; its output:"
@@ -355,7 +367,9 @@ for layout in ("pinned", "unpinned"):
         how = "no CPU pinning, wristband with the default worker threads"
     out.append(f"### {layout}: {how}")
     out.append("")
-    out.append(f"wrk -t{t} -c{c} -d{os.environ['DURATION']} --latency (after a {os.environ['WARMUP']} warm-up); "
+    warm = os.environ["WARMUP"]
+    warm = "no warm-up" if warm in ("0", "0s") else f"after a {warm} warm-up"
+    out.append(f"wrk -t{t} -c{c} -d{os.environ['DURATION']} --latency ({warm}); "
                f"median of {os.environ['ROUNDS']} interleaved round(s)")
     out.append("")
     out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs nginx req/s | server CPU µs/req | proxy's own µs/req | errors |")

@@ -138,12 +138,14 @@ impl Proxy {
             Err(rejection) => {
                 let reason = rejection.to_string();
                 match rejection.side() {
-                    Side::Client => tracing::debug!(request_id = ?request_id, %reason, "rejected"),
+                    Side::Client => {
+                        tracing::debug!(request_id = request_id.to_str().unwrap_or(""), %reason, "rejected")
+                    }
                     Side::Upstream => {
-                        tracing::warn!(request_id = ?request_id, %reason, "upstream failure")
+                        tracing::warn!(request_id = request_id.to_str().unwrap_or(""), %reason, "upstream failure")
                     }
                     Side::Internal => {
-                        tracing::error!(request_id = ?request_id, %reason, "unavailable")
+                        tracing::error!(request_id = request_id.to_str().unwrap_or(""), %reason, "unavailable")
                     }
                 }
                 rejection.into_response().map(Either::Right)
@@ -172,7 +174,7 @@ impl Proxy {
         if gateway.config.log.access_log {
             tracing::info!(
                 target: "wristband::access",
-                request_id = ?request_id,
+                request_id = request_id.to_str().unwrap_or(""),
                 peer = %conn.peer.ip(),
                 method = %method,
                 route,
@@ -180,7 +182,7 @@ impl Proxy {
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 auth = log.auth,
                 upstream = log.upstream.as_deref().unwrap_or(""),
-                target = log.target.as_deref().unwrap_or(""),
+                upstream_target = log.target.as_deref().unwrap_or(""),
             );
         }
         response

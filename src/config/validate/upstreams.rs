@@ -1,0 +1,164 @@
+//! [[upstreams]] and their health checks.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::config::diag::{self, join};
+use crate::config::raw::{RawHealthCheck, RawUpstream};
+use crate::config::{Balance, HealthCheck, Target, UpstreamConfig};
+
+use super::{REQUIRED, V};
+
+impl V<'_, '_> {
+    pub(super) fn upstreams(
+        &mut self,
+        raws: Vec<Option<RawUpstream>>,
+        names: &[Option<String>],
+    ) -> Vec<UpstreamConfig> {
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let Some(name) = name.as_deref() else {
+                continue;
+            };
+            if let Some(first) = first_of.get(name) {
+                self.err(
+                    &join(&diag::index("upstreams", i), "name"),
+                    format!("duplicate upstream name \"{name}\" (also upstreams[{first}])"),
+                );
+            } else {
+                first_of.insert(name, i);
+            }
+        }
+        let mut out = Vec::new();
+        for (i, raw) in raws.into_iter().enumerate() {
+            if let Some(raw) = raw {
+                out.push(self.upstream(&diag::index("upstreams", i), raw));
+            }
+        }
+        out
+    }
+
+    fn upstream(&mut self, u: &str, raw: RawUpstream) -> UpstreamConfig {
+        let name = self
+            .required_str(&join(u, "name"), raw.name.as_deref())
+            .unwrap_or_default()
+            .to_owned();
+        let targets_path = join(u, "targets");
+        let mut targets = Vec::new();
+        match raw.targets {
+            None => self.err(&targets_path, REQUIRED),
+            Some(list) => {
+                if list.is_empty() {
+                    self.err(&targets_path, "must list at least one target");
+                }
+                for (i, text) in list.iter().enumerate() {
+                    match parse_target(text) {
+                        Ok(t) => {
+                            if targets.contains(&t) {
+                                self.err(
+                                    &diag::index(&targets_path, i),
+                                    format!("duplicate target \"{text}\""),
+                                );
+                            }
+                            targets.push(t);
+                        }
+                        Err(problem) => {
+                            self.err(
+                                &diag::index(&targets_path, i),
+                                format!("\"{text}\" {problem}"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let balance = self.choice(
+            &join(u, "balance"),
+            raw.balance.as_deref(),
+            Balance::RoundRobin,
+            &[
+                ("round_robin", Balance::RoundRobin),
+                ("least_requests", Balance::LeastRequests),
+                ("user_hash", Balance::UserHash),
+            ],
+        );
+        let connect_timeout = self.positive_duration(
+            &join(u, "connect_timeout"),
+            raw.connect_timeout.as_deref(),
+            Duration::from_secs(2),
+        );
+        let response_timeout = self.positive_duration(
+            &join(u, "response_timeout"),
+            raw.response_timeout.as_deref(),
+            Duration::from_secs(30),
+        );
+        let retries = self.int_in(&join(u, "retries"), raw.retries, 1, 0, 5);
+        let health_check = raw
+            .health_check
+            .map(|hc| self.health_check(&join(u, "health_check"), hc));
+        UpstreamConfig {
+            name,
+            targets,
+            balance,
+            preserve_host: raw.preserve_host.unwrap_or(true),
+            connect_timeout,
+            response_timeout,
+            retries: u32::try_from(retries).unwrap_or(1),
+            health_check,
+        }
+    }
+
+    fn health_check(&mut self, h: &str, raw: RawHealthCheck) -> HealthCheck {
+        let path_key = join(h, "path");
+        let path = self.non_empty(&path_key, raw.path, "/healthz");
+        if !path.starts_with('/') {
+            self.err(&path_key, format!("\"{path}\" must start with \"/\""));
+        }
+        let interval = self.positive_duration(
+            &join(h, "interval"),
+            raw.interval.as_deref(),
+            Duration::from_secs(5),
+        );
+        let max = i64::from(u32::MAX);
+        let unhealthy_after =
+            self.int_in(&join(h, "unhealthy_after"), raw.unhealthy_after, 3, 1, max);
+        let healthy_after = self.int_in(&join(h, "healthy_after"), raw.healthy_after, 2, 1, max);
+        HealthCheck {
+            path,
+            interval,
+            unhealthy_after: u32::try_from(unhealthy_after).unwrap_or(3),
+            healthy_after: u32::try_from(healthy_after).unwrap_or(2),
+        }
+    }
+}
+
+/// `http://host[:port]` or `https://host[:port]`, stored with its port.
+fn parse_target(text: &str) -> Result<Target, &'static str> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| "is not a valid URL (expected e.g. \"http://127.0.0.1:3000\")")?;
+    let (scheme, default_port) = match uri.scheme_str() {
+        Some("http") => (http::uri::Scheme::HTTP, 80),
+        Some("https") => (http::uri::Scheme::HTTPS, 443),
+        _ => return Err("must start with http:// or https://"),
+    };
+    let authority = uri.authority().ok_or("has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("must not contain user info");
+    }
+    if authority.host().is_empty() {
+        return Err("has no host");
+    }
+    if uri.query().is_some() || !matches!(uri.path(), "" | "/") || text.ends_with('?') {
+        return Err("must not have a path or query (only scheme, host and port)");
+    }
+    let port = authority.port_u16().unwrap_or(default_port);
+    let authority = format!("{}:{port}", authority.host())
+        .parse::<http::uri::Authority>()
+        .map_err(|_| "has an invalid host")?;
+    Ok(Target {
+        configured: text.to_owned(),
+        scheme,
+        authority,
+    })
+}
