@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod jwks;
 pub mod process;
+pub mod tokens;
 pub mod upstream;
 
 use std::net::SocketAddr;

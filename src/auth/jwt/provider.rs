@@ -156,7 +156,7 @@ impl ProviderKeys {
                 }
             }
         }
-        self.refetch().await?;
+        let fetched = self.refetch().await?;
         let state = self.state.load();
         if !self.usable(&state) {
             return Err(KeyError::Unavailable(format!(
@@ -167,7 +167,7 @@ impl ProviderKeys {
         let found = matching(&state.keys, kid, alg);
         if !found.is_empty() {
             Ok(found)
-        } else if state.last_fetch_failed {
+        } else if fetched && state.last_fetch_failed {
             Err(KeyError::Unavailable(format!(
                 "provider {:?}: key refetch failed",
                 self.config.name
@@ -182,16 +182,17 @@ impl ProviderKeys {
         last.is_none_or(|t| t.elapsed() >= self.config.min_refresh_interval)
     }
 
-    /// Joins the fetch in flight, or starts one if the cooldown allows;
-    /// returns at once when neither (the caller answers 401 for an unknown
-    /// kid). Waits at most `fetch_timeout`.
-    async fn refetch(self: &Arc<Self>) -> Result<(), KeyError> {
+    /// Joins the fetch in flight, or starts one if the cooldown allows, and
+    /// says whether a fetch ran for this request. When neither, it returns
+    /// at once: SPEC §6a answers an unknown kid 401 during the cooldown.
+    /// Waits at most `fetch_timeout`.
+    async fn refetch(self: &Arc<Self>) -> Result<bool, KeyError> {
         let mut done = self.fetched.subscribe();
         if !self.fetching.load(Ordering::Acquire) && !self.start_fetch() {
-            return Ok(());
+            return Ok(false);
         }
         match tokio::time::timeout(self.config.fetch_timeout, done.changed()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(_) => Err(KeyError::Unavailable(format!(
                 "provider {:?}: key fetch still running after {:?}",
                 self.config.name, self.config.fetch_timeout
