@@ -91,6 +91,7 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         route: &RouteConfig,
+        route_name: &Arc<str>,
         parts: &Parts,
     ) -> Result<Authenticated, Rejection> {
         if route.auth == AuthMode::Public {
@@ -107,7 +108,7 @@ impl Authenticator {
                         Ok(None) => continue,
                         Err(ambiguous) => {
                             // Never guess which of two credentials counts.
-                            self.count(route, *kind, "invalid");
+                            self.count(route_name, *kind, "invalid");
                             if route.auth == AuthMode::Required {
                                 return Err(ambiguous);
                             }
@@ -117,7 +118,7 @@ impl Authenticator {
                     presented = true;
                     match jwt.verify(token).await {
                         Ok(identity) => {
-                            self.count(route, *kind, "ok");
+                            self.count(route_name, *kind, "ok");
                             return Ok(Authenticated::Caller(identity));
                         }
                         Err(JwtError::Invalid(reason)) => {
@@ -126,12 +127,12 @@ impl Authenticator {
                             } else {
                                 "invalid"
                             };
-                            self.count(route, *kind, outcome);
+                            self.count(route_name, *kind, outcome);
                             tracing::debug!(route = %route.name, %reason, "JWT refused");
                             failures.jwt_invalid.get_or_insert(reason);
                         }
                         Err(JwtError::Unavailable(reason)) => {
-                            self.count(route, *kind, "unavailable");
+                            self.count(route_name, *kind, "unavailable");
                             failures.unavailable.get_or_insert(reason);
                         }
                     }
@@ -145,7 +146,7 @@ impl Authenticator {
             return Ok(Authenticated::Anonymous);
         }
         if !presented {
-            self.count_kinds(route, "missing");
+            self.count_kinds(route, route_name, "missing");
         }
         Err(failures.into_rejection())
     }
@@ -157,23 +158,23 @@ impl Authenticator {
         }
     }
 
-    fn count(&self, route: &RouteConfig, kind: CredentialKind, outcome: &'static str) {
+    fn count(&self, route: &Arc<str>, kind: CredentialKind, outcome: &'static str) {
         self.metrics
             .auth
             .get_or_create(&AuthLabels {
-                route: route.name.clone(),
+                route: route.clone(),
                 kind: kind.as_str(),
                 outcome,
             })
             .inc();
     }
 
-    fn count_kinds(&self, route: &RouteConfig, outcome: &'static str) {
+    fn count_kinds(&self, route: &RouteConfig, name: &Arc<str>, outcome: &'static str) {
         let kind = route.accept.first().map_or("none", |k| k.as_str());
         self.metrics
             .auth
             .get_or_create(&AuthLabels {
-                route: route.name.clone(),
+                route: name.clone(),
                 kind,
                 outcome,
             })

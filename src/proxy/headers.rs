@@ -80,6 +80,8 @@ pub fn remove_matching(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> 
 /// What the builder needs to know about the client connection.
 pub struct Client<'a> {
     pub ip: IpAddr,
+    /// `ip`, formatted once per connection.
+    pub ip_header: &'a HeaderValue,
     pub tls: bool,
     /// The peer is in `server.trusted_proxies`: its `X-Forwarded-*` count.
     pub trusted: bool,
@@ -92,8 +94,8 @@ pub struct Client<'a> {
 /// extended and its Proto/Host kept; from anyone else every `X-Forwarded-*`
 /// header is replaced (guarantee 2).
 fn set_forwarded(headers: &mut HeaderMap, client: &Client<'_>) {
-    let ip = client.ip.to_string();
     if client.trusted {
+        let ip = client.ip.to_string();
         let chain: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
@@ -109,9 +111,7 @@ fn set_forwarded(headers: &mut HeaderMap, client: &Client<'_>) {
         }
     } else {
         remove_matching(headers, |name| name.as_str().starts_with("x-forwarded-"));
-        if let Ok(v) = HeaderValue::from_str(&ip) {
-            headers.insert(&X_FORWARDED_FOR, v);
-        }
+        headers.insert(&X_FORWARDED_FOR, client.ip_header.clone());
     }
     if !(client.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         let proto = if client.tls { "https" } else { "http" };
@@ -169,15 +169,37 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 fn new_request_id() -> HeaderValue {
-    let mut bytes = [0u8; 16];
-    // The system RNG failing is not something a request can recover from;
-    // a zero id is still a valid id, and uniqueness is best-effort.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    // Ids need to be unique, not secret: a per-thread generator seeded once
+    // from the system RNG costs a few nanoseconds instead of a DRBG call.
+    thread_local! {
+        static STATE: std::cell::Cell<(u64, u64)> = std::cell::Cell::new(seed());
+    }
+    fn seed() -> (u64, u64) {
+        let mut bytes = [0u8; 16];
+        // Should the system RNG fail, ids stay unique per thread anyway.
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        let (a, b) = bytes.split_at(8);
+        let a = u64::from_le_bytes(a.try_into().unwrap_or_default());
+        let b = u64::from_le_bytes(b.try_into().unwrap_or_default());
+        (a | 1, b | 1)
+    }
+    // xorshift128+ (Vigna), twice for 128 bits.
+    let next = || {
+        STATE.with(|state| {
+            let (mut s1, s0) = state.get();
+            s1 ^= s1 << 23;
+            s1 ^= s1 >> 17;
+            s1 ^= s0 ^ (s0 >> 26);
+            state.set((s0, s1));
+            s0.wrapping_add(s1)
+        })
+    };
+    let (hi, lo) = (next(), next());
     let mut text = [0u8; 32];
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        text[2 * i] = HEX[usize::from(b >> 4)];
-        text[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    for (i, byte) in hi.to_be_bytes().iter().chain(&lo.to_be_bytes()).enumerate() {
+        text[2 * i] = HEX[usize::from(byte >> 4)];
+        text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
     }
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
@@ -239,8 +261,10 @@ mod tests {
     fn untrusted_forwarded_headers_are_replaced_and_identity_injected_last() {
         let rid = HeaderValue::from_static("req-1");
         let host = HeaderValue::from_static("app.example.com");
+        let ip_header = HeaderValue::from_static("192.0.2.7");
         let client = Client {
             ip: "192.0.2.7".parse().expect("ip"),
+            ip_header: &ip_header,
             tls: false,
             trusted: false,
             host: Some(&host),
@@ -277,8 +301,10 @@ mod tests {
     #[test]
     fn trusted_proxies_extend_the_chain() {
         let rid = HeaderValue::from_static("r");
+        let ip_header = HeaderValue::from_static("10.1.2.3");
         let client = Client {
             ip: "10.1.2.3".parse().expect("ip"),
+            ip_header: &ip_header,
             tls: true,
             trusted: true,
             host: None,

@@ -17,18 +17,20 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::request::Parts;
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::auth::{self, Authenticated, Authenticator};
-use crate::config::{Config, UnderscoreHeaders};
+use crate::config::{Config, RouteConfig, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
 use crate::identity::IdentityHeaders;
 use crate::routing::{Router, normalize_path};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{RouteLabel, RouteStatus};
+use prometheus_client::metrics::histogram::Histogram;
 use upstream::Upstream;
 
 /// What a client receives: the upstream's body streamed through, or one the
@@ -43,8 +45,11 @@ pub struct Gateway {
     pub upstreams: Vec<Arc<Upstream>>,
     identity: Arc<IdentityHeaders>,
     pub auth: Authenticator,
-    /// Per route: the `Allow` value for 405s (empty `methods`: no 405).
-    allow: Vec<Option<HeaderValue>>,
+    /// Per route, what each request needs without allocating: the `Allow`
+    /// value for 405s, the name as a metric label, its latency histogram.
+    routes: Vec<RouteRuntime>,
+    /// The latency histogram of requests that matched no route.
+    unrouted: Histogram,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -64,34 +69,70 @@ impl Gateway {
         for u in &upstreams {
             health::spawn(u);
         }
-        let allow = config
+        let routes = config
             .routes
             .iter()
-            .map(|r| {
-                if r.methods.is_empty() {
-                    return None;
-                }
-                let list: Vec<&str> = r.methods.iter().map(|m| m.as_str()).collect();
-                HeaderValue::from_str(&list.join(", ")).ok()
-            })
+            .map(|r| RouteRuntime::new(r, metrics))
             .collect();
+        let unrouted = metrics
+            .request_duration
+            .get_or_create(&RouteLabel { route: "".into() })
+            .clone();
         Ok(Arc::new(Gateway {
             auth: Authenticator::new(&config, metrics)?,
             router: Router::new(&config.routes),
             identity: IdentityHeaders::new(&config.identity),
             upstreams,
-            allow,
+            routes,
+            unrouted,
             tls,
             config: Arc::new(config),
         }))
     }
 }
 
+struct RouteRuntime {
+    name: Arc<str>,
+    allow: Option<HeaderValue>,
+    duration: Histogram,
+}
+
+impl RouteRuntime {
+    fn new(route: &RouteConfig, metrics: &Metrics) -> Self {
+        let name: Arc<str> = route.name.as_str().into();
+        let allow = (!route.methods.is_empty()).then(|| {
+            let list: Vec<&str> = route.methods.iter().map(|m| m.as_str()).collect();
+            HeaderValue::from_str(&list.join(", ")).ok()
+        });
+        RouteRuntime {
+            duration: metrics
+                .request_duration
+                .get_or_create(&RouteLabel {
+                    route: name.clone(),
+                })
+                .clone(),
+            allow: allow.flatten(),
+            name,
+        }
+    }
+}
+
 /// The client connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer address as `X-Forwarded-For` wants it, formatted once per
+    /// connection rather than once per request.
+    pub peer_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ConnInfo { peer, tls, peer_ip }
+    }
 }
 
 /// The proxy: the current gateway and what outlives reloads.
@@ -104,9 +145,10 @@ pub struct Proxy {
 /// (pingora's per-request `CTX`).
 #[derive(Default)]
 struct RequestLog {
-    route: Option<String>,
-    upstream: Option<String>,
-    target: Option<String>,
+    /// Indexes into the gateway's routes, upstreams and their targets.
+    route: Option<usize>,
+    upstream: Option<usize>,
+    target: Option<usize>,
     auth: &'static str,
 }
 
@@ -119,7 +161,7 @@ impl Proxy {
     }
 
     /// Serves one request: never fails, every error is a response.
-    pub async fn handle(&self, conn: ConnInfo, req: Request<Incoming>) -> Response<ResponseBody> {
+    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ResponseBody> {
         let started = Instant::now();
         let gateway = self.gateway.load_full();
         let request_id = headers::request_id(req.headers());
@@ -157,19 +199,14 @@ impl Proxy {
 
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
-        let route = log.route.as_deref().unwrap_or("");
-        self.metrics
-            .requests
-            .get_or_create(&RouteStatus {
-                route: route.to_owned(),
-                status,
-            })
-            .inc();
-        self.metrics
-            .request_duration
-            .get_or_create(&RouteLabel {
-                route: route.to_owned(),
-            })
+        let route = log.route.map(|i| &gateway.routes[i]);
+        let upstream = log.upstream.map(|i| &gateway.upstreams[i]);
+        let target = upstream
+            .zip(log.target)
+            .map_or("", |(u, t)| u.targets[t].target.configured.as_str());
+        let name: Arc<str> = route.map_or_else(|| "".into(), |r| r.name.clone());
+        route
+            .map_or(&gateway.unrouted, |r| &r.duration)
             .observe(elapsed.as_secs_f64());
         if gateway.config.log.access_log {
             tracing::info!(
@@ -177,14 +214,21 @@ impl Proxy {
                 request_id = request_id.to_str().unwrap_or(""),
                 peer = %conn.peer.ip(),
                 method = %method,
-                route,
+                route = &*name,
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 auth = log.auth,
-                upstream = log.upstream.as_deref().unwrap_or(""),
-                upstream_target = log.target.as_deref().unwrap_or(""),
+                upstream = upstream.map_or("", |u| u.name()),
+                upstream_target = target,
             );
         }
+        self.metrics
+            .requests
+            .get_or_create(&RouteStatus {
+                route: name,
+                status,
+            })
+            .inc();
         response
     }
 
@@ -192,7 +236,7 @@ impl Proxy {
     async fn pipeline(
         &self,
         gateway: &Gateway,
-        conn: ConnInfo,
+        conn: &ConnInfo,
         req: Request<Incoming>,
         request_id: &HeaderValue,
         log: &mut RequestLog,
@@ -210,8 +254,9 @@ impl Proxy {
             .find(host_text, &path)
             .ok_or(Rejection::NoRoute)?;
         let route = &config.routes[index];
-        log.route = Some(route.name.clone());
-        if let Some(allow) = &gateway.allow[index]
+        let runtime = &gateway.routes[index];
+        log.route = Some(index);
+        if let Some(allow) = &runtime.allow
             && !route.methods.contains(&parts.method)
         {
             return Err(Rejection::MethodNotAllowed {
@@ -224,7 +269,10 @@ impl Proxy {
         let upgrade = headers::remove_hop_by_hop(&mut parts.headers);
 
         // Authenticate, then authorize.
-        let authenticated = gateway.auth.authenticate(route, &parts).await?;
+        let authenticated = gateway
+            .auth
+            .authenticate(route, &runtime.name, &parts)
+            .await?;
         let authenticated = auth::policy::authorize(route, authenticated)?;
         log.auth = match &authenticated {
             Authenticated::NotChecked => "public",
@@ -236,6 +284,7 @@ impl Proxy {
         // Build the upstream request: strip, then inject (last).
         let client = headers::Client {
             ip: conn.peer.ip(),
+            ip_header: &conn.peer_ip,
             tls: conn.tls,
             trusted: config
                 .server
@@ -274,20 +323,24 @@ impl Proxy {
             }
             _ => None,
         };
-        let path_and_query = match parts.uri.query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path,
+        // Unchanged by normalization (the common case): reuse the target.
+        let path_and_query = match (parts.uri.path_and_query(), parts.uri.query()) {
+            (Some(pq), _) if pq.path() == path => pq.clone(),
+            (_, Some(query)) => {
+                PathAndQuery::try_from(format!("{path}?{query}")).map_err(|_| BadRequest::Target)?
+            }
+            (_, None) => PathAndQuery::try_from(path).map_err(|_| BadRequest::Target)?,
         };
 
         // Forward.
-        log.upstream = Some(upstream.name().to_owned());
+        log.upstream = Some(route.upstream);
         let user = identity.map(|i| i.sub.as_str());
         let (mut response, target) = upstream
             .forward(&parts.method, user, Some(body), |target, body| {
                 let uri = Uri::builder()
                     .scheme(target.scheme.clone())
                     .authority(target.authority.clone())
-                    .path_and_query(path_and_query.as_str())
+                    .path_and_query(path_and_query.clone())
                     .build()
                     .unwrap_or_default();
                 let mut request = Request::new(body);
@@ -297,7 +350,7 @@ impl Proxy {
                 request
             })
             .await?;
-        log.target = Some(target.target.configured.clone());
+        log.target = Some(target);
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
@@ -307,7 +360,7 @@ impl Proxy {
                 ));
             };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, route.name.clone());
+            upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, runtime.name.clone());
         } else {
             headers::remove_hop_by_hop(response.headers_mut());
         }

@@ -8,12 +8,12 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 /// Joins the client and upstream halves once both sides have switched.
-pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, route: String) {
+pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, route: std::sync::Arc<str>) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(error) => {
-                tracing::debug!(route, %error, "upgrade did not complete");
+                tracing::debug!(route = &*route, %error, "upgrade did not complete");
                 return;
             }
         };
@@ -21,9 +21,14 @@ pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, route: String) {
         let mut upstream = TokioIo::new(upstream);
         match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
             Ok((up, down)) => {
-                tracing::debug!(route, bytes_up = up, bytes_down = down, "tunnel closed")
+                tracing::debug!(
+                    route = &*route,
+                    bytes_up = up,
+                    bytes_down = down,
+                    "tunnel closed"
+                )
             }
-            Err(error) => tracing::debug!(route, %error, "tunnel ended with an error"),
+            Err(error) => tracing::debug!(route = &*route, %error, "tunnel ended with an error"),
         }
     });
 }

@@ -167,7 +167,7 @@ impl Upstream {
         user: Option<&str>,
         mut body: Option<Incoming>,
         build: impl Fn(&Target, UpstreamBody) -> Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, &TargetState), Rejection> {
+    ) -> Result<(Response<Incoming>, usize), Rejection> {
         let body_is_empty = body.as_ref().is_none_or(hyper::body::Body::is_end_stream);
         let retryable = method.is_idempotent() && body_is_empty;
         let attempts = if retryable {
@@ -202,7 +202,7 @@ impl Upstream {
             match outcome {
                 Ok(Ok(response)) => {
                     state.connected();
-                    return Ok((response, state));
+                    return Ok((response, index));
                 }
                 Ok(Err(error)) if error.is_connect() => {
                     if is_timeout(&error) {

@@ -90,13 +90,13 @@ async fn serve(
     let (header_timeout, idle_timeout) = (server.header_read_timeout, server.idle_timeout);
     match gateway.tls.clone() {
         None => {
-            let conn = ConnInfo { peer, tls: false };
+            let conn = ConnInfo::new(peer, false);
             run(stream, conn, &builder, proxy.clone(), drain, idle_timeout).await
         }
         Some(acceptor) => {
             match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    let conn = ConnInfo { peer, tls: true };
+                    let conn = ConnInfo::new(peer, true);
                     run(tls, conn, &builder, proxy.clone(), drain, idle_timeout).await
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
@@ -118,9 +118,12 @@ async fn run<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (stream, activity) = idle::Tracked::new(stream);
+    let peer = conn.peer;
+    let conn = Arc::new(conn);
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(conn, req).await) }
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(&conn, req).await) }
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
@@ -134,7 +137,7 @@ async fn run<S>(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(peer = %conn.peer, %error, "connection ended with an error");
+                    tracing::debug!(%peer, %error, "connection ended with an error");
                 }
                 return;
             }
