@@ -1597,3 +1597,34 @@ async fn a_verified_token_is_rejected_once_it_expires() {
     }
     f.assert_invalid(&token, "the same token after exp").await;
 }
+
+/// `wristband_cache_hits_total{cache="jwt"}` (0 when absent).
+async fn jwt_cache_hits(px: &TestProxy) -> u64 {
+    let metrics = get(px.admin, "/metrics", &[]).await.text();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("wristband_cache_hits_total{cache=\"jwt\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_repeated_token_is_served_from_the_verified_cache() {
+    let f = Fixture::start("", &[]).await;
+    let token = f.token().sign_rs256(&f.keys.rsa);
+    f.assert_accepted(&token, "first use verifies").await;
+    assert_eq!(jwt_cache_hits(&f.px).await, 0);
+    f.assert_accepted(&token, "second use").await;
+    assert_eq!(jwt_cache_hits(&f.px).await, 1);
+}
+
+#[tokio::test]
+async fn verified_cache_size_zero_verifies_every_time() {
+    let f = Fixture::start("[jwt]\nverified_cache_size = 0", &[]).await;
+    let token = f.token().sign_rs256(&f.keys.rsa);
+    for _ in 0..3 {
+        f.assert_accepted(&token, "verified again").await;
+    }
+    assert_eq!(jwt_cache_hits(&f.px).await, 0);
+}

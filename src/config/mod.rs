@@ -189,6 +189,8 @@ pub struct JwtConfig {
     pub cookie: Option<String>,
     pub forward_token: bool,
     pub max_token_bytes: usize,
+    /// Verified tokens remembered (signature check skipped); 0: none.
+    pub verified_cache_size: u64,
     pub providers: Vec<JwtProvider>,
 }
 

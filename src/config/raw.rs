@@ -83,6 +83,7 @@ pub(super) struct RawJwt {
     pub cookie: Option<String>,
     pub forward_token: Option<bool>,
     pub max_token_bytes: Option<i64>,
+    pub verified_cache_size: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -286,6 +287,7 @@ mod tests {
                 "cookie",
                 "forward_token",
                 "max_token_bytes",
+                "verified_cache_size",
                 "providers"
             ]
         );

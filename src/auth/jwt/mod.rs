@@ -76,7 +76,6 @@ struct Verified {
 /// Upper bound on how long a verdict is remembered; `exp` is re-checked on
 /// every use anyway.
 const CACHE_TTL: Duration = Duration::from_secs(300);
-const CACHE_CAPACITY: u64 = 100_000;
 
 pub struct JwtAuth {
     header: bool,
@@ -85,7 +84,8 @@ pub struct JwtAuth {
     max_token_bytes: usize,
     pub providers: Vec<Arc<ProviderKeys>>,
     by_issuer: HashMap<String, usize>,
-    verified: moka::sync::Cache<[u8; 32], Arc<Verified>>,
+    /// `None` with `verified_cache_size = 0`.
+    verified: Option<moka::sync::Cache<[u8; 32], Arc<Verified>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -113,10 +113,12 @@ impl JwtAuth {
             max_token_bytes: config.max_token_bytes,
             providers,
             by_issuer,
-            verified: moka::sync::Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(CACHE_TTL)
-                .build(),
+            verified: (config.verified_cache_size > 0).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(config.verified_cache_size)
+                    .time_to_live(CACHE_TTL)
+                    .build()
+            }),
             metrics: metrics.clone(),
         })))
     }
@@ -153,17 +155,19 @@ impl JwtAuth {
             return Err(Invalid::TooLarge.into());
         }
         let now = unix_now();
-        let digest = sha256(token);
-        if let Some(hit) = self.verified.get(&digest) {
-            let provider = &self.providers[hit.provider];
-            if hit.epoch == provider.epoch() {
-                self.count_cache(true);
-                claims::check(&provider.config, &hit.claims, now)?;
-                return identity(&hit.claims);
+        let digest = self.verified.as_ref().map(|_| sha256(token));
+        if let (Some(cache), Some(digest)) = (&self.verified, &digest) {
+            if let Some(hit) = cache.get(digest) {
+                let provider = &self.providers[hit.provider];
+                if hit.epoch == provider.epoch() {
+                    self.count_cache(true);
+                    claims::check(&provider.config, &hit.claims, now)?;
+                    return identity(&hit.claims);
+                }
+                cache.invalidate(digest);
             }
-            self.verified.invalidate(&digest);
+            self.count_cache(false);
         }
-        self.count_cache(false);
 
         let unverified = token::parse(token)?;
         let index = *unverified
@@ -210,14 +214,16 @@ impl JwtAuth {
         // uncached tokens alike.
         claims::check(&provider.config, &unverified.claims, now)?;
         let claims = Arc::new(unverified.claims);
-        self.verified.insert(
-            digest,
-            Arc::new(Verified {
-                provider: index,
-                claims: claims.clone(),
-                epoch,
-            }),
-        );
+        if let (Some(cache), Some(digest)) = (&self.verified, digest) {
+            cache.insert(
+                digest,
+                Arc::new(Verified {
+                    provider: index,
+                    claims: claims.clone(),
+                    epoch,
+                }),
+            );
+        }
         identity(&claims)
     }
 

@@ -33,6 +33,13 @@ impl V<'_, '_> {
             256,
             i64::MAX,
         );
+        let verified_cache_size = self.int_in(
+            &join(t, "verified_cache_size"),
+            raw.verified_cache_size,
+            100_000,
+            0,
+            10_000_000,
+        );
 
         let providers_path = join(t, "providers");
         let mut names: HashMap<String, usize> = HashMap::new();
@@ -67,6 +74,7 @@ impl V<'_, '_> {
             cookie,
             forward_token: raw.forward_token.unwrap_or(true),
             max_token_bytes: usize::try_from(max_token_bytes).unwrap_or(16384),
+            verified_cache_size: u64::try_from(verified_cache_size).unwrap_or(100_000),
             providers: out,
         }
     }

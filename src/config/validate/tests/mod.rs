@@ -51,6 +51,7 @@ fn an_empty_file_gives_the_defaults_of_spec_section_3() {
     assert!(c.jwt.cookie.is_none());
     assert!(c.jwt.forward_token);
     assert_eq!(c.jwt.max_token_bytes, 16384);
+    assert_eq!(c.jwt.verified_cache_size, 100_000);
     assert!(c.jwt.providers.is_empty());
     assert!(c.upstreams.is_empty());
     assert!(c.routes.is_empty());
