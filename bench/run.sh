@@ -5,9 +5,12 @@
 #   DURATION=3s ROUNDS=1 LAYOUT=both bench/run.sh
 #
 # Targets, interleaved A B C A B C ... for ROUNDS rounds:
-#   direct     wrk -> nginx backend (return 200 "ok")
-#   nginx      wrk -> nginx reverse proxy (upstream keep-alive) -> backend
-#   wristband  wrk -> wristband, public route -> backend
+#   direct                   wrk -> nginx backend (return 200 "ok")
+#   nginx                    wrk -> nginx reverse proxy (upstream keep-alive) -> backend
+#   wristband                wrk -> wristband, public route -> backend
+#   wristband-rs256          wristband, JWT route, RS256 token, verified-token cache on
+#   wristband-rs256-nocache  the same with the cache off (every request verifies)
+#   wristband-es256-nocache  an ES256 token, cache off
 # Prints one Markdown table per layout on stdout (progress goes to stderr) and
 # writes them, with the machine and versions, to bench/results/latest.md.
 set -euo pipefail
@@ -21,7 +24,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-2}
 LAYOUT=${LAYOUT:-pinned}
-TARGETS=${TARGETS:-direct nginx wristband}
+TARGETS=${TARGETS:-direct nginx wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 BUILD=${BUILD:-auto}
@@ -40,7 +43,10 @@ esac
 case $BUILD in auto | always | never) ;; *) die "BUILD must be auto, always or never (got '$BUILD')" ;; esac
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 for t in $TARGETS; do
-    case $t in direct | nginx | wristband) ;; *) die "unknown target '$t' in TARGETS" ;; esac
+    case $t in
+        direct | nginx | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
+        *) die "unknown target '$t' in TARGETS" ;;
+    esac
 done
 
 # --- tools -------------------------------------------------------------------
@@ -72,7 +78,11 @@ if [ -n "${WRISTBAND_BIN:-}" ]; then
 else
     WRISTBAND_BIN=$TARGET_DIR/release/wristband
 fi
-if [[ " $TARGETS " == *" wristband "* ]]; then
+# Any wristband target needs the binary (and the JWT ones the bench tokens).
+WANT_WB=no
+[[ " $TARGETS " == *" wristband"* ]] && WANT_WB=yes
+TOKENS_BIN=$TARGET_DIR/release/examples/bench_tokens
+if [ $WANT_WB = yes ]; then
     rebuild=no
     if [ "$BUILD" = always ]; then
         rebuild=yes
@@ -88,6 +98,12 @@ if [[ " $TARGETS " == *" wristband "* ]]; then
         log "building the release binary (cargo build --release, target dir $TARGET_DIR)"
         (cd "$REPO_DIR" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release) >&2 ||
             die "cargo build --release failed"
+    fi
+    if [ ! -x "$TOKENS_BIN" ] || [ -n "$(find "$REPO_DIR/examples" "$REPO_DIR/tests/common/tokens.rs" \
+        -newer "$TOKENS_BIN" -print -quit 2>/dev/null)" ]; then
+        log "building the token generator (cargo build --release --example bench_tokens)"
+        (cd "$REPO_DIR" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --example bench_tokens) >&2 ||
+            die "cargo build --release --example bench_tokens failed"
     fi
     [ -x "$WRISTBAND_BIN" ] || die "no wristband binary at $WRISTBAND_BIN"
 fi
@@ -146,10 +162,15 @@ except Exception:
 PY
 }
 
+# http_body URL [HEADER]: the body of a GET, with an optional "Name: value" header.
 http_body() {
-    python3 - "$1" <<'PY' 2>/dev/null || true
+    python3 - "$1" "${2:-}" <<'PY' 2>/dev/null || true
 import sys, urllib.request
-sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode("latin-1"))
+req = urllib.request.Request(sys.argv[1])
+if sys.argv[2]:
+    name, value = sys.argv[2].split(":", 1)
+    req.add_header(name.strip(), value.strip())
+sys.stdout.write(urllib.request.urlopen(req, timeout=2).read().decode("latin-1"))
 PY
 }
 
@@ -217,17 +238,20 @@ to_ms() { # wrk's "612.00us" / "1.20ms" / "2.00s" / "1.00m" -> ms
 }
 
 # run_wrk LAYOUT ROUND TARGET PORT SERVER_PIDS...: one measured run, appended to RAW.
+# WRK_PATH (default /) and WRK_HEADER (an extra request header) shape the request.
 run_wrk() {
     local layout=$1 round=$2 target=$3 port=$4 url out t0 t1
     shift 4
-    url="http://127.0.0.1:$port/"
+    url="http://127.0.0.1:$port${WRK_PATH:-/}"
+    local header=()
+    [ -n "${WRK_HEADER:-}" ] && header=(-H "$WRK_HEADER")
     out=$TMP/wrk-$layout-$round-$target.txt
     log "$layout round $round/$ROUNDS: $target (warm-up $WARMUP, then $DURATION)"
     if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
-        "${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null
+        "${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${header[@]}" "$url" >/dev/null
     fi
     t0=$(cpu_ticks "$@")
-    "${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+    "${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${header[@]}" "$url" >"$out"
     t1=$(cpu_ticks "$@")
     local rps requests p50 p99 errors
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
@@ -244,6 +268,35 @@ run_wrk() {
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$layout" "$round" "$target" "$rps" "$p50" "$p99" "$requests" "$((t1 - t0))" "$errors" >>"$RAW"
+}
+
+# start_wristband LAYOUT NAME PORT ADMIN_PORT CACHE_SIZE: sets STARTED_WB to the PID
+# once it serves both routes (public, and JWT with the RS256 token), else to "".
+start_wristband() {
+    local layout=$1 name=$2 port=$3 admin=$4 cache=$5 cfg log pid wb_env=()
+    cfg=$TMP/wristband-$layout-$name.toml
+    log=$TMP/wristband-$layout-$name.log
+    render "$BENCH_DIR/wristband.toml.in" "$cfg" \
+        "PORT=$port" "ADMIN_PORT=$admin" "BACKEND_PORT=$BACKEND_PORT" \
+        "JWKS=$KEYS/jwks.json" "CACHE=$cache"
+    [ -n "$WORKERS" ] && wb_env=("TOKIO_WORKER_THREADS=$WORKERS")
+    env "${wb_env[@]}" "${PIN_SERVER[@]}" "$WRISTBAND_BIN" run --config "$cfg" >"$log" 2>&1 &
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    local token
+    token=$(cat "$KEYS/token-rs256.txt")
+    STARTED_WB=
+    if wait_ready "http://127.0.0.1:$admin/readyz" "$pid" "wristband ($name)" &&
+        [ "$(http_body "http://127.0.0.1:$port/")" = ok ] &&
+        [ "$(http_body "http://127.0.0.1:$port/api" "Authorization: Bearer $token")" = ok ] &&
+        [ "$(http_status "http://127.0.0.1:$port/api")" = 401 ]; then
+        STARTED_WB=$pid
+    else
+        log "wristband ($name) is not serving both routes; its output:"
+        tail -n 20 "$log" >&2 || true
+        echo "$layout: wristband ($name cache) did not start or did not proxy" >>"$NOTES"
+        stop_pids "$pid"
+    fi
 }
 
 # --- the run -------------------------------------------------------------------------
@@ -287,28 +340,19 @@ for layout in "${LAYOUTS[@]}"; do
         layout_pids+=("$NGINX_PID")
     fi
 
+    # Two wristband processes: the verified-token cache on (WB) and off (WBN).
     WB_PID=
-    if [[ " $TARGETS " == *" wristband "* ]]; then
-        cfg=$TMP/wristband-$layout.toml
-        render "$BENCH_DIR/wristband.toml.in" "$cfg" \
-            "PORT=$WB_PORT" "ADMIN_PORT=$WB_ADMIN_PORT" "BACKEND_PORT=$BACKEND_PORT"
-        wb_env=()
-        [ -n "$WORKERS" ] && wb_env=("TOKIO_WORKER_THREADS=$WORKERS")
-        env "${wb_env[@]}" "${PIN_SERVER[@]}" "$WRISTBAND_BIN" run --config "$cfg" \
-            >"$TMP/wristband-$layout.log" 2>&1 &
-        WB_PID=$!
-        STARTED_PIDS+=("$WB_PID")
-        if wait_ready "http://127.0.0.1:$WB_ADMIN_PORT/readyz" "$WB_PID" wristband &&
-            [ "$(http_body "http://127.0.0.1:$WB_PORT/")" = ok ]; then
-            layout_pids+=("$WB_PID")
-        else
-            log "wristband is not serving; its output:"
-            tail -n 20 "$TMP/wristband-$layout.log" >&2 || true
-            msg=$(tr '\n' ' ' <"$TMP/wristband-$layout.log" | cut -c1-300)
-            echo "$layout: wristband did not start or did not proxy (${msg:-no output})" >>"$NOTES"
-            stop_pids "$WB_PID"
-            WB_PID=
-        fi
+    WBN_PID=
+    if [ $WANT_WB = yes ]; then
+        KEYS=$TMP/keys
+        mkdir -p "$KEYS"
+        "$TOKENS_BIN" "$KEYS" || die "bench_tokens failed"
+        read -r WBN_PORT WBN_ADMIN_PORT <<<"$(free_ports 2)"
+        start_wristband "$layout" on "$WB_PORT" "$WB_ADMIN_PORT" 100000
+        WB_PID=$STARTED_WB
+        start_wristband "$layout" off "$WBN_PORT" "$WBN_ADMIN_PORT" 0
+        WBN_PID=$STARTED_WB
+        for pid in $WB_PID $WBN_PID; do layout_pids+=("$pid"); done
     fi
 
     for ((round = 1; round <= ROUNDS; round++)); do
@@ -316,10 +360,23 @@ for layout in "${LAYOUTS[@]}"; do
             case $target in
                 direct) run_wrk "$layout" "$round" direct "$BACKEND_PORT" "$BACKEND_PID" ;;
                 nginx) run_wrk "$layout" "$round" nginx "$NGINX_PORT" "$BACKEND_PID" "$NGINX_PID" ;;
-                wristband)
-                    [ -n "$WB_PID" ] || continue
-                    kill -0 "$WB_PID" 2>/dev/null || die "wristband died during the run: $(tail -n 5 "$TMP/wristband-$layout.log")"
-                    run_wrk "$layout" "$round" wristband "$WB_PORT" "$BACKEND_PID" "$WB_PID"
+                wristband*)
+                    local_pid=$WB_PID port=$WB_PORT WRK_PATH=/ WRK_HEADER=''
+                    case $target in
+                        wristband-rs256) WRK_PATH=/api WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-rs256.txt")" ;;
+                        wristband-rs256-nocache)
+                            local_pid=$WBN_PID port=$WBN_PORT WRK_PATH=/api
+                            WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-rs256.txt")"
+                            ;;
+                        wristband-es256-nocache)
+                            local_pid=$WBN_PID port=$WBN_PORT WRK_PATH=/api
+                            WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-es256.txt")"
+                            ;;
+                    esac
+                    [ -n "$local_pid" ] || continue
+                    kill -0 "$local_pid" 2>/dev/null || die "wristband died during the run: $(tail -n 5 "$TMP"/wristband-"$layout"-*.log)"
+                    run_wrk "$layout" "$round" "$target" "$port" "$BACKEND_PID" "$local_pid"
+                    WRK_PATH='' WRK_HEADER=''
                     ;;
             esac
         done
@@ -372,8 +429,8 @@ for layout in ("pinned", "unpinned"):
     out.append(f"wrk -t{t} -c{c} -d{os.environ['DURATION']} --latency ({warm}); "
                f"median of {os.environ['ROUNDS']} interleaved round(s)")
     out.append("")
-    out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs nginx req/s | server CPU µs/req | proxy's own µs/req | errors |")
-    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs nginx req/s | vs wristband public | server CPU µs/req | proxy's own µs/req | errors |")
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     data = rows.get(layout, {})
     agg = {k: dict(rps=med([r["rps"] for r in v]), p50=med([r["p50"] for r in v]),
                    p99=med([r["p99"] for r in v]), us=med([r["us"] for r in v]),
@@ -382,12 +439,14 @@ for layout in ("pinned", "unpinned"):
     for target in order:
         a = agg.get(target)
         if a is None:
-            out.append(f"| {target} | n/a | | | | | | | |")
+            out.append(f"| {target} | n/a | | | | | | | | |")
             continue
         ratio = f"{a['rps'] / agg['nginx']['rps']:.2f}" if "nginx" in agg else "n/a"
+        vs_public = (f"{a['rps'] / agg['wristband']['rps']:.2f}"
+                     if target.startswith("wristband") and "wristband" in agg else "—")
         own = f"{a['us'] - agg['direct']['us']:.1f}" if target != "direct" and "direct" in agg else "—"
         by_round = " / ".join(f"{x:.0f}" for x in a["rounds"])
-        out.append(f"| {target} | {a['rps']:.0f} | {by_round} | {a['p50']:.2f} | {a['p99']:.2f} | {ratio} "
+        out.append(f"| {target} | {a['rps']:.0f} | {by_round} | {a['p50']:.2f} | {a['p99']:.2f} | {ratio} | {vs_public} "
                    f"| {a['us']:.1f} | {own} | {a['errs']} |")
     for n in notes:
         if n.startswith(layout + ":"):

@@ -8,6 +8,7 @@
 //! when nothing was presented. `optional` routes never reject; `public`
 //! routes never look.
 
+pub mod counters;
 pub mod credentials;
 pub mod jwt;
 pub mod policy;
@@ -21,7 +22,7 @@ use crate::config::{AuthMode, Config, CredentialKind, RouteConfig};
 use crate::error::Rejection;
 use crate::identity::Identity;
 use crate::telemetry::Metrics;
-use crate::telemetry::metrics::AuthLabels;
+use counters::{AuthCounters, Outcome};
 use jwt::{Invalid, JwtAuth, JwtError};
 
 /// What authentication concluded, before policy.
@@ -31,13 +32,18 @@ pub enum Authenticated {
     NotChecked,
     /// `optional` route without a valid credential: forwarded anonymously.
     Anonymous,
-    Caller(Identity),
+    /// The identity is shared with the verified-token cache: a cache hit
+    /// costs no copy.
+    Caller {
+        identity: Arc<Identity>,
+        kind: CredentialKind,
+    },
 }
 
 impl Authenticated {
     pub fn identity(&self) -> Option<&Identity> {
         match self {
-            Authenticated::Caller(identity) => Some(identity),
+            Authenticated::Caller { identity, .. } => Some(identity),
             Authenticated::NotChecked | Authenticated::Anonymous => None,
         }
     }
@@ -46,7 +52,6 @@ impl Authenticated {
 /// The credential kinds of one config.
 pub struct Authenticator {
     pub jwt: Option<Arc<JwtAuth>>,
-    metrics: Arc<Metrics>,
 }
 
 /// What the kinds that did not vouch for the caller said.
@@ -61,13 +66,12 @@ impl Authenticator {
     pub fn new(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Self> {
         Ok(Authenticator {
             jwt: JwtAuth::new(&config.jwt, metrics)?,
-            metrics: metrics.clone(),
         })
     }
 
     /// No credential kind at all (tests of the stages around this one).
-    pub fn disabled(metrics: Arc<Metrics>) -> Self {
-        Authenticator { jwt: None, metrics }
+    pub fn disabled() -> Self {
+        Authenticator { jwt: None }
     }
 
     /// The names of providers without usable keys, for `/readyz`.
@@ -91,7 +95,7 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         route: &RouteConfig,
-        route_name: &Arc<str>,
+        counters: &AuthCounters,
         parts: &Parts,
     ) -> Result<Authenticated, Rejection> {
         if route.auth == AuthMode::Public {
@@ -108,7 +112,7 @@ impl Authenticator {
                         Ok(None) => continue,
                         Err(ambiguous) => {
                             // Never guess which of two credentials counts.
-                            self.count(route_name, *kind, "invalid");
+                            counters.inc(Some(*kind), Outcome::Invalid);
                             if route.auth == AuthMode::Required {
                                 return Err(ambiguous);
                             }
@@ -118,21 +122,24 @@ impl Authenticator {
                     presented = true;
                     match jwt.verify(token).await {
                         Ok(identity) => {
-                            self.count(route_name, *kind, "ok");
-                            return Ok(Authenticated::Caller(identity));
+                            counters.inc(Some(*kind), Outcome::Ok);
+                            return Ok(Authenticated::Caller {
+                                identity,
+                                kind: *kind,
+                            });
                         }
                         Err(JwtError::Invalid(reason)) => {
                             let outcome = if reason == Invalid::Expired {
-                                "expired"
+                                Outcome::Expired
                             } else {
-                                "invalid"
+                                Outcome::Invalid
                             };
-                            self.count(route_name, *kind, outcome);
+                            counters.inc(Some(*kind), outcome);
                             tracing::debug!(route = %route.name, %reason, "JWT refused");
                             failures.jwt_invalid.get_or_insert(reason);
                         }
                         Err(JwtError::Unavailable(reason)) => {
-                            self.count(route_name, *kind, "unavailable");
+                            counters.inc(Some(*kind), Outcome::Unavailable);
                             failures.unavailable.get_or_insert(reason);
                         }
                     }
@@ -146,7 +153,7 @@ impl Authenticator {
             return Ok(Authenticated::Anonymous);
         }
         if !presented {
-            self.count_kinds(route, route_name, "missing");
+            counters.inc(route.accept.first().copied(), Outcome::Missing);
         }
         Err(failures.into_rejection())
     }
@@ -156,29 +163,6 @@ impl Authenticator {
         if let Some(jwt) = &self.jwt {
             jwt.remove_token(headers);
         }
-    }
-
-    fn count(&self, route: &Arc<str>, kind: CredentialKind, outcome: &'static str) {
-        self.metrics
-            .auth
-            .get_or_create(&AuthLabels {
-                route: route.clone(),
-                kind: kind.as_str(),
-                outcome,
-            })
-            .inc();
-    }
-
-    fn count_kinds(&self, route: &RouteConfig, name: &Arc<str>, outcome: &'static str) {
-        let kind = route.accept.first().map_or("none", |k| k.as_str());
-        self.metrics
-            .auth
-            .get_or_create(&AuthLabels {
-                route: name.clone(),
-                kind,
-                outcome,
-            })
-            .inc();
     }
 }
 

@@ -12,11 +12,11 @@ use crate::identity::Identity;
 /// Checks `require`. On an `optional` route an identity that fails the rules
 /// is dropped rather than rejected: optional routes never reject.
 pub fn authorize(route: &RouteConfig, auth: Authenticated) -> Result<Authenticated, Rejection> {
-    let Authenticated::Caller(identity) = auth else {
+    let Authenticated::Caller { identity, kind } = auth else {
         return Ok(auth);
     };
     match unmet_requirement(route, &identity) {
-        None => Ok(Authenticated::Caller(identity)),
+        None => Ok(Authenticated::Caller { identity, kind }),
         Some(claim) => match route.auth {
             AuthMode::Optional => Ok(Authenticated::Anonymous),
             AuthMode::Required | AuthMode::Public => Err(Rejection::Forbidden(format!(

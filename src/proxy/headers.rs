@@ -283,7 +283,7 @@ mod tests {
         build_upstream_headers(
             &mut headers,
             &identity_headers(),
-            &Authenticator::disabled(Default::default()),
+            &Authenticator::disabled(),
             UnderscoreHeaders::Drop,
             &client,
             Some(&identity),
@@ -318,7 +318,7 @@ mod tests {
         build_upstream_headers(
             &mut headers,
             &identity_headers(),
-            &Authenticator::disabled(Default::default()),
+            &Authenticator::disabled(),
             UnderscoreHeaders::Allow,
             &client,
             None,

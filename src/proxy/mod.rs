@@ -23,6 +23,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
+use crate::auth::counters::{AuthCounters, Outcome};
 use crate::auth::{self, Authenticated, Authenticator};
 use crate::config::{Config, RouteConfig, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
@@ -93,6 +94,7 @@ impl Gateway {
 
 struct RouteRuntime {
     name: Arc<str>,
+    auth: AuthCounters,
     allow: Option<HeaderValue>,
     duration: Histogram,
 }
@@ -105,6 +107,7 @@ impl RouteRuntime {
             HeaderValue::from_str(&list.join(", ")).ok()
         });
         RouteRuntime {
+            auth: AuthCounters::new(name.clone(), metrics),
             duration: metrics
                 .request_duration
                 .get_or_create(&RouteLabel {
@@ -271,13 +274,19 @@ impl Proxy {
         // Authenticate, then authorize.
         let authenticated = gateway
             .auth
-            .authenticate(route, &runtime.name, &parts)
+            .authenticate(route, &runtime.auth, &parts)
             .await?;
-        let authenticated = auth::policy::authorize(route, authenticated)?;
+        let kind = match &authenticated {
+            Authenticated::Caller { kind, .. } => Some(*kind),
+            Authenticated::NotChecked | Authenticated::Anonymous => None,
+        };
+        let authenticated = auth::policy::authorize(route, authenticated).inspect_err(|_| {
+            runtime.auth.inc(kind, Outcome::Forbidden);
+        })?;
         log.auth = match &authenticated {
             Authenticated::NotChecked => "public",
             Authenticated::Anonymous => "anonymous",
-            Authenticated::Caller(_) => "ok",
+            Authenticated::Caller { .. } => "ok",
         };
         let identity = authenticated.identity();
 

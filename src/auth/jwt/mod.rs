@@ -32,6 +32,7 @@ use crate::error::Rejection;
 use crate::identity::Identity;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::CacheLabel;
+use prometheus_client::metrics::counter::Counter;
 
 /// Why a presented token is not valid (always 401; the reason is logged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -68,7 +69,7 @@ pub enum JwtError {
 /// A token that verified once, by the hash of its text.
 struct Verified {
     provider: usize,
-    claims: Arc<Claims>,
+    identity: Arc<Identity>,
     /// The provider's key epoch when it verified (see `ProviderKeys::epoch`).
     epoch: u64,
 }
@@ -76,6 +77,7 @@ struct Verified {
 /// Upper bound on how long a verdict is remembered; `exp` is re-checked on
 /// every use anyway.
 const CACHE_TTL: Duration = Duration::from_secs(300);
+const JWT_CACHE: CacheLabel = CacheLabel { cache: "jwt" };
 
 pub struct JwtAuth {
     header: bool,
@@ -86,7 +88,8 @@ pub struct JwtAuth {
     by_issuer: HashMap<String, usize>,
     /// `None` with `verified_cache_size = 0`.
     verified: Option<moka::sync::Cache<[u8; 32], Arc<Verified>>>,
-    metrics: Arc<Metrics>,
+    cache_hits: Counter,
+    cache_misses: Counter,
 }
 
 impl JwtAuth {
@@ -119,7 +122,8 @@ impl JwtAuth {
                     .time_to_live(CACHE_TTL)
                     .build()
             }),
-            metrics: metrics.clone(),
+            cache_hits: metrics.cache_hits.get_or_create(&JWT_CACHE).clone(),
+            cache_misses: metrics.cache_misses.get_or_create(&JWT_CACHE).clone(),
         })))
     }
 
@@ -150,7 +154,7 @@ impl JwtAuth {
         }
     }
 
-    pub async fn verify(&self, token: &str) -> Result<Identity, JwtError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, JwtError> {
         if token.len() > self.max_token_bytes {
             return Err(Invalid::TooLarge.into());
         }
@@ -160,13 +164,13 @@ impl JwtAuth {
             if let Some(hit) = cache.get(digest) {
                 let provider = &self.providers[hit.provider];
                 if hit.epoch == provider.epoch() {
-                    self.count_cache(true);
-                    claims::check(&provider.config, &hit.claims, now)?;
-                    return identity(&hit.claims);
+                    self.cache_hits.inc();
+                    claims::check(&provider.config, &hit.identity.claims, now)?;
+                    return Ok(hit.identity.clone());
                 }
                 cache.invalidate(digest);
             }
-            self.count_cache(false);
+            self.cache_misses.inc();
         }
 
         let unverified = token::parse(token)?;
@@ -213,27 +217,18 @@ impl JwtAuth {
         // Ours, in addition to the library's: one rule set for cached and
         // uncached tokens alike.
         claims::check(&provider.config, &unverified.claims, now)?;
-        let claims = Arc::new(unverified.claims);
+        let identity = identity(unverified.claims)?;
         if let (Some(cache), Some(digest)) = (&self.verified, digest) {
             cache.insert(
                 digest,
                 Arc::new(Verified {
                     provider: index,
-                    claims: claims.clone(),
+                    identity: identity.clone(),
                     epoch,
                 }),
             );
         }
-        identity(&claims)
-    }
-
-    fn count_cache(&self, hit: bool) {
-        let label = CacheLabel { cache: "jwt" };
-        if hit {
-            self.metrics.cache_hits.get_or_create(&label).inc();
-        } else {
-            self.metrics.cache_misses.get_or_create(&label).inc();
-        }
+        Ok(identity)
     }
 }
 
@@ -259,10 +254,10 @@ fn validation(provider: &JwtProvider, alg: crate::config::JwtAlgorithm) -> Valid
     v
 }
 
-fn identity(claims: &Claims) -> Result<Identity, JwtError> {
+fn identity(claims: Claims) -> Result<Arc<Identity>, JwtError> {
     match claims.get("sub") {
         Some(serde_json::Value::String(sub)) if !sub.is_empty() => {
-            Ok(Identity::new(sub.clone(), claims.clone()))
+            Ok(Arc::new(Identity::new(sub.clone(), claims)))
         }
         _ => Err(Invalid::Claim("no sub").into()),
     }

@@ -1,0 +1,86 @@
+//! `wristband_auth_total{route,kind,outcome}` without a label lookup per
+//! request: each route keeps the counters it has used.
+
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::config::CredentialKind;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::AuthLabels;
+
+/// SPEC §6 outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Missing,
+    Invalid,
+    Expired,
+    Forbidden,
+    Unavailable,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 6] = [
+        Outcome::Ok,
+        Outcome::Missing,
+        Outcome::Invalid,
+        Outcome::Expired,
+        Outcome::Forbidden,
+        Outcome::Unavailable,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Missing => "missing",
+            Outcome::Invalid => "invalid",
+            Outcome::Expired => "expired",
+            Outcome::Forbidden => "forbidden",
+            Outcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Kinds: jwt, session, and "none" for a route that accepts no kind.
+const KINDS: usize = 3;
+
+pub struct AuthCounters {
+    route: Arc<str>,
+    family: Family<AuthLabels, Counter>,
+    slots: [OnceLock<Counter>; KINDS * Outcome::ALL.len()],
+}
+
+impl AuthCounters {
+    pub fn new(route: Arc<str>, metrics: &Metrics) -> Self {
+        AuthCounters {
+            route,
+            family: metrics.auth.clone(),
+            slots: Default::default(),
+        }
+    }
+
+    pub fn inc(&self, kind: Option<CredentialKind>, outcome: Outcome) {
+        let (kind_index, kind_name) = match kind {
+            Some(CredentialKind::Jwt) => (0, "jwt"),
+            Some(CredentialKind::Session) => (1, "session"),
+            None => (2, "none"),
+        };
+        let outcome_index = Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or_default();
+        self.slots[kind_index * Outcome::ALL.len() + outcome_index]
+            .get_or_init(|| {
+                self.family
+                    .get_or_create(&AuthLabels {
+                        route: self.route.clone(),
+                        kind: kind_name,
+                        outcome: outcome.as_str(),
+                    })
+                    .clone()
+            })
+            .inc();
+    }
+}
