@@ -2,14 +2,17 @@
 //!
 //! The token never chooses the algorithm (RFC 8725 §3.1): every key is bound
 //! to its JWK `alg`, or else to the provider's allow-list intersected with
-//! what its key type can do. A JWKS `oct` key is dropped: a symmetric secret
-//! published in a key set is a way to forge tokens, not to verify them.
+//! what its key type can do, and is parsed for exactly those algorithms. A
+//! JWKS `oct` key is dropped: a symmetric secret published in a key set is a
+//! way to forge tokens, not to verify them.
 
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 use serde_json::Value;
 
+use super::token::base64url;
 use crate::config::JwtAlgorithm;
 
 /// SPEC §5.4: a JWKS larger than this is refused.
@@ -17,11 +20,20 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// SPEC §5.4: a JWKS with more keys than this is refused.
 pub const MAX_JWKS_KEYS: usize = 100;
 
+/// A key parsed once, ready to verify: parsing a public key (for RSA, the
+/// Montgomery set-up) costs more than the verification itself, so it is
+/// never redone per request.
+enum Verifier {
+    /// One parsed key per algorithm the key is bound to.
+    Public(Vec<(JwtAlgorithm, ParsedPublicKey)>),
+    Hmac(Vec<(JwtAlgorithm, hmac::Key)>),
+}
+
 pub struct VerifyingKey {
     pub kid: Option<String>,
     /// Never empty.
     pub algorithms: Vec<JwtAlgorithm>,
-    pub key: DecodingKey,
+    verifier: Verifier,
     /// What identifies this key across refreshes (kid + material), so a
     /// refresh can tell whether a key disappeared.
     pub fingerprint: String,
@@ -33,6 +45,23 @@ impl std::fmt::Debug for VerifyingKey {
             .field("kid", &self.kid)
             .field("algorithms", &self.algorithms)
             .finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// Checks `signature` over `message` with `alg`, which must be one this
+    /// key is bound to (the token never picks the algorithm on its own).
+    pub fn verify(&self, alg: JwtAlgorithm, message: &[u8], signature: &[u8]) -> bool {
+        match &self.verifier {
+            Verifier::Public(keys) => keys
+                .iter()
+                .find(|(a, _)| *a == alg)
+                .is_some_and(|(_, key)| key.verify_sig(message, signature).is_ok()),
+            Verifier::Hmac(keys) => keys
+                .iter()
+                .find(|(a, _)| *a == alg)
+                .is_some_and(|(_, key)| hmac::verify(key, message, signature).is_ok()),
+        }
     }
 }
 
@@ -48,21 +77,21 @@ pub enum JwksError {
     NoUsableKey,
 }
 
-pub fn to_jsonwebtoken(alg: JwtAlgorithm) -> Algorithm {
-    match alg {
-        JwtAlgorithm::HS256 => Algorithm::HS256,
-        JwtAlgorithm::HS384 => Algorithm::HS384,
-        JwtAlgorithm::HS512 => Algorithm::HS512,
-        JwtAlgorithm::RS256 => Algorithm::RS256,
-        JwtAlgorithm::RS384 => Algorithm::RS384,
-        JwtAlgorithm::RS512 => Algorithm::RS512,
-        JwtAlgorithm::PS256 => Algorithm::PS256,
-        JwtAlgorithm::PS384 => Algorithm::PS384,
-        JwtAlgorithm::PS512 => Algorithm::PS512,
-        JwtAlgorithm::ES256 => Algorithm::ES256,
-        JwtAlgorithm::ES384 => Algorithm::ES384,
-        JwtAlgorithm::EdDSA => Algorithm::EdDSA,
-    }
+/// The aws-lc-rs verification algorithm of a public-key JWS algorithm
+/// (RFC 7518 §3). RSA keys under 2048 bits are refused by these.
+fn public_algorithm(alg: JwtAlgorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    Some(match alg {
+        JwtAlgorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        JwtAlgorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        JwtAlgorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        JwtAlgorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        JwtAlgorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        JwtAlgorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        JwtAlgorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+        JwtAlgorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+        JwtAlgorithm::EdDSA => &signature::ED25519,
+        JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => return None,
+    })
 }
 
 /// The algorithms a JWK's key type can serve.
@@ -114,6 +143,9 @@ pub fn parse_jwks(
 
 fn parse_jwk(jwk: &Value, allowed: &[JwtAlgorithm]) -> Result<VerifyingKey, &'static str> {
     let text = |name: &str| jwk.get(name).and_then(Value::as_str);
+    let bytes = |name: &'static str| -> Result<Vec<u8>, &'static str> {
+        base64url(text(name).ok_or(name)?).map_err(|_| "member is not base64url")
+    };
     let kty = text("kty").ok_or("no kty")?;
     if kty == "oct" {
         return Err("symmetric keys are never taken from a key set");
@@ -142,39 +174,100 @@ fn parse_jwk(jwk: &Value, allowed: &[JwtAlgorithm]) -> Result<VerifyingKey, &'st
     if algorithms.is_empty() {
         return Err("no configured algorithm fits the key type");
     }
-    let (key, material) = match kty {
-        "RSA" => {
-            let (n, e) = (text("n").ok_or("no n")?, text("e").ok_or("no e")?);
-            let key = DecodingKey::from_rsa_components(n, e).map_err(|_| "bad RSA key")?;
-            (key, format!("{n}.{e}"))
+    let public_key = match (kty, crv) {
+        ("RSA", _) => rsa_public_key_der(&bytes("n")?, &bytes("e")?),
+        ("EC", Some(curve)) => {
+            let (x, y) = (bytes("x")?, bytes("y")?);
+            let size = if curve == "P-256" { 32 } else { 48 };
+            if x.len() != size || y.len() != size {
+                return Err("EC coordinates of the wrong size");
+            }
+            // SEC1 uncompressed point.
+            [&[4u8][..], &x, &y].concat()
         }
-        "EC" => {
-            let (x, y) = (text("x").ok_or("no x")?, text("y").ok_or("no y")?);
-            let key = DecodingKey::from_ec_components(x, y).map_err(|_| "bad EC key")?;
-            (key, format!("{x}.{y}"))
-        }
-        "OKP" => {
-            let x = text("x").ok_or("no x")?;
-            let key = DecodingKey::from_ed_components(x).map_err(|_| "bad OKP key")?;
-            (key, x.to_owned())
-        }
+        ("OKP", _) => bytes("x")?,
         _ => return Err("unsupported kty"),
     };
+    let parsed = algorithms
+        .iter()
+        .map(|alg| {
+            let verification = public_algorithm(*alg).ok_or("not a public-key algorithm")?;
+            let key = ParsedPublicKey::new(verification, &public_key)
+                .map_err(|_| "key rejected (malformed, or RSA under 2048 bits)")?;
+            Ok((*alg, key))
+        })
+        .collect::<Result<Vec<_>, &'static str>>()?;
     let kid = text("kid").map(str::to_owned);
     Ok(VerifyingKey {
-        fingerprint: format!("{}|{material}", kid.as_deref().unwrap_or("")),
+        fingerprint: format!(
+            "{}|{}",
+            kid.as_deref().unwrap_or(""),
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public_key)
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
         kid,
         algorithms,
-        key,
+        verifier: Verifier::Public(parsed),
     })
+}
+
+/// DER `RSAPublicKey` (RFC 8017 A.1.1) from the JWK's big-endian `n`, `e`.
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn integer(bytes: &[u8]) -> Vec<u8> {
+        let trimmed = match bytes.iter().position(|b| *b != 0) {
+            Some(first) => &bytes[first..],
+            None => &[0u8][..],
+        };
+        // A leading 1 bit would make the INTEGER negative.
+        let pad = trimmed[0] & 0x80 != 0;
+        let mut content = Vec::with_capacity(trimmed.len() + 1);
+        if pad {
+            content.push(0);
+        }
+        content.extend_from_slice(trimmed);
+        tlv(0x02, &content)
+    }
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let len_bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            out.push(0x80 | len_bytes.len() as u8);
+            out.extend_from_slice(&len_bytes);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+    tlv(0x30, &[integer(n), integer(e)].concat())
 }
 
 /// The one key of an HMAC provider.
 pub fn hmac_key(secret: &[u8], algorithms: &[JwtAlgorithm]) -> Arc<VerifyingKey> {
+    let keys = algorithms
+        .iter()
+        .filter_map(|alg| {
+            let algorithm = match alg {
+                JwtAlgorithm::HS256 => hmac::HMAC_SHA256,
+                JwtAlgorithm::HS384 => hmac::HMAC_SHA384,
+                JwtAlgorithm::HS512 => hmac::HMAC_SHA512,
+                _ => return None,
+            };
+            Some((*alg, hmac::Key::new(algorithm, secret)))
+        })
+        .collect();
     Arc::new(VerifyingKey {
         kid: None,
         algorithms: algorithms.to_vec(),
-        key: DecodingKey::from_secret(secret),
+        verifier: Verifier::Hmac(keys),
         fingerprint: "hmac".into(),
     })
 }

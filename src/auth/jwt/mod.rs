@@ -3,8 +3,9 @@
 //!
 //! Order of checks: size, structure and header tricks (`token`), the issuer
 //! picks the provider, the provider's allow-list and the key's bound
-//! algorithms pick the key (`provider`, `keys`), jsonwebtoken verifies the
-//! signature with every spec claim required, and `claims` checks the rest.
+//! algorithms pick the key (`provider`, `keys`), aws-lc-rs verifies the
+//! signature with the key parsed once at load, and `claims` checks every
+//! claim rule.
 //! A verified-token cache may skip only the signature: the claims are
 //! checked on every request.
 
@@ -14,20 +15,18 @@ mod keys;
 mod provider;
 mod token;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
-use jsonwebtoken::Validation;
-use jsonwebtoken::errors::ErrorKind;
 
 pub use provider::{KeyError, ProviderKeys};
 use token::Claims;
 
 use super::credentials;
-use crate::config::{JwtConfig, JwtProvider};
+use crate::config::JwtConfig;
 use crate::error::Rejection;
 use crate::identity::Identity;
 use crate::telemetry::Metrics;
@@ -190,32 +189,18 @@ impl JwtAuth {
                 KeyError::Unknown => JwtError::Invalid(Invalid::UnknownKey),
                 KeyError::Unavailable(reason) => JwtError::Unavailable(reason),
             })?;
-        let validation = validation(&provider.config, unverified.alg);
-        let mut verdict = Err(Invalid::Signature);
         // Without a kid, a few keys may fit; never try an unbounded number.
-        for key in candidates.iter().take(3) {
-            verdict = match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                Ok(_) => Ok(()),
-                Err(e) => Err(match e.kind() {
-                    ErrorKind::InvalidSignature => Invalid::Signature,
-                    ErrorKind::ExpiredSignature => Invalid::Expired,
-                    ErrorKind::ImmatureSignature => Invalid::Claim("nbf in the future"),
-                    ErrorKind::InvalidAudience => Invalid::Claim("audience not accepted"),
-                    ErrorKind::InvalidIssuer => Invalid::Claim("wrong iss"),
-                    ErrorKind::MissingRequiredClaim(_) => Invalid::Claim("missing required claim"),
-                    ErrorKind::InvalidAlgorithm => {
-                        Invalid::Algorithm("algorithm does not fit the key")
-                    }
-                    _ => Invalid::Malformed("rejected by the JWT library"),
-                }),
-            };
-            if verdict != Err(Invalid::Signature) {
-                break;
-            }
+        let verified = candidates.iter().take(3).any(|key| {
+            key.verify(
+                unverified.alg,
+                unverified.signing_input.as_bytes(),
+                &unverified.signature,
+            )
+        });
+        if !verified {
+            return Err(Invalid::Signature.into());
         }
-        verdict?;
-        // Ours, in addition to the library's: one rule set for cached and
-        // uncached tokens alike.
+        // One rule set for cached and uncached tokens alike.
         claims::check(&provider.config, &unverified.claims, now)?;
         let identity = identity(unverified.claims)?;
         if let (Some(cache), Some(digest)) = (&self.verified, digest) {
@@ -230,28 +215,6 @@ impl JwtAuth {
         }
         Ok(identity)
     }
-}
-
-/// Every check the library can do, set explicitly (STYLE.md "known traps":
-/// `aud`/`iss` are not enforced unless required, `nbf` is off by default).
-fn validation(provider: &JwtProvider, alg: crate::config::JwtAlgorithm) -> Validation {
-    let mut v = Validation::new(keys::to_jsonwebtoken(alg));
-    v.algorithms = vec![keys::to_jsonwebtoken(alg)];
-    v.leeway = provider.leeway.as_secs();
-    v.validate_exp = true;
-    v.validate_nbf = true;
-    v.set_issuer(&[provider.issuer.as_str()]);
-    let mut required: HashSet<String> = ["exp", "iss", "sub"].map(String::from).into();
-    if provider.audience_claim == "aud" {
-        v.set_audience(&provider.audiences);
-        required.insert("aud".into());
-    } else {
-        // Cognito access tokens carry `client_id`, not `aud`: checked in
-        // `claims::check`.
-        v.validate_aud = false;
-    }
-    v.required_spec_claims = required;
-    v
 }
 
 fn identity(claims: Claims) -> Result<Arc<Identity>, JwtError> {

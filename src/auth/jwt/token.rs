@@ -17,20 +17,23 @@ pub type Claims = BTreeMap<String, Value>;
 
 /// A structurally valid token whose signature has not been checked yet.
 #[derive(Debug)]
-pub struct Unverified {
+pub struct Unverified<'t> {
+    /// `header.payload`, what the signature covers (RFC 7515 §5.2).
+    pub signing_input: &'t str,
+    pub signature: Vec<u8>,
     pub alg: JwtAlgorithm,
     pub kid: Option<String>,
     pub claims: Claims,
 }
 
-impl Unverified {
+impl Unverified<'_> {
     /// The issuer, read before verification only to pick the provider.
     pub fn issuer(&self) -> Option<&str> {
         self.claims.get("iss").and_then(Value::as_str)
     }
 }
 
-pub fn parse(raw: &str) -> Result<Unverified, Invalid> {
+pub fn parse(raw: &str) -> Result<Unverified<'_>, Invalid> {
     let mut segments = raw.split('.');
     let (Some(header), Some(payload), Some(signature), None) = (
         segments.next(),
@@ -43,6 +46,7 @@ pub fn parse(raw: &str) -> Result<Unverified, Invalid> {
     if signature.is_empty() {
         return Err(Invalid::Malformed("empty signature"));
     }
+    let signing_input = &raw[..header.len() + 1 + payload.len()];
     let header: serde_json::Map<String, Value> = serde_json::from_slice(&base64url(header)?)
         .map_err(|_| Invalid::Malformed("header is not a JSON object"))?;
     let alg_name = header
@@ -64,10 +68,16 @@ pub fn parse(raw: &str) -> Result<Unverified, Invalid> {
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err(Invalid::Malformed("kid is not a string")),
     };
-    base64url(signature)?;
+    let signature = base64url(signature)?;
     let claims: Claims = serde_json::from_slice(&base64url(payload)?)
         .map_err(|_| Invalid::Malformed("payload is not a JSON object"))?;
-    Ok(Unverified { alg, kid, claims })
+    Ok(Unverified {
+        signing_input,
+        signature,
+        alg,
+        kid,
+        claims,
+    })
 }
 
 /// Unpadded base64url (RFC 7515 §2); padding or other alphabets are refused.
