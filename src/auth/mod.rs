@@ -12,6 +12,7 @@ pub mod counters;
 pub mod credentials;
 pub mod jwt;
 pub mod policy;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use crate::identity::Identity;
 use crate::telemetry::Metrics;
 use counters::{AuthCounters, Outcome};
 use jwt::{Invalid, JwtAuth, JwtError};
+use session::{SessionAuth, SessionError};
 
 /// What authentication concluded, before policy.
 #[derive(Debug)]
@@ -52,6 +54,7 @@ impl Authenticated {
 /// The credential kinds of one config.
 pub struct Authenticator {
     pub jwt: Option<Arc<JwtAuth>>,
+    pub session: Option<Arc<SessionAuth>>,
 }
 
 /// What the kinds that did not vouch for the caller said.
@@ -66,22 +69,31 @@ impl Authenticator {
     pub fn new(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Self> {
         Ok(Authenticator {
             jwt: JwtAuth::new(&config.jwt, metrics)?,
+            session: SessionAuth::new(config.sessions.as_ref(), &config.store, metrics)?,
         })
     }
 
     /// No credential kind at all (tests of the stages around this one).
     pub fn disabled() -> Self {
-        Authenticator { jwt: None }
+        Authenticator {
+            jwt: None,
+            session: None,
+        }
     }
 
     /// The names of providers without usable keys, for `/readyz`.
     pub fn not_ready(&self) -> Vec<String> {
-        self.jwt
+        let mut missing: Vec<String> = self
+            .jwt
             .iter()
             .flat_map(|jwt| jwt.providers.iter())
             .filter(|p| !p.has_keys())
             .map(|p| format!("jwt provider {}", p.config.name))
-            .collect()
+            .collect();
+        if self.session.as_ref().is_some_and(|s| !s.is_ready()) {
+            missing.push("session store".into());
+        }
+        missing
     }
 
     /// Refreshes gauges that are computed, not counted.
@@ -144,9 +156,41 @@ impl Authenticator {
                         }
                     }
                 }
-                // Session authentication is built by its own issue; until
-                // then a session cookie never vouches for anyone.
-                CredentialKind::Session => {}
+                CredentialKind::Session => {
+                    let Some(sessions) = &self.session else {
+                        continue;
+                    };
+                    let cookie = match sessions.cookie(&parts.headers) {
+                        Ok(Some(cookie)) => cookie,
+                        Ok(None) => continue,
+                        Err(ambiguous) => {
+                            counters.inc(Some(*kind), Outcome::Invalid);
+                            if route.auth == AuthMode::Required {
+                                return Err(ambiguous);
+                            }
+                            continue;
+                        }
+                    };
+                    presented = true;
+                    match sessions.verify(cookie).await {
+                        Ok(identity) => {
+                            counters.inc(Some(*kind), Outcome::Ok);
+                            return Ok(Authenticated::Caller {
+                                identity,
+                                kind: *kind,
+                            });
+                        }
+                        Err(SessionError::Invalid(reason)) => {
+                            counters.inc(Some(*kind), Outcome::Invalid);
+                            tracing::debug!(route = %route.name, %reason, "session refused");
+                            failures.session_invalid = true;
+                        }
+                        Err(SessionError::Unavailable(reason)) => {
+                            counters.inc(Some(*kind), Outcome::Unavailable);
+                            failures.unavailable.get_or_insert(reason);
+                        }
+                    }
+                }
             }
         }
         if route.auth == AuthMode::Optional {
@@ -162,6 +206,9 @@ impl Authenticator {
     pub fn remove_unforwarded_credentials(&self, headers: &mut HeaderMap) {
         if let Some(jwt) = &self.jwt {
             jwt.remove_token(headers);
+        }
+        if let Some(sessions) = &self.session {
+            sessions.remove_cookie(headers);
         }
     }
 }

@@ -74,6 +74,7 @@ pub struct Metrics {
     pub jwks_age: Family<ProviderLabel, Gauge<f64, AtomicU64>>,
     pub cache_hits: Family<CacheLabel, Counter>,
     pub cache_misses: Family<CacheLabel, Counter>,
+    pub store_errors: Counter,
     pub connections: Gauge,
     pub in_flight: Gauge,
 }
@@ -141,6 +142,12 @@ impl Metrics {
             "Cache misses by cache",
             cache_misses.clone(),
         );
+        let store_errors = Counter::default();
+        registry.register(
+            "store_errors",
+            "Session store commands that failed or timed out",
+            store_errors.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -164,6 +171,7 @@ impl Metrics {
             jwks_age,
             cache_hits,
             cache_misses,
+            store_errors,
             connections,
             in_flight,
         }

@@ -1,0 +1,193 @@
+//! Session cookie codecs: `plain` (the value is the id) and `express`
+//! (express-session's `cookie-signature`: `s:<id>.<base64 HMAC-SHA256(id)>`
+//! without `=` padding, URL-encoded in the cookie).
+//!
+//! Everything here runs before the store is asked: a forged signature or a
+//! malformed id never costs a Redis round trip.
+
+use aws_lc_rs::hmac;
+
+use crate::config::{CookieCodec, Secret};
+
+/// Why a cookie value is not a session id (the reason is logged only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CookieError {
+    #[error("not a signed value (no \"s:\" prefix)")]
+    NotSigned,
+    #[error("signature does not match any secret")]
+    BadSignature,
+    #[error("malformed session id")]
+    MalformedId,
+}
+
+/// The longest session id accepted: far above what session libraries mint,
+/// far below what could hurt the store.
+const MAX_ID_LEN: usize = 256;
+
+pub struct Codec {
+    kind: CookieCodec,
+    keys: Vec<hmac::Key>,
+}
+
+impl Codec {
+    pub fn new(kind: CookieCodec, secrets: &[Secret]) -> Self {
+        Codec {
+            kind,
+            keys: secrets
+                .iter()
+                .map(|s| hmac::Key::new(hmac::HMAC_SHA256, s.expose().as_bytes()))
+                .collect(),
+        }
+    }
+
+    /// The session id carried by a cookie value.
+    pub fn session_id(&self, cookie_value: &str) -> Result<String, CookieError> {
+        let id = match self.kind {
+            CookieCodec::Plain => cookie_value.to_owned(),
+            CookieCodec::Express => self.unsign(cookie_value)?,
+        };
+        if id.is_empty()
+            || id.len() > MAX_ID_LEN
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(CookieError::MalformedId);
+        }
+        Ok(id)
+    }
+
+    /// cookie-signature's `unsign`, trying every secret so that secrets can
+    /// rotate: the first signs (in the app), every one verifies.
+    fn unsign(&self, cookie_value: &str) -> Result<String, CookieError> {
+        let decoded = percent_decode(cookie_value).ok_or(CookieError::MalformedId)?;
+        let signed = decoded.strip_prefix("s:").ok_or(CookieError::NotSigned)?;
+        let (id, signature) = signed.rsplit_once('.').ok_or(CookieError::BadSignature)?;
+        let signature = base64_standard(signature).ok_or(CookieError::BadSignature)?;
+        if self
+            .keys
+            .iter()
+            .any(|key| hmac::verify(key, id.as_bytes(), &signature).is_ok())
+        {
+            Ok(id.to_owned())
+        } else {
+            Err(CookieError::BadSignature)
+        }
+    }
+}
+
+/// `%XX` decoding (what `decodeURIComponent` does to a cookie value).
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Standard-alphabet base64 without padding, as cookie-signature writes it.
+fn base64_standard(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.as_bytes();
+    if bytes.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= value(*c)? << (18 - 6 * i);
+        }
+        let [_, a, b, c] = acc.to_be_bytes();
+        out.push(a);
+        if chunk.len() > 2 {
+            out.push(b);
+        }
+        if chunk.len() > 3 {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn express(secrets: &[&str]) -> Codec {
+        let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
+        Codec::new(CookieCodec::Express, &secrets)
+    }
+
+    #[test]
+    fn cookie_signature_test_vector_verifies() {
+        // cookie-signature's own test: sign('hello', 'tobiiscool').
+        let codec = express(&["tobiiscool"]);
+        let value = "s:hello.DGDUkGlIkCzPz+C0B064FNgHdEjox7ch8tOBGslZ5QI";
+        assert_eq!(codec.session_id(value), Ok("hello".to_owned()));
+        let encoded = "s%3Ahello.DGDUkGlIkCzPz%2BC0B064FNgHdEjox7ch8tOBGslZ5QI";
+        assert_eq!(codec.session_id(encoded), Ok("hello".to_owned()));
+    }
+
+    #[test]
+    fn every_secret_verifies_so_secrets_can_rotate() {
+        let codec = express(&["new-secret", "tobiiscool"]);
+        let value = "s:hello.DGDUkGlIkCzPz+C0B064FNgHdEjox7ch8tOBGslZ5QI";
+        assert_eq!(codec.session_id(value), Ok("hello".to_owned()));
+    }
+
+    #[test]
+    fn forged_or_unsigned_values_are_refused() {
+        let codec = express(&["tobiiscool"]);
+        for (value, why) in [
+            (
+                "s:hello.DGDUkGlIkCzPz+C0B064FNgHdEjox7ch8tOBGslZ5QJ",
+                "last char",
+            ),
+            (
+                "s:hellp.DGDUkGlIkCzPz+C0B064FNgHdEjox7ch8tOBGslZ5QI",
+                "other id",
+            ),
+            ("hello.DGDUkGlIkCzPz+C0B064FNgHdEjox7ch8tOBGslZ5QI", "no s:"),
+            ("s:hello", "no signature"),
+            ("s:hello.!!!", "not base64"),
+            ("s%3", "bad escape"),
+        ] {
+            assert!(codec.session_id(value).is_err(), "{why}");
+        }
+    }
+
+    #[test]
+    fn ids_are_checked_before_any_lookup() {
+        let codec = Codec::new(CookieCodec::Plain, &[]);
+        assert_eq!(
+            codec.session_id("abc-DEF_123"),
+            Ok("abc-DEF_123".to_owned())
+        );
+        for bad in ["", "a b", "a:b", "ä", "a\"b", "../x", &"a".repeat(257)] {
+            assert_eq!(
+                codec.session_id(bad),
+                Err(CookieError::MalformedId),
+                "{bad:?}"
+            );
+        }
+    }
+}

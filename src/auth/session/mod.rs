@@ -1,0 +1,218 @@
+//! The `session` credential kind: a session cookie whose id is looked up in
+//! the shared store (SPEC §3 `[store]`, `[sessions]`). Any proxy instance
+//! can serve any request; deleting the key logs the user out everywhere.
+//!
+//! Order: cookie (ambiguity refused), codec and id checks (no store round
+//! trip for a forged or malformed cookie), the local cache when tracking
+//! keeps it exact, the store (an error is 503, never a pass), the record
+//! turned into an identity, and the sliding TTL.
+
+mod cache;
+mod cookie;
+pub mod memory;
+mod record;
+mod redis;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+
+pub use memory::MemoryStore;
+pub use record::Stored;
+
+use super::credentials;
+use crate::config::{SessionsConfig, StoreConfig, StoreKind};
+use crate::error::Rejection;
+use crate::identity::Identity;
+use crate::telemetry::Metrics;
+use crate::telemetry::metrics::CacheLabel;
+use cache::{Resolved, TrackedCache};
+use prometheus_client::metrics::counter::Counter;
+use redis::RedisStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// 401: forged, malformed, unknown, deleted or expired.
+    #[error("{0}")]
+    Invalid(String),
+    /// 503: the store could not be asked.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+enum Store {
+    Memory(Arc<MemoryStore>),
+    Redis(Arc<RedisStore>),
+}
+
+pub struct SessionAuth {
+    config: SessionsConfig,
+    codec: cookie::Codec,
+    store: Store,
+    /// `cache_ttl > 0` with Redis: kept exact by client tracking.
+    cache: Option<Arc<TrackedCache>>,
+    /// Keys whose TTL was looked at in the last minute (sliding TTL).
+    slid: Option<moka::sync::Cache<String, ()>>,
+    cache_hits: Counter,
+    cache_misses: Counter,
+}
+
+const SESSION_CACHE: CacheLabel = CacheLabel { cache: "sessions" };
+
+impl SessionAuth {
+    /// `None` without a `[sessions]` table.
+    pub fn new(
+        sessions: Option<&SessionsConfig>,
+        store: &StoreConfig,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
+        let Some(config) = sessions else {
+            return Ok(None);
+        };
+        let cache = (store.kind == StoreKind::Redis && !config.cache_ttl.is_zero())
+            .then(|| TrackedCache::new(config.cache_ttl));
+        let backend = match store.kind {
+            StoreKind::Memory => Store::Memory(MemoryStore::shared()),
+            StoreKind::Redis => Store::Redis(RedisStore::start(
+                store,
+                cache.clone(),
+                metrics.store_errors.clone(),
+            )?),
+        };
+        let slid = (!config.sliding_ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(Duration::from_secs(60))
+                .build()
+        });
+        Ok(Some(Arc::new(SessionAuth {
+            codec: cookie::Codec::new(config.codec, &config.secrets),
+            config: config.clone(),
+            store: backend,
+            cache,
+            slid,
+            cache_hits: metrics.cache_hits.get_or_create(&SESSION_CACHE).clone(),
+            cache_misses: metrics.cache_misses.get_or_create(&SESSION_CACHE).clone(),
+        })))
+    }
+
+    /// The session cookie's value, if one was sent.
+    pub fn cookie<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, Rejection> {
+        credentials::cookie(headers, &self.config.cookie)
+    }
+
+    /// `forward_cookie = false`: upstream never sees the session cookie.
+    pub fn remove_cookie(&self, headers: &mut HeaderMap) {
+        if !self.config.forward_cookie {
+            credentials::remove_cookie(headers, &self.config.cookie);
+        }
+    }
+
+    /// `/readyz`: the store answers.
+    pub fn is_ready(&self) -> bool {
+        match &self.store {
+            Store::Memory(_) => true,
+            Store::Redis(redis) => redis.is_ready(),
+        }
+    }
+
+    pub async fn verify(&self, cookie_value: &str) -> Result<Arc<Identity>, SessionError> {
+        let id = self
+            .codec
+            .session_id(cookie_value)
+            .map_err(|e| SessionError::Invalid(e.to_string()))?;
+        let key = format!("{}{id}", self.config.key_prefix);
+
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(&key) {
+                self.cache_hits.inc();
+                return still_valid(&hit);
+            }
+            self.cache_misses.inc();
+        }
+        let epoch = self.cache.as_ref().map(|c| c.epoch());
+        let check_ttl = self
+            .slid
+            .as_ref()
+            .is_some_and(|slid| !slid.contains_key(&key));
+        let (stored, ttl) = self
+            .fetch(&key, check_ttl)
+            .await?
+            .ok_or_else(|| SessionError::Invalid("unknown session".into()))?;
+        let expires = match &stored {
+            Stored::Json(text) => json_expiry(text),
+            Stored::Hash(_) => None,
+        };
+        let identity = record::identity(&self.config, stored)
+            .map_err(|e| SessionError::Invalid(e.to_string()))?;
+        let resolved = Arc::new(Resolved {
+            identity: Arc::new(identity),
+            expires,
+        });
+        if let (Some(cache), Some(epoch)) = (&self.cache, epoch) {
+            cache.insert(key.clone(), resolved.clone(), epoch);
+        }
+        if let Some(ttl) = ttl {
+            self.slide(key, ttl).await;
+        }
+        Ok(resolved.identity.clone())
+    }
+
+    async fn fetch(
+        &self,
+        key: &str,
+        with_ttl: bool,
+    ) -> Result<Option<(Stored, Option<i64>)>, SessionError> {
+        match &self.store {
+            Store::Memory(memory) => Ok(memory.get(key).map(|stored| {
+                let ttl = with_ttl.then(|| memory.ttl(key)).flatten();
+                (stored, ttl)
+            })),
+            Store::Redis(redis) => redis
+                .fetch(key, self.config.format, with_ttl)
+                .await
+                .map_err(SessionError::Unavailable),
+        }
+    }
+
+    /// SPEC §3 `sliding_ttl`: a key whose TTL fell below `sliding_ttl - 60s`
+    /// is reset to `sliding_ttl`; keys without a TTL are left alone. Looked
+    /// at most once a minute per key on this instance.
+    async fn slide(&self, key: String, ttl: i64) {
+        let sliding = self.config.sliding_ttl;
+        let threshold = sliding.as_secs().saturating_sub(60);
+        if let Some(slid) = &self.slid {
+            slid.insert(key.clone(), ());
+        }
+        if ttl < 0 || u64::try_from(ttl).unwrap_or(u64::MAX) >= threshold {
+            return;
+        }
+        let result = match &self.store {
+            Store::Memory(memory) => {
+                memory.expire(&key, sliding);
+                Ok(())
+            }
+            Store::Redis(redis) => redis.expire(&key, sliding).await,
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not extend a session's TTL");
+        }
+    }
+}
+
+fn still_valid(hit: &Resolved) -> Result<Arc<Identity>, SessionError> {
+    match hit.expires {
+        Some(at) if at <= SystemTime::now() => Err(SessionError::Invalid(
+            "session cookie.expires has passed".into(),
+        )),
+        _ => Ok(hit.identity.clone()),
+    }
+}
+
+/// connect-redis `cookie.expires`, for cached sessions.
+fn json_expiry(text: &str) -> Option<SystemTime> {
+    let doc: serde_json::Value = serde_json::from_str(text).ok()?;
+    let expires = doc.get("cookie")?.get("expires")?.as_str()?;
+    humantime::parse_rfc3339_weak(expires).ok()
+}

@@ -1,0 +1,294 @@
+//! The Redis store through fred: standalone (`redis://`, `rediss://`),
+//! Sentinel and Cluster, with what fred leaves unset made explicit — a
+//! command timeout, fail-fast while disconnected (503 at once, never a
+//! queue), endless reconnection with backoff, and detection of unresponsive
+//! connections (a paused server).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::config::UnresponsiveConfig;
+use prometheus_client::metrics::counter::Counter;
+
+use super::cache::TrackedCache;
+use super::record::Stored;
+use crate::config::{SessionFormat, StoreConfig};
+
+pub struct RedisStore {
+    client: Client,
+    read_from_replicas: bool,
+    ready: Arc<AtomicBool>,
+    errors: Counter,
+}
+
+/// SPEC §3 URL forms to fred's: `redis-sentinel://h1:p1,h2:p2/name[/db]`
+/// becomes `redis-sentinel://h1:p1[/db]?node=h2:p2&sentinelServiceName=name`,
+/// `redis-cluster://h1:p1,h2:p2` becomes `redis-cluster://h1:p1?node=h2:p2`.
+/// Credentials stay where they are.
+pub fn to_fred_url(url: &str) -> Result<String, &'static str> {
+    let (scheme, rest) = url.split_once("://").ok_or("not a URL")?;
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((user, rest)) => (format!("{user}@"), rest),
+        None => (String::new(), rest),
+    };
+    let (hosts, path) = match rest.split_once('/') {
+        Some((hosts, path)) => (hosts, path),
+        None => (rest, ""),
+    };
+    let mut hosts = hosts.split(',').filter(|h| !h.is_empty());
+    let first = hosts.next().ok_or("no host")?;
+    let nodes: Vec<String> = hosts.map(|h| format!("node={h}")).collect();
+    match scheme {
+        "redis" | "rediss" => Ok(url.to_owned()),
+        "redis-cluster" | "rediss-cluster" => {
+            let query = if nodes.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", nodes.join("&"))
+            };
+            Ok(format!("{scheme}://{userinfo}{first}{query}"))
+        }
+        "redis-sentinel" | "rediss-sentinel" => {
+            let (name, db) = match path.split_once('/') {
+                Some((name, db)) => (name, format!("/{db}")),
+                None => (path, String::new()),
+            };
+            if name.is_empty() {
+                return Err("redis-sentinel URL without a master name");
+            }
+            let mut query = nodes;
+            query.push(format!("sentinelServiceName={name}"));
+            Ok(format!(
+                "{scheme}://{userinfo}{first}{db}?{}",
+                query.join("&")
+            ))
+        }
+        _ => Err("unknown scheme"),
+    }
+}
+
+impl RedisStore {
+    /// Builds the client and starts connecting in the background: the proxy
+    /// starts (and answers 503 on required session routes, /readyz 503)
+    /// while Redis is still down.
+    pub fn start(
+        store: &StoreConfig,
+        cache: Option<Arc<TrackedCache>>,
+        errors: Counter,
+    ) -> anyhow::Result<Arc<RedisStore>> {
+        let url = store
+            .url
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("store.url is required for kind = \"redis\""))?;
+        let fred_url =
+            to_fred_url(url.expose()).map_err(|reason| anyhow::anyhow!("store.url: {reason}"))?;
+        // fred's error would quote the URL, password included: keep only its kind.
+        let mut config = Config::from_url(&fred_url)
+            .map_err(|e| anyhow::anyhow!("store.url: not usable ({:?})", e.kind()))?;
+        config.fail_fast = true;
+        if cache.is_some() {
+            // Client tracking pushes invalidations over RESP3.
+            config.version = fred::types::RespVersion::RESP3;
+        }
+        if config.tls.is_some() || store.ca_file.is_some() {
+            let tls = crate::client_tls::client_config(store.ca_file.as_deref())?;
+            config.tls = Some(tls.into());
+        }
+        let timeout = store.command_timeout;
+        let client = Builder::from_config(config)
+            .with_performance_config(|perf| {
+                perf.default_command_timeout = timeout;
+            })
+            .with_connection_config(|conn| {
+                conn.connection_timeout = timeout.max(Duration::from_secs(1));
+                conn.internal_command_timeout = timeout.max(Duration::from_secs(1));
+                conn.max_command_attempts = 1;
+                conn.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(timeout.max(Duration::from_millis(500)) * 2),
+                    interval: Duration::from_millis(100),
+                };
+            })
+            // Reconnect forever, 100 ms doubling to 2 s: recovery needs no restart.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build()
+            .map_err(|e| {
+                anyhow::anyhow!("store: cannot build the Redis client ({:?})", e.kind())
+            })?;
+
+        if let Some(cache) = cache {
+            wire_tracking(&client, cache);
+        }
+        let ready = Arc::new(AtomicBool::new(false));
+        let store = Arc::new(RedisStore {
+            client,
+            read_from_replicas: store.read_from_replicas,
+            ready: ready.clone(),
+            errors,
+        });
+        store.client.connect();
+        spawn_pinger(Arc::downgrade(&store));
+        Ok(store)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The session at `key`, and its TTL when `with_ttl`.
+    pub async fn fetch(
+        &self,
+        key: &str,
+        format: SessionFormat,
+        with_ttl: bool,
+    ) -> Result<Option<(Stored, Option<i64>)>, String> {
+        let mut found = None;
+        if self.read_from_replicas {
+            found = self.read(&self.client.replicas(), key, format).await?;
+            // A replica may lag: a miss there is asked of the primary.
+        }
+        if found.is_none() {
+            found = self.read(&self.client, key, format).await?;
+        }
+        let Some(stored) = found else {
+            return Ok(None);
+        };
+        let ttl = if with_ttl {
+            Some(
+                self.client
+                    .ttl::<i64, _>(key)
+                    .await
+                    .map_err(|e| self.failed(e))?,
+            )
+        } else {
+            None
+        };
+        Ok(Some((stored, ttl)))
+    }
+
+    async fn read<C: KeysInterface + HashesInterface + Sync>(
+        &self,
+        client: &C,
+        key: &str,
+        format: SessionFormat,
+    ) -> Result<Option<Stored>, String> {
+        match format {
+            SessionFormat::Hash => {
+                let fields: HashMap<String, String> =
+                    client.hgetall(key).await.map_err(|e| self.failed(e))?;
+                Ok((!fields.is_empty()).then(|| Stored::Hash(fields.into_iter().collect())))
+            }
+            SessionFormat::Json => {
+                let text: Option<String> = client.get(key).await.map_err(|e| self.failed(e))?;
+                Ok(text.map(Stored::Json))
+            }
+        }
+    }
+
+    pub async fn expire(&self, key: &str, ttl: Duration) -> Result<(), String> {
+        let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+        self.client
+            .expire::<(), _>(key, seconds, None)
+            .await
+            .map_err(|e| self.failed(e))
+    }
+
+    /// Counts the error; the message names its kind only (a fred error may
+    /// quote the command, and the command names the session key).
+    fn failed(&self, error: Error) -> String {
+        self.errors.inc();
+        format!("redis: {:?}", error.kind())
+    }
+}
+
+/// Client tracking: invalidations evict at once; any connection trouble
+/// empties the cache, and tracking is re-enabled after every reconnect.
+fn wire_tracking(client: &Client, cache: Arc<TrackedCache>) {
+    let on_invalidation = cache.clone();
+    client.on_invalidation(move |invalidation| {
+        if invalidation.keys.is_empty() {
+            // FLUSHALL/FLUSHDB, or the server dropped tracking state.
+            on_invalidation.clear(true);
+        }
+        for key in &invalidation.keys {
+            match key.as_str() {
+                Some(key) => on_invalidation.invalidate(key),
+                None => on_invalidation.clear(true),
+            }
+        }
+        Ok(())
+    });
+    let on_error = cache.clone();
+    client.on_error(move |_| {
+        on_error.clear(false);
+        async { Ok(()) }
+    });
+    let on_unresponsive = cache.clone();
+    client.on_unresponsive(move |_| {
+        on_unresponsive.clear(false);
+        async { Ok(()) }
+    });
+    let tracker = client.clone();
+    client.on_reconnect(move |_| {
+        cache.clear(false);
+        let tracker = tracker.clone();
+        let cache = cache.clone();
+        async move {
+            match tracker.start_tracking((), false, false, false, false).await {
+                Ok(()) => cache.clear(true),
+                Err(error) => tracing::warn!(error = ?error.kind(), "cannot enable Redis client tracking; session cache off until the next reconnect"),
+            }
+            Ok(())
+        }
+    });
+}
+
+/// `/readyz`: the store answers a ping, checked once a second.
+fn spawn_pinger(store: std::sync::Weak<RedisStore>) {
+    tokio::spawn(async move {
+        loop {
+            let Some(store) = store.upgrade() else { return };
+            let ok = store.client.ping::<String>(None).await.is_ok();
+            if store.ready.swap(ok, Ordering::Relaxed) != ok {
+                if ok {
+                    tracing::info!("session store reachable");
+                } else {
+                    tracing::warn!("session store unreachable");
+                }
+            }
+            drop(store);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_urls_become_freds() {
+        assert_eq!(
+            to_fred_url("redis://:pw@127.0.0.1:6380/2").as_deref(),
+            Ok("redis://:pw@127.0.0.1:6380/2")
+        );
+        assert_eq!(
+            to_fred_url("redis-sentinel://h1:26379,h2:26380,h3:26381/mymaster").as_deref(),
+            Ok(
+                "redis-sentinel://h1:26379?node=h2:26380&node=h3:26381&sentinelServiceName=mymaster"
+            )
+        );
+        assert_eq!(
+            to_fred_url("redis-sentinel://:pw@h1:26379/mymaster/3").as_deref(),
+            Ok("redis-sentinel://:pw@h1:26379/3?sentinelServiceName=mymaster")
+        );
+        assert_eq!(
+            to_fred_url("redis-cluster://h1:7000,h2:7001,h3:7002").as_deref(),
+            Ok("redis-cluster://h1:7000?node=h2:7001&node=h3:7002")
+        );
+        assert!(to_fred_url("redis-sentinel://h1:26379").is_err());
+        assert!(to_fred_url("memcached://h").is_err());
+    }
+}
