@@ -5,34 +5,17 @@
 
 mod common;
 
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use jsonwebtoken::jwk::{JwkSet, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
 
 use common::client::{get, raw};
 use common::process::{TempDir, binary};
-use common::tokens::b64std;
+use common::tokens::p256_pkcs8_pem;
 use common::{TestProxy, idp, start_proxy};
 
 const JWKS: &str = "/.well-known/wristband/jwks.json";
 const ISSUER: &str = "wristband-test";
-
-/// A fresh P-256 key as PKCS#8 PEM (RFC 7468 §10).
-fn p256_pem() -> String {
-    let pkcs8 = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-        .expect("P-256 key")
-        .to_pkcs8v1()
-        .expect("PKCS#8");
-    let b64 = b64std(pkcs8.as_ref());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("ascii"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
-    pem
-}
 
 /// Two upstreams, `app` and `billing`, on the same echo server: the only
 /// difference between their requests is the assertion's `aud`.
@@ -91,7 +74,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let dir = TempDir::new();
-    let key = dir.write("assertion.pem", &p256_pem());
+    let key = dir.write("assertion.pem", &p256_pkcs8_pem());
     let up = common::upstream::echo().await;
     let px = start_proxy(&config(up.addr, &key)).await;
     Fixture {
