@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client_tls;
 pub mod config;
 pub mod demo;
+pub mod encoding;
 pub mod error;
 pub mod identity;
 pub mod proxy;

@@ -10,8 +10,10 @@
 
 pub mod counters;
 pub mod credentials;
+pub mod csrf;
 pub mod jwt;
 pub mod policy;
+pub mod redirect;
 pub mod session;
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::identity::Identity;
 use crate::telemetry::Metrics;
 use counters::{AuthCounters, Outcome};
 use jwt::{Invalid, JwtAuth, JwtError};
+use redirect::Site;
 use session::{SessionAuth, SessionError};
 
 /// What authentication concluded, before policy.
@@ -103,12 +106,14 @@ impl Authenticator {
         }
     }
 
-    /// Runs the route's credential kinds in order.
+    /// Runs the route's credential kinds in order. `site` is what the
+    /// client addressed, for the login redirect of a navigational request.
     pub async fn authenticate(
         &self,
         route: &RouteConfig,
         counters: &AuthCounters,
         parts: &Parts,
+        site: &Site<'_>,
     ) -> Result<Authenticated, Rejection> {
         if route.auth == AuthMode::Public {
             return Ok(Authenticated::NotChecked);
@@ -199,7 +204,7 @@ impl Authenticator {
         if !presented {
             counters.inc(route.accept.first().copied(), Outcome::Missing);
         }
-        Err(failures.into_rejection())
+        Err(failures.into_rejection(|| redirect::location(route, parts, site)))
     }
 
     /// `forward_token = false` / `forward_cookie = false`.
@@ -214,22 +219,74 @@ impl Authenticator {
 }
 
 impl Failures {
-    fn into_rejection(self) -> Rejection {
+    /// The rejection; `redirect` gives the login `Location` for the 401s
+    /// (never for a 503: the caller did nothing wrong, and a login would
+    /// not help).
+    fn into_rejection(self, redirect: impl FnOnce() -> Option<String>) -> Rejection {
         if let Some(reason) = self.unavailable {
             return Rejection::Unavailable(reason);
         }
+        let redirect = redirect();
         if let Some(reason) = self.jwt_invalid {
             return Rejection::InvalidToken {
                 reason: reason.to_string(),
-                redirect: None,
+                redirect,
             };
         }
         if self.session_invalid {
             return Rejection::InvalidSession {
                 reason: "session not valid".into(),
-                redirect: None,
+                redirect,
             };
         }
-        Rejection::Unauthenticated { redirect: None }
+        Rejection::Unauthenticated { redirect }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location() -> Option<String> {
+        Some("https://login.example.com/?rd=x".into())
+    }
+
+    #[test]
+    fn every_401_carries_the_redirect_and_a_503_never_does() {
+        let missing = Failures::default().into_rejection(location);
+        assert!(matches!(
+            missing,
+            Rejection::Unauthenticated { redirect: Some(_) }
+        ));
+        let jwt = Failures {
+            jwt_invalid: Some(Invalid::Expired),
+            ..Failures::default()
+        };
+        assert!(matches!(
+            jwt.into_rejection(location),
+            Rejection::InvalidToken {
+                redirect: Some(_),
+                ..
+            }
+        ));
+        let session = Failures {
+            session_invalid: true,
+            ..Failures::default()
+        };
+        assert!(matches!(
+            session.into_rejection(location),
+            Rejection::InvalidSession {
+                redirect: Some(_),
+                ..
+            }
+        ));
+        let down = Failures {
+            jwt_invalid: Some(Invalid::Expired),
+            unavailable: Some("JWKS down".into()),
+            ..Failures::default()
+        };
+        let rejection = down.into_rejection(location);
+        assert!(matches!(rejection, Rejection::Unavailable(_)));
+        assert_eq!(rejection.into_response().status(), 503);
     }
 }

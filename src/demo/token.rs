@@ -7,6 +7,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 
 use super::{AUDIENCE, ISSUER};
+use crate::encoding::base64url;
 
 pub struct DemoKey {
     pair: EcdsaKeyPair,
@@ -51,41 +52,5 @@ impl DemoKey {
             .sign(&SystemRandom::new(), message.as_bytes())
             .map_err(|_| anyhow::anyhow!("cannot sign the demo token"))?;
         Ok(format!("{message}.{}", base64url(signature.as_ref())))
-    }
-}
-
-/// Unpadded base64url (RFC 7515 §2).
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let mut buf = [0u8; 3];
-        buf[..chunk.len()].copy_from_slice(chunk);
-        let v = (u32::from(buf[0]) << 16) | (u32::from(buf[1]) << 8) | u32::from(buf[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64url_matches_rfc4648_vectors() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg"),
-            ("fo", "Zm8"),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg"),
-            ("fooba", "Zm9vYmE"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64url(plain.as_bytes()), encoded);
-        }
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
     }
 }

@@ -132,6 +132,7 @@ fn set_forwarded(headers: &mut HeaderMap, client: &Client<'_>) {
 /// The whole header pipeline for the upstream request, in SPEC order.
 /// `headers` arrive with hop-by-hop headers already removed (the caller needs
 /// the `Upgrade` value before authentication); injection happens last.
+/// `upstream` names where the request goes: the `aud` of the assertion.
 pub fn build_upstream_headers(
     headers: &mut HeaderMap,
     identity_headers: &IdentityHeaders,
@@ -139,6 +140,7 @@ pub fn build_upstream_headers(
     underscores: UnderscoreHeaders,
     client: &Client<'_>,
     identity: Option<&Identity>,
+    upstream: &str,
 ) {
     identity_headers.strip(headers);
     auth.remove_unforwarded_credentials(headers);
@@ -148,7 +150,7 @@ pub fn build_upstream_headers(
     set_forwarded(headers, client);
     headers.insert(&X_REQUEST_ID, client.request_id.clone());
     if let Some(identity) = identity {
-        identity_headers.inject(identity, headers);
+        identity_headers.inject(identity, upstream, headers);
     }
 }
 
@@ -216,6 +218,7 @@ mod tests {
             headers: vec![(HeaderName::from_static("x-auth-user"), "sub".into())],
             assertion: None,
         })
+        .expect("no assertion key to load")
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -287,6 +290,7 @@ mod tests {
             UnderscoreHeaders::Drop,
             &client,
             Some(&identity),
+            "app",
         );
         assert_eq!(headers["x-forwarded-for"], "192.0.2.7");
         assert_eq!(headers["x-forwarded-proto"], "http");
@@ -322,6 +326,7 @@ mod tests {
             UnderscoreHeaders::Allow,
             &client,
             None,
+            "app",
         );
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 10.1.2.3");
         assert_eq!(headers["x-forwarded-host"], "public.example");

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
@@ -24,6 +25,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use crate::auth::counters::{AuthCounters, Outcome};
+use crate::auth::redirect::Site;
 use crate::auth::{self, Authenticated, Authenticator};
 use crate::config::{Config, RouteConfig, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
@@ -82,7 +84,8 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             auth: Authenticator::new(&config, metrics)?,
             router: Router::new(&config.routes),
-            identity: IdentityHeaders::new(&config.identity),
+            identity: IdentityHeaders::new(&config.identity)
+                .context("identity.assertion.key_file")?,
             upstreams,
             routes,
             unrouted,
@@ -91,6 +94,17 @@ impl Gateway {
         }))
     }
 }
+
+impl Gateway {
+    /// The assertion key set, served on both listeners.
+    pub fn jwks(&self) -> Bytes {
+        self.identity.jwks()
+    }
+}
+
+/// Where the proxy publishes its assertion keys, on the admin listener and,
+/// ahead of routing, on the client listener (SPEC §3).
+pub const JWKS_PATH: &str = "/.well-known/wristband/jwks.json";
 
 struct RouteRuntime {
     name: Arc<str>,
@@ -250,6 +264,11 @@ impl Proxy {
 
         // Route: the normalized path is what policy sees and what is forwarded.
         let path = normalize_path(parts.uri.path()).map_err(BadRequest::Path)?;
+        // The proxy's own key set is answered here, never routed, so that no
+        // route can shadow it.
+        if path == JWKS_PATH {
+            return jwks_response(gateway, &parts.method);
+        }
         let host = client_host(&parts);
         let host_text = host.as_ref().and_then(|h| h.to_str().ok());
         let index = gateway
@@ -272,17 +291,26 @@ impl Proxy {
         let upgrade = headers::remove_hop_by_hop(&mut parts.headers);
 
         // Authenticate, then authorize.
+        let site = Site {
+            tls: conn.tls,
+            host: host.as_ref(),
+        };
         let authenticated = gateway
             .auth
-            .authenticate(route, &runtime.auth, &parts)
+            .authenticate(route, &runtime.auth, &parts, &site)
             .await?;
         let kind = match &authenticated {
             Authenticated::Caller { kind, .. } => Some(*kind),
             Authenticated::NotChecked | Authenticated::Anonymous => None,
         };
-        let authenticated = auth::policy::authorize(route, authenticated).inspect_err(|_| {
-            runtime.auth.inc(kind, Outcome::Forbidden);
-        })?;
+        let authenticated = auth::policy::authorize(route, authenticated)
+            .and_then(|authenticated| {
+                auth::csrf::check(route, &authenticated, &parts, &site)?;
+                Ok(authenticated)
+            })
+            .inspect_err(|_| {
+                runtime.auth.inc(kind, Outcome::Forbidden);
+            })?;
         log.auth = match &authenticated {
             Authenticated::NotChecked => "public",
             Authenticated::Anonymous => "anonymous",
@@ -303,6 +331,7 @@ impl Proxy {
             host: host.as_ref(),
             request_id,
         };
+        let upstream = &gateway.upstreams[route.upstream];
         headers::build_upstream_headers(
             &mut parts.headers,
             &gateway.identity,
@@ -310,8 +339,8 @@ impl Proxy {
             config.server.headers_with_underscores,
             &client,
             identity,
+            upstream.name(),
         );
-        let upstream = &gateway.upstreams[route.upstream];
         if upstream.config.preserve_host {
             if let Some(host) = &host {
                 parts.headers.insert(HOST, host.clone());
@@ -375,6 +404,24 @@ impl Proxy {
         }
         Ok(response.map(Either::Left))
     }
+}
+
+/// `GET`/`HEAD` of [`JWKS_PATH`] on the client listener.
+fn jwks_response(
+    gateway: &Gateway,
+    method: &http::Method,
+) -> Result<Response<ResponseBody>, Rejection> {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return Err(Rejection::MethodNotAllowed {
+            allow: HeaderValue::from_static("GET, HEAD"),
+        });
+    }
+    let mut response = Response::new(Either::Right(Full::new(gateway.jwks())));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 /// The Host the client asked for: the authority of an absolute-form target

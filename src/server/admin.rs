@@ -109,8 +109,12 @@ fn answer(req: &Request<Incoming>, proxy: &Proxy, readiness: &Readiness) -> Resp
                 proxy.metrics.encode(),
             )
         }
-        "/.well-known/wristband/jwks.json" => {
-            text(StatusCode::OK, "application/json", r#"{"keys":[]}"#.into())
+        crate::proxy::JWKS_PATH => {
+            let mut response = Response::new(Full::new(proxy.gateway.load().jwks()));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
         }
         _ => text(
             StatusCode::NOT_FOUND,

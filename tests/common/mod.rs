@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod idp;
 pub mod jwks;
 pub mod process;
 pub mod tokens;

@@ -281,6 +281,23 @@ pub fn hmac_sign(alg: &str, secret: &[u8], message: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
+/// A fresh P-256 private key as PKCS#8 PEM (RFC 7468 §10), as
+/// `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256` writes it.
+pub fn p256_pkcs8_pem() -> String {
+    let pkcs8 = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+        .expect("P-256 key generation")
+        .to_pkcs8v1()
+        .expect("PKCS#8 encoding");
+    let b64 = b64std(pkcs8.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
+}
+
 /// An `oct` JWK (RFC 7518 §6.4) holding `secret`.
 pub fn oct_jwk(kid: &str, secret: &[u8]) -> Value {
     json!({ "kty": "oct", "kid": kid, "alg": "HS256", "k": b64url(secret) })

@@ -102,7 +102,16 @@ impl V<'_, '_> {
                 http::HeaderName::from_static("x-auth-assertion")
             }
         };
-        let key_file = self.required_file(&join(a, "key_file"), raw.key_file.as_deref());
+        let key_key = join(a, "key_file");
+        let key_file = self.required_file(&key_key, raw.key_file.as_deref());
+        // A file that cannot be opened is reported above; one that opens
+        // must hold a usable key, so that `check` catches what start-up
+        // would refuse.
+        if key_file.is_file()
+            && let Err(problem) = crate::identity::assertion::load_key(&key_file)
+        {
+            self.err(&key_key, problem.to_string());
+        }
         let issuer = self.non_empty(&join(a, "issuer"), raw.issuer, "wristband");
         let ttl_key = join(a, "ttl");
         let mut ttl = self.positive_duration(&ttl_key, raw.ttl.as_deref(), Duration::from_secs(60));

@@ -73,7 +73,20 @@ fn identity_rules() {
 #[test]
 fn assertion_rules() {
     let dir = TempDir::new();
-    dir.write("assertion.pem", "pem");
+    dir.write(
+        "assertion.pem",
+        &crate::identity::assertion::generated_p256_pem(),
+    );
+    dir.write(
+        "rsa.pem",
+        "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+    );
+    one_error_in(
+        &dir,
+        "[identity.assertion]\nkey_file = \"rsa.pem\"\n",
+        "identity.assertion.key_file",
+        "BEGIN PRIVATE KEY",
+    );
     one_error_in(
         &dir,
         "[identity.assertion]\n",

@@ -6,6 +6,9 @@
 //! added. [`IdentityHeaders::strip`] and [`IdentityHeaders::inject`] are the
 //! two halves; the upstream request builder calls strip first and inject
 //! last, so nothing the client sent can survive under an identity name.
+//! Inject also adds the signed assertion ([`assertion`]) when configured.
+
+pub mod assertion;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::config::{HeaderPattern, IdentityConfig, canonical_header_name};
+use assertion::{AssertionSigner, KeyError};
 
 /// A verified caller: the claims of a JWT, or a session's fields turned into
 /// claims (SPEC §3). `sub` is always present.
@@ -35,16 +39,22 @@ impl Identity {
     }
 }
 
-/// The strip patterns and the header -> claim mapping, prepared once per
-/// config.
+/// The strip patterns, the header -> claim mapping and the assertion
+/// signer, prepared once per config.
 #[derive(Debug)]
 pub struct IdentityHeaders {
     strip: Vec<HeaderPattern>,
     inject: Vec<(HeaderName, String)>,
+    assertion: Option<AssertionSigner>,
+    /// The JWKS of the assertion key (`{"keys":[]}` without one), rendered
+    /// once.
+    jwks: bytes::Bytes,
 }
 
 impl IdentityHeaders {
-    pub fn new(config: &IdentityConfig) -> Arc<Self> {
+    /// Fails only when `[identity.assertion]` names a key that cannot be
+    /// used.
+    pub fn new(config: &IdentityConfig) -> Result<Arc<Self>, KeyError> {
         let mut strip = config.strip.clone();
         // The names we set are stripped too, whatever `strip` says.
         for (name, _) in &config.headers {
@@ -55,10 +65,27 @@ impl IdentityHeaders {
                 assertion.header.as_str(),
             )));
         }
-        Arc::new(IdentityHeaders {
+        let assertion = match &config.assertion {
+            Some(assertion) => Some(AssertionSigner::load(
+                assertion,
+                config.headers.iter().map(|(_, claim)| claim.as_str()),
+            )?),
+            None => None,
+        };
+        let keys: Vec<&Value> = assertion.iter().map(AssertionSigner::jwk).collect();
+        let jwks = serde_json::json!({ "keys": keys }).to_string().into();
+        Ok(Arc::new(IdentityHeaders {
             strip,
             inject: config.headers.clone(),
-        })
+            assertion,
+            jwks,
+        }))
+    }
+
+    /// The public keys backends verify assertions with (RFC 7517 §5), as
+    /// served at `/.well-known/wristband/jwks.json`.
+    pub fn jwks(&self) -> bytes::Bytes {
+        self.jwks.clone()
     }
 
     /// Does this client header name alias an identity header?
@@ -87,9 +114,10 @@ impl IdentityHeaders {
         });
     }
 
-    /// Sets the identity headers from the claims. Always the last step of
-    /// building the upstream request.
-    pub fn inject(&self, identity: &Identity, headers: &mut HeaderMap) {
+    /// Sets the identity headers from the claims, then the assertion for the
+    /// upstream named `audience`. Always the last step of building the
+    /// upstream request.
+    pub fn inject(&self, identity: &Identity, audience: &str, headers: &mut HeaderMap) {
         for (name, claim) in &self.inject {
             let Some(value) = identity.claim(claim) else {
                 continue;
@@ -104,6 +132,11 @@ impl IdentityHeaders {
                     "identity claim holds a control character; header not sent"
                 ),
             }
+        }
+        if let Some(signer) = &self.assertion
+            && let Some(token) = signer.sign(identity, audience)
+        {
+            headers.insert(signer.header().clone(), token);
         }
     }
 }
@@ -161,7 +194,7 @@ mod tests {
 
     #[test]
     fn spoofed_identity_headers_never_survive_strip_then_inject() {
-        let ids = IdentityHeaders::new(&config());
+        let ids = IdentityHeaders::new(&config()).expect("no assertion key to load");
         let mut headers = HeaderMap::new();
         for name in [
             "x-auth-user",
@@ -183,7 +216,7 @@ mod tests {
         assert_eq!(headers.len(), 1, "only accept survives: {headers:?}");
 
         let identity = Identity::new("alice", BTreeMap::new());
-        ids.inject(&identity, &mut headers);
+        ids.inject(&identity, "app", &mut headers);
         assert_eq!(headers["x-auth-user"], "alice");
         assert_eq!(headers["remote-user"], "alice");
         assert!(headers.get("x-roles").is_none(), "missing claim: no header");

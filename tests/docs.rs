@@ -1,0 +1,81 @@
+//! The configuration in `docs/migration.md` stays valid: every ```toml
+//! block whose first line is `# check` is a complete config, and the real
+//! binary's `wristband check` must accept it (exit 0).
+
+mod common;
+
+use std::process::Command;
+
+use common::process::{TempDir, binary};
+use common::tokens::p256_pkcs8_pem;
+
+/// Environment variables the guide's configs use.
+const ENV: &[(&str, &str)] = &[("SESSION_SECRET", "a-session-secret-for-the-docs-test")];
+
+/// The `# check` blocks of a Markdown text, in order.
+fn checked_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match current.as_mut() {
+            None if line.trim_end() == "```toml" => current = Some(String::new()),
+            None => {}
+            Some(_) if line.trim_end() == "```" => {
+                let block = current.take().unwrap_or_default();
+                if block.lines().next().map(str::trim_end) == Some("# check") {
+                    blocks.push(block);
+                }
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+    assert!(current.is_none(), "an unterminated ```toml block");
+    blocks
+}
+
+#[test]
+fn every_checked_config_in_the_migration_guide_passes_check() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/migration.md"))
+        .expect("docs/migration.md");
+    let blocks = checked_blocks(&guide);
+    // ALB, oauth2-proxy, Envoy jwt_authn, express-session: one at least each.
+    assert!(blocks.len() >= 4, "only {} `# check` blocks", blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        let dir = TempDir::new();
+        dir.write("assertion.pem", &p256_pkcs8_pem());
+        let file = dir.write(&format!("migration-{i}.toml"), block);
+        let output = Command::new(binary())
+            .args(["check", "--config"])
+            .arg(&file)
+            .envs(ENV.iter().copied())
+            .output()
+            .expect("run wristband check");
+        assert!(
+            output.status.success(),
+            "block {i} of docs/migration.md fails `wristband check`:\n{}\n---\n{block}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_extractor_finds_only_marked_blocks() {
+    let text = "```toml\n# check\na = 1\n```\n\n```toml\nb = 2\n```\n```rust\n# check\n```\n";
+    assert_eq!(checked_blocks(text), vec!["# check\na = 1\n".to_owned()]);
+}
+
+#[test]
+fn a_broken_block_would_fail_check() {
+    // The test above is only worth something if `check` can say no.
+    let dir = TempDir::new();
+    let file = dir.write("bad.toml", "# check\n[[routes]]\nupstream = \"missing\"\n");
+    let output = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run wristband check");
+    assert_eq!(output.status.code(), Some(2));
+}
