@@ -59,6 +59,12 @@ async fn every_printed_curl_command_gives_the_announced_outcome() {
                 "forged identity survived: {stdout}"
             );
         }
+        if command.contains("Cookie: sid=") && *status == 200 {
+            assert!(
+                stdout.contains(r#""x-auth-user": "bob""#),
+                "{command}\n{stdout}"
+            );
+        }
         if command.contains("X_Auth_User") {
             assert!(
                 !stdout.to_ascii_lowercase().contains("x-auth-user"),

@@ -35,6 +35,10 @@ jwks_file = "{jwks}"
 audiences = ["{AUDIENCE}"]
 algorithms = ["ES256"]
 
+[sessions]
+cookie = "sid"
+list_fields = ["roles"]
+
 [identity]
 headers = {{ "X-Auth-User" = "sub", "X-Auth-Roles" = "roles" }}
 
@@ -58,6 +62,12 @@ name = "admin"
 path = "/admin"
 upstream = "echo"
 require = {{ roles = ["admin"] }}
+
+[[routes]]
+name = "app"
+path = "/app"
+upstream = "echo"
+accept = ["session"]
 "#,
         jwks = jwks.display()
     )
@@ -69,6 +79,9 @@ pub struct Demo {
     pub echo: SocketAddr,
     /// `sub = "alice"`, `roles = ["dev"]`, valid for an hour.
     pub token: String,
+    /// A session id seeded in the in-memory store: `user_id = "bob"`,
+    /// `roles = "admin,ops"`.
+    pub session: String,
     _dir: TempDir,
 }
 
@@ -101,6 +114,7 @@ impl Demo {
             running,
             echo: echo_addr,
             token: key.sign("alice", &["dev"])?,
+            session: seed_session(),
             _dir: TempDir(dir),
         })
     }
@@ -129,6 +143,15 @@ wristband demo is running: proxy {base}, admin http://{admin}, echo backend http
   # a forged identity next to a valid token is replaced by the token's (200, X-Auth-User: alice)
   curl -s -H 'Authorization: Bearer {token}' -H 'X-Auth-User: root' {base}/api/orders
 
+  # a session route with the session seeded in the in-memory store: X-Auth-User: bob (200)
+  curl -s -H 'Cookie: sid={session}' {base}/app/cart
+
+  # an unknown session id (401)
+  curl -si -H 'Cookie: sid=not-a-session' {base}/app/cart
+
+  # bob has the admin role, so the admin route lets him in (200)
+  curl -s -H 'Cookie: sid={session}' {base}/admin
+
   # an admin-only route: alice's roles do not include admin (403)
   curl -si -H 'Authorization: Bearer {token}' {base}/admin
 
@@ -142,8 +165,25 @@ wristband demo is running: proxy {base}, admin http://{admin}, echo backend http
 Ctrl-C to stop.
 "#,
             echo = self.echo,
+            session = self.session,
         )
     }
+}
+
+/// A fresh random session for bob in the shared in-memory store.
+fn seed_session() -> String {
+    let mut bytes = [0u8; 18];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    let id = crate::encoding::base64url(&bytes);
+    crate::auth::session::MemoryStore::shared().insert(
+        format!("sessions:{id}"),
+        crate::auth::session::Stored::Hash(vec![
+            ("user_id".into(), "bob".into()),
+            ("roles".into(), "admin,ops".into()),
+        ]),
+        Some(std::time::Duration::from_secs(8 * 3600)),
+    );
+    id
 }
 
 pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ pub mod client;
 pub mod idp;
 pub mod jwks;
 pub mod process;
+pub mod redis;
 pub mod tokens;
 pub mod upstream;
 

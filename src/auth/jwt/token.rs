@@ -103,6 +103,16 @@ pub fn base64url(segment: &str) -> Result<Vec<u8>, Invalid> {
             let v = value(*c).ok_or(Invalid::Malformed("not base64url"))?;
             acc |= v << (18 - 6 * i);
         }
+        // Canonical only: the bits a short final chunk does not use must be
+        // zero, so one signature has one spelling (RFC 4648 §3.5).
+        let unused = match chunk.len() {
+            2 => acc & 0xffff,
+            3 => acc & 0xff,
+            _ => 0,
+        };
+        if unused != 0 {
+            return Err(Invalid::Malformed("non-canonical base64url"));
+        }
         let [_, a, b, c] = acc.to_be_bytes();
         out.push(a);
         if chunk.len() > 2 {
@@ -153,6 +163,10 @@ mod tests {
         assert!(base64url("ab=").is_err());
         assert!(base64url("a+b/").is_err());
         assert!(base64url("abcde").is_err());
+        // "QQ" is "A"; "QR" spells the same byte with a stray bit.
+        assert_eq!(base64url("QQ").ok(), Some(b"A".to_vec()));
+        assert!(base64url("QR").is_err());
+        assert!(base64url("QUE").is_ok() && base64url("QUF").is_err());
     }
 
     #[test]

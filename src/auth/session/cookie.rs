@@ -58,17 +58,23 @@ impl Codec {
     }
 
     /// cookie-signature's `unsign`, trying every secret so that secrets can
-    /// rotate: the first signs (in the app), every one verifies.
+    /// rotate: the first signs (in the app), every one verifies. Like
+    /// cookie-signature, the expected signature is recomputed and compared
+    /// as text in constant time, so non-canonical base64 spellings of a
+    /// valid MAC are refused too.
     fn unsign(&self, cookie_value: &str) -> Result<String, CookieError> {
         let decoded = percent_decode(cookie_value).ok_or(CookieError::MalformedId)?;
         let signed = decoded.strip_prefix("s:").ok_or(CookieError::NotSigned)?;
         let (id, signature) = signed.rsplit_once('.').ok_or(CookieError::BadSignature)?;
-        let signature = base64_standard(signature).ok_or(CookieError::BadSignature)?;
-        if self
-            .keys
-            .iter()
-            .any(|key| hmac::verify(key, id.as_bytes(), &signature).is_ok())
-        {
+        let matches = self.keys.iter().any(|key| {
+            let expected = base64_standard(hmac::sign(key, id.as_bytes()).as_ref());
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                expected.as_bytes(),
+                signature.as_bytes(),
+            )
+            .is_ok()
+        });
+        if matches {
             Ok(id.to_owned())
         } else {
             Err(CookieError::BadSignature)
@@ -95,37 +101,18 @@ fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// Standard-alphabet base64 without padding, as cookie-signature writes it.
-fn base64_standard(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let bytes = text.as_bytes();
-    if bytes.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= value(*c)? << (18 - 6 * i);
-        }
-        let [_, a, b, c] = acc.to_be_bytes();
-        out.push(a);
-        if chunk.len() > 2 {
-            out.push(b);
-        }
-        if chunk.len() > 3 {
-            out.push(c);
+fn base64_standard(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut buf = [0u8; 3];
+        buf[..chunk.len()].copy_from_slice(chunk);
+        let v = (u32::from(buf[0]) << 16) | (u32::from(buf[1]) << 8) | u32::from(buf[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize]));
         }
     }
-    Some(out)
+    out
 }
 
 #[cfg(test)]
@@ -169,6 +156,10 @@ mod tests {
             ("hello.DGDUkGlIkCzPz+C0B064FNgHdEjox7ch8tOBGslZ5QI", "no s:"),
             ("s:hello", "no signature"),
             ("s:hello.!!!", "not base64"),
+            (
+                "s:hello.DGDUkGlIkCzPz+C0B064FNgHdEjox7ch8tOBGslZ5QI=",
+                "padded",
+            ),
             ("s%3", "bad escape"),
         ] {
             assert!(codec.session_id(value).is_err(), "{why}");

@@ -105,6 +105,7 @@ impl RedisStore {
             .with_connection_config(|conn| {
                 conn.connection_timeout = timeout.max(Duration::from_secs(1));
                 conn.internal_command_timeout = timeout.max(Duration::from_secs(1));
+                // One attempt: a failure is a 503 now, not a retry later.
                 conn.max_command_attempts = 1;
                 conn.unresponsive = UnresponsiveConfig {
                     max_timeout: Some(timeout.max(Duration::from_millis(500)) * 2),

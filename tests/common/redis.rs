@@ -1,0 +1,502 @@
+//! Real Redis for the tests: `redis-server` children on ports picked free
+//! just before the start, each in a private temp directory with its log,
+//! without persistence, and killed by PID on drop. Never port 6379, never a
+//! server the test did not start.
+//!
+//! - [`RedisServer`]: one standalone server (or a node with extra arguments);
+//!   stop/restart on the same port, pause/resume with SIGSTOP/SIGCONT.
+//! - [`SentinelSet`]: a primary, a replica and three sentinels.
+//! - [`Cluster`]: N masters joined with `redis-cli --cluster create`.
+//!
+//! Every call here blocks the calling thread (it runs `redis-cli`); tests
+//! that also drive an in-process proxy while waiting here should use a
+//! multi-threaded runtime.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::process::TempDir;
+
+/// How long a `redis-cli` invocation may take before it is killed (a paused
+/// server would otherwise hang it forever).
+const CLI_LIMIT: Duration = Duration::from_secs(10);
+
+/// A port that was free a moment ago on 127.0.0.1 (bound on 0, read,
+/// released). Never 6379.
+pub fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        if port != 6379 && port != 26379 {
+            return port;
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes (blocking).
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `redis-cli` with `args`; its trimmed stdout, or `None` if it failed
+/// to run or did not finish within [`CLI_LIMIT`].
+fn run_cli(args: &[String]) -> Option<String> {
+    let mut child = Command::new("redis-cli")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-cli (is it installed?)");
+    let deadline = Instant::now() + CLI_LIMIT;
+    loop {
+        match child.try_wait().expect("try_wait redis-cli") {
+            Some(_) => break,
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .read_to_string(&mut out)
+        .ok()?;
+    Some(out.trim().to_owned())
+}
+
+/// One field (`name:value` line) of `INFO` text.
+pub fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+        .map(str::to_owned)
+}
+
+/// What a child is: a data node, or a sentinel with its config text.
+enum Role {
+    Server { extra: Vec<String> },
+    Sentinel { conf: String },
+}
+
+/// One `redis-server` child on a fixed port.
+pub struct RedisServer {
+    port: u16,
+    role: Role,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    /// A standalone server on a free port, answering PING.
+    pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// A server with extra command-line arguments; `{port}` in an argument
+    /// is replaced by the server's port (e.g. `nodes-{port}.conf`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        RedisServer::start_role(|_| Role::Server {
+            extra: extra.clone(),
+        })
+    }
+
+    /// A sentinel whose config is `conf(port)`.
+    fn start_sentinel(conf: impl Fn(u16) -> String) -> RedisServer {
+        RedisServer::start_role(|port| Role::Sentinel { conf: conf(port) })
+    }
+
+    /// Picks a port and starts; a lost race for the port (another process
+    /// took it between our probe and the bind) is retried on a new port.
+    fn start_role(role: impl Fn(u16) -> Role) -> RedisServer {
+        let mut last_log = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let mut server = RedisServer {
+                port,
+                role: role(port),
+                child: None,
+                dir: TempDir::new(),
+            };
+            if server.spawn_and_wait(Duration::from_secs(10)) {
+                return server;
+            }
+            last_log = server.log();
+        }
+        panic!("redis-server did not start after 5 attempts; last log:\n{last_log}");
+    }
+
+    /// Spawns the child and waits (bounded) for PONG. False, with the child
+    /// reaped, if it exited or never answered.
+    fn spawn_and_wait(&mut self, limit: Duration) -> bool {
+        let log_path = self.dir.path().join("redis.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("open redis log");
+        let log_err = log.try_clone().expect("clone log handle");
+        let mut command = Command::new("redis-server");
+        match &self.role {
+            Role::Server { extra } => {
+                let port = self.port.to_string();
+                command
+                    .args(["--port", &port, "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(self.dir.path())
+                    .args(["--daemonize", "no"])
+                    .args(extra.iter().map(|a| a.replace("{port}", &port)));
+            }
+            Role::Sentinel { conf } => {
+                // A sentinel rewrites its config file: write it once, keep
+                // what it learnt across a restart.
+                let path = self.dir.path().join("sentinel.conf");
+                if !path.exists() {
+                    let text = format!("{conf}dir {}\n", self.dir.path().display());
+                    std::fs::write(&path, text).expect("write sentinel.conf");
+                }
+                command.arg(&path).arg("--sentinel");
+            }
+        }
+        let child = command
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .expect("spawn redis-server (is it installed?)");
+        self.child = Some(child);
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.ping() {
+                return true;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait redis-server"))
+                .is_some();
+            if exited || Instant::now() >= deadline {
+                self.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ping(&self) -> bool {
+        run_cli(&["-p".to_owned(), self.port.to_string(), "PING".to_owned()]).as_deref()
+            == Some("PONG")
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGKILL works on a stopped (SIGSTOP) process too.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `redis://127.0.0.1:P/0`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The child's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The server's log so far (all restarts).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// `redis-cli -p P ARGS...`: trimmed stdout. Panics if redis-cli does not
+    /// finish within 10 s (e.g. the server is paused).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut all = vec!["-p".to_owned(), self.port.to_string()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        run_cli(&all).unwrap_or_else(|| panic!("redis-cli {args:?} on :{} hung", self.port))
+    }
+
+    /// `INFO section` as text.
+    pub fn info(&self, section: &str) -> String {
+        self.cli(&["INFO", section])
+    }
+
+    /// How many times `command` (lower-case, e.g. `"hgetall"`) ran since the
+    /// start, from `INFO commandstats` (`cmdstat_<command>:calls=N,...`).
+    pub fn command_calls(&self, command: &str) -> u64 {
+        let info = self.info("commandstats");
+        info_field(&info, &format!("cmdstat_{command}"))
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Kills the child (SIGKILL) and reaps it. The port and the directory
+    /// are kept for [`RedisServer::restart`].
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts again on the same port (retrying the bind for a few seconds).
+    /// Without persistence, the data is gone.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.spawn_and_wait(Duration::from_secs(5)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "redis-server did not restart on port {}; log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// SIGSTOP: the server keeps its sockets but answers nothing.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("redis-server is running");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("run kill(1)");
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A primary, one replica and three sentinels monitoring it as `master`.
+pub struct SentinelSet {
+    pub master: String,
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    pub sentinels: Vec<RedisServer>,
+}
+
+impl SentinelSet {
+    /// Starts everything and returns once the replica is in sync and every
+    /// sentinel knows the replica and the two other sentinels (so a
+    /// failover can be authorized).
+    pub fn start(master: &str) -> SentinelSet {
+        let primary = RedisServer::start();
+        let primary_port = primary.port().to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary_port]);
+        let synced = wait_until(Duration::from_secs(15), || {
+            info_field(&replica.info("replication"), "master_link_status").as_deref() == Some("up")
+        });
+        assert!(synced, "replica never in sync:\n{}", replica.log());
+        let sentinels: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_sentinel(|port| {
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndaemonize no\n\
+                         sentinel monitor {master} 127.0.0.1 {primary_port} 2\n\
+                         sentinel down-after-milliseconds {master} 1000\n\
+                         sentinel failover-timeout {master} 5000\n\
+                         sentinel parallel-syncs {master} 1\n"
+                    )
+                })
+            })
+            .collect();
+        let set = SentinelSet {
+            master: master.to_owned(),
+            primary,
+            replica,
+            sentinels,
+        };
+        let acquainted = wait_until(Duration::from_secs(30), || {
+            set.sentinels.iter().all(|s| {
+                let state = set.sentinel_master_state(s);
+                state.get("num-slaves").map(String::as_str) == Some("1")
+                    && state.get("num-other-sentinels").map(String::as_str) == Some("2")
+            })
+        });
+        assert!(
+            acquainted,
+            "sentinels never saw the replica and each other: {:?}",
+            set.sentinels
+                .iter()
+                .map(|s| set.sentinel_master_state(s))
+                .collect::<Vec<_>>()
+        );
+        set
+    }
+
+    /// `SENTINEL MASTER name` as a map.
+    fn sentinel_master_state(
+        &self,
+        sentinel: &RedisServer,
+    ) -> std::collections::HashMap<String, String> {
+        let text = sentinel.cli(&["SENTINEL", "MASTER", &self.master]);
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .chunks(2)
+            .filter(|kv| kv.len() == 2)
+            .map(|kv| (kv[0].to_owned(), kv[1].to_owned()))
+            .collect()
+    }
+
+    /// `redis-sentinel://127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/master`
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port()))
+            .collect();
+        format!("redis-sentinel://{}/{}", hosts.join(","), self.master)
+    }
+
+    /// The address the first sentinel that answers names as the primary.
+    pub fn current_primary_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|s| {
+            let text = run_cli(&[
+                "-p".to_owned(),
+                s.port().to_string(),
+                "SENTINEL".to_owned(),
+                "GET-MASTER-ADDR-BY-NAME".to_owned(),
+                self.master.clone(),
+            ])?;
+            text.lines().nth(1)?.trim().parse().ok()
+        })
+    }
+
+    /// Kills the primary and waits (at most 30 s) until a sentinel names the
+    /// replica as the primary and the replica says it is a master.
+    pub fn kill_primary_and_wait_for_failover(&mut self) {
+        self.primary.stop();
+        let replica_port = self.replica.port();
+        let promoted = wait_until(Duration::from_secs(30), || {
+            self.current_primary_port() == Some(replica_port)
+                && info_field(&self.replica.info("replication"), "role").as_deref()
+                    == Some("master")
+        });
+        assert!(
+            promoted,
+            "no failover to :{replica_port} within 30 s; sentinel logs:\n{}",
+            self.sentinels
+                .iter()
+                .map(RedisServer::log)
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+    }
+}
+
+/// A Redis Cluster of masters only, every slot assigned.
+pub struct Cluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    /// `masters` nodes (at least 3), joined by `redis-cli --cluster create`;
+    /// returns once every node reports `cluster_state:ok`.
+    pub fn start(masters: usize) -> Cluster {
+        assert!(masters >= 3, "redis-cli --cluster create needs 3 masters");
+        let nodes: Vec<RedisServer> = (0..masters)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes-{port}.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let mut args = vec!["--cluster".to_owned(), "create".to_owned()];
+        args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
+        args.extend(
+            ["--cluster-replicas", "0", "--cluster-yes"]
+                .iter()
+                .map(|s| (*s).to_owned()),
+        );
+        let out = run_cli(&args).expect("redis-cli --cluster create finishes");
+        let cluster = Cluster { nodes };
+        let ok = wait_until(Duration::from_secs(30), || {
+            cluster.nodes.iter().all(|n| {
+                info_field(&n.cli(&["CLUSTER", "INFO"]), "cluster_state").as_deref() == Some("ok")
+            })
+        });
+        assert!(ok, "cluster never reached cluster_state:ok:\n{out}");
+        cluster
+    }
+
+    /// `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...`
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        format!("redis-cluster://{}", hosts.join(","))
+    }
+
+    /// `redis-cli -c -p P1 ARGS...` (follows MOVED redirects): trimmed stdout.
+    pub fn cli_cluster(&self, args: &[&str]) -> String {
+        let mut all = vec![
+            "-c".to_owned(),
+            "-p".to_owned(),
+            self.nodes[0].port().to_string(),
+        ];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        run_cli(&all).unwrap_or_else(|| panic!("redis-cli -c {args:?} hung"))
+    }
+}
