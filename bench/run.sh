@@ -11,6 +11,8 @@
 #   wristband-rs256          wristband, JWT route, RS256 token, verified-token cache on
 #   wristband-rs256-nocache  the same with the cache off (every request verifies)
 #   wristband-es256-nocache  an ES256 token, cache off
+#   wristband-session        session route, Redis on loopback, session cache on (tracking)
+#   wristband-session-nocache  the same with cache_ttl = "0s": one Redis lookup per request
 # Prints one Markdown table per layout on stdout (progress goes to stderr) and
 # writes them, with the machine and versions, to bench/results/latest.md.
 set -euo pipefail
@@ -24,7 +26,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-2}
 LAYOUT=${LAYOUT:-pinned}
-TARGETS=${TARGETS:-direct nginx wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache}
+TARGETS=${TARGETS:-direct nginx wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 BUILD=${BUILD:-auto}
@@ -45,6 +47,7 @@ case $BUILD in auto | always | never) ;; *) die "BUILD must be auto, always or n
 for t in $TARGETS; do
     case $t in
         direct | nginx | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
+        wristband-session | wristband-session-nocache) ;;
         *) die "unknown target '$t' in TARGETS" ;;
     esac
 done
@@ -59,6 +62,7 @@ command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v getconf >/dev/null 2>&1 || need+=(libc-bin)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if ((${#need[@]})); then
     log "installing missing tools: ${need[*]}"
     SUDO=()
@@ -250,9 +254,12 @@ run_wrk() {
     if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
         "${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "${header[@]}" "$url" >/dev/null
     fi
+    local c0 c1
+    c0=$(redis_commands)
     t0=$(cpu_ticks "$@")
     "${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${header[@]}" "$url" >"$out"
     t1=$(cpu_ticks "$@")
+    c1=$(redis_commands)
     local rps requests p50 p99 errors
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     requests=$(awk '/ requests in / {print $1}' "$out")
@@ -266,19 +273,29 @@ run_wrk() {
         cat "$out" >&2
         die "could not parse wrk output"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$layout" "$round" "$target" "$rps" "$p50" "$p99" "$requests" "$((t1 - t0))" "$errors" >>"$RAW"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$layout" "$round" "$target" "$rps" "$p50" "$p99" "$requests" "$((t1 - t0))" "$errors" "$((c1 - c0))" >>"$RAW"
 }
 
-# start_wristband LAYOUT NAME PORT ADMIN_PORT CACHE_SIZE: sets STARTED_WB to the PID
+# redis_commands: commands the bench Redis has processed (0 without one). The
+# counter includes this INFO call itself, which is subtracted.
+redis_commands() {
+    if [ -z "${REDIS_PORT:-}" ]; then
+        echo 0
+        return
+    fi
+    redis-cli -p "$REDIS_PORT" INFO stats | awk -F: '/^total_commands_processed:/ {print $2 + 0}'
+}
+
+# start_wristband LAYOUT NAME PORT ADMIN_PORT CACHE_SIZE SESSION_CACHE: sets STARTED_WB to the PID
 # once it serves both routes (public, and JWT with the RS256 token), else to "".
 start_wristband() {
-    local layout=$1 name=$2 port=$3 admin=$4 cache=$5 cfg log pid wb_env=()
+    local layout=$1 name=$2 port=$3 admin=$4 cache=$5 session_cache=$6 cfg log pid wb_env=()
     cfg=$TMP/wristband-$layout-$name.toml
     log=$TMP/wristband-$layout-$name.log
     render "$BENCH_DIR/wristband.toml.in" "$cfg" \
         "PORT=$port" "ADMIN_PORT=$admin" "BACKEND_PORT=$BACKEND_PORT" \
-        "JWKS=$KEYS/jwks.json" "CACHE=$cache"
+        "JWKS=$KEYS/jwks.json" "CACHE=$cache" "REDIS_PORT=$REDIS_PORT" "SESSION_CACHE=$session_cache"
     [ -n "$WORKERS" ] && wb_env=("TOKIO_WORKER_THREADS=$WORKERS")
     env "${wb_env[@]}" "${PIN_SERVER[@]}" "$WRISTBAND_BIN" run --config "$cfg" >"$log" 2>&1 &
     pid=$!
@@ -289,7 +306,8 @@ start_wristband() {
     if wait_ready "http://127.0.0.1:$admin/readyz" "$pid" "wristband ($name)" &&
         [ "$(http_body "http://127.0.0.1:$port/")" = ok ] &&
         [ "$(http_body "http://127.0.0.1:$port/api" "Authorization: Bearer $token")" = ok ] &&
-        [ "$(http_status "http://127.0.0.1:$port/api")" = 401 ]; then
+        [ "$(http_status "http://127.0.0.1:$port/api")" = 401 ] &&
+        [ "$(http_body "http://127.0.0.1:$port/app" "Cookie: sid=$BENCH_SESSION")" = ok ]; then
         STARTED_WB=$pid
     else
         log "wristband ($name) is not serving both routes; its output:"
@@ -348,9 +366,23 @@ for layout in "${LAYOUTS[@]}"; do
         mkdir -p "$KEYS"
         "$TOKENS_BIN" "$KEYS" || die "bench_tokens failed"
         read -r WBN_PORT WBN_ADMIN_PORT <<<"$(free_ports 2)"
-        start_wristband "$layout" on "$WB_PORT" "$WB_ADMIN_PORT" 100000
+        # Sessions live in a Redis of the bench's own, pinned with the servers.
+        REDIS_PORT=$(free_ports 1)
+        "${PIN_SERVER[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+            --appendonly no --dir "$TMP" --daemonize no >"$TMP/redis-$layout.log" 2>&1 &
+        REDIS_PID=$!
+        STARTED_PIDS+=("$REDIS_PID")
+        layout_pids+=("$REDIS_PID")
+        for _ in $(seq 50); do
+            [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && break
+            sleep 0.1
+        done
+        BENCH_SESSION=bench-session-0123456789
+        redis-cli -p "$REDIS_PORT" HSET "sessions:$BENCH_SESSION" user_id bench-user roles "a,b" >/dev/null ||
+            die "cannot seed the bench session in Redis"
+        start_wristband "$layout" on "$WB_PORT" "$WB_ADMIN_PORT" 100000 30s
         WB_PID=$STARTED_WB
-        start_wristband "$layout" off "$WBN_PORT" "$WBN_ADMIN_PORT" 0
+        start_wristband "$layout" off "$WBN_PORT" "$WBN_ADMIN_PORT" 0 0s
         WBN_PID=$STARTED_WB
         for pid in $WB_PID $WBN_PID; do layout_pids+=("$pid"); done
     fi
@@ -372,10 +404,15 @@ for layout in "${LAYOUTS[@]}"; do
                             local_pid=$WBN_PID port=$WBN_PORT WRK_PATH=/api
                             WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-es256.txt")"
                             ;;
+                        wristband-session) WRK_PATH=/app WRK_HEADER="Cookie: sid=$BENCH_SESSION" ;;
+                        wristband-session-nocache)
+                            local_pid=$WBN_PID port=$WBN_PORT WRK_PATH=/app
+                            WRK_HEADER="Cookie: sid=$BENCH_SESSION"
+                            ;;
                     esac
                     [ -n "$local_pid" ] || continue
                     kill -0 "$local_pid" 2>/dev/null || die "wristband died during the run: $(tail -n 5 "$TMP"/wristband-"$layout"-*.log)"
-                    run_wrk "$layout" "$round" "$target" "$port" "$BACKEND_PID" "$local_pid"
+                    run_wrk "$layout" "$round" "$target" "$port" "$BACKEND_PID" "$local_pid" ${REDIS_PID:+"$REDIS_PID"}
                     WRK_PATH='' WRK_HEADER=''
                     ;;
             esac
@@ -383,6 +420,7 @@ for layout in "${LAYOUTS[@]}"; do
     done
 
     stop_pids "${layout_pids[@]}"
+    REDIS_PORT='' REDIS_PID=
 done
 
 # --- report ------------------------------------------------------------------------------
@@ -403,10 +441,12 @@ tck = int(os.environ["CLK_TCK"])
 order = os.environ["TARGETS"].split()
 rows = {}
 for line in open(raw):
-    layout, rnd, target, rps, p50, p99, reqs, ticks, errs = line.rstrip("\n").split("\t")
+    layout, rnd, target, rps, p50, p99, reqs, ticks, errs, cmds = line.rstrip("\n").split("\t")
     rows.setdefault(layout, {}).setdefault(target, []).append(dict(
         rps=float(rps), p50=float(p50), p99=float(p99), reqs=int(reqs),
-        us=int(ticks) / tck * 1e6 / max(int(reqs), 1), errs=int(errs)))
+        us=int(ticks) / tck * 1e6 / max(int(reqs), 1), errs=int(errs),
+        # minus the one INFO call that reads the counter afterwards
+        cmds=max(int(cmds) - 1, 0) / max(int(reqs), 1)))
 notes = [n.strip() for n in open(notes) if n.strip()]
 
 def med(xs):
@@ -429,17 +469,18 @@ for layout in ("pinned", "unpinned"):
     out.append(f"wrk -t{t} -c{c} -d{os.environ['DURATION']} --latency ({warm}); "
                f"median of {os.environ['ROUNDS']} interleaved round(s)")
     out.append("")
-    out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs nginx req/s | vs wristband public | server CPU µs/req | proxy's own µs/req | errors |")
-    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs nginx req/s | vs wristband public | server CPU µs/req | proxy's own µs/req | Redis cmds/req | errors |")
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     data = rows.get(layout, {})
     agg = {k: dict(rps=med([r["rps"] for r in v]), p50=med([r["p50"] for r in v]),
                    p99=med([r["p99"] for r in v]), us=med([r["us"] for r in v]),
-                   errs=sum(r["errs"] for r in v), rounds=[r["rps"] for r in v])
+                   errs=sum(r["errs"] for r in v), rounds=[r["rps"] for r in v],
+                   cmds=med([r["cmds"] for r in v]))
            for k, v in data.items()}
     for target in order:
         a = agg.get(target)
         if a is None:
-            out.append(f"| {target} | n/a | | | | | | | | |")
+            out.append(f"| {target} | n/a | | | | | | | | | |")
             continue
         ratio = f"{a['rps'] / agg['nginx']['rps']:.2f}" if "nginx" in agg else "n/a"
         vs_public = (f"{a['rps'] / agg['wristband']['rps']:.2f}"
@@ -447,7 +488,7 @@ for layout in ("pinned", "unpinned"):
         own = f"{a['us'] - agg['direct']['us']:.1f}" if target != "direct" and "direct" in agg else "—"
         by_round = " / ".join(f"{x:.0f}" for x in a["rounds"])
         out.append(f"| {target} | {a['rps']:.0f} | {by_round} | {a['p50']:.2f} | {a['p99']:.2f} | {ratio} | {vs_public} "
-                   f"| {a['us']:.1f} | {own} | {a['errs']} |")
+                   f"| {a['us']:.1f} | {own} | {a['cmds']:.2f} | {a['errs']} |")
     for n in notes:
         if n.startswith(layout + ":"):
             out.append("")
