@@ -1,16 +1,28 @@
-//! Unpadded base64url (RFC 7515 §2, RFC 4648 §5): what JWS segments, JWK
-//! members and key thumbprints (RFC 7638) are written in.
+//! Unpadded base64 (RFC 4648): base64url for JWS segments, JWK members and
+//! key thumbprints (RFC 7515 §2, RFC 7638), the standard alphabet for
+//! express-session cookie signatures (cookie-signature).
+
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Unpadded base64url (RFC 7515 §2).
 pub fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    encode(bytes, URL_SAFE)
+}
+
+/// Unpadded standard base64, as cookie-signature writes MACs.
+pub fn base64_unpadded(bytes: &[u8]) -> String {
+    encode(bytes, STANDARD)
+}
+
+fn encode(bytes: &[u8], alphabet: &[u8; 64]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let mut buf = [0u8; 3];
         buf[..chunk.len()].copy_from_slice(chunk);
         let v = (u32::from(buf[0]) << 16) | (u32::from(buf[1]) << 8) | u32::from(buf[2]);
         for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize]));
+            out.push(char::from(alphabet[((v >> (18 - 6 * i)) & 63) as usize]));
         }
     }
     out

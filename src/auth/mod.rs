@@ -63,9 +63,68 @@ pub struct Authenticator {
 /// What the kinds that did not vouch for the caller said.
 #[derive(Default)]
 struct Failures {
-    jwt_invalid: Option<Invalid>,
+    jwt_invalid: bool,
     session_invalid: bool,
+    /// The first refusal's reason, for the log line of the rejection.
+    reason: Option<String>,
     unavailable: Option<String>,
+}
+
+/// What checking one credential kind found.
+enum Checked {
+    Absent,
+    Ambiguous(Rejection),
+    Valid(Arc<Identity>),
+    Invalid(Refusal),
+    Unavailable(String),
+}
+
+struct Refusal {
+    reason: String,
+    expired: bool,
+}
+
+impl From<JwtError> for Checked {
+    fn from(error: JwtError) -> Self {
+        match error {
+            JwtError::Invalid(reason) => Checked::Invalid(Refusal {
+                expired: reason == Invalid::Expired,
+                reason: reason.to_string(),
+            }),
+            JwtError::Unavailable(reason) => Checked::Unavailable(reason),
+        }
+    }
+}
+
+impl From<SessionError> for Checked {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Invalid(reason) => Checked::Invalid(Refusal {
+                reason,
+                expired: false,
+            }),
+            SessionError::Unavailable(reason) => Checked::Unavailable(reason),
+        }
+    }
+}
+
+/// The one shape of every kind: find the credential, then verify it.
+async fn check<'h, Fut, E>(
+    found: Result<Option<&'h str>, Rejection>,
+    verify: impl FnOnce(&'h str) -> Fut,
+) -> Checked
+where
+    Fut: std::future::Future<Output = Result<Arc<Identity>, E>>,
+    E: Into<Checked>,
+{
+    match found {
+        Err(ambiguous) => Checked::Ambiguous(ambiguous),
+        Ok(None) => Checked::Absent,
+        Ok(Some(credential)) => match verify(credential).await {
+            Ok(identity) => Checked::Valid(identity),
+            Err(error) => error.into(),
+        },
+    }
 }
 
 impl Authenticator {
@@ -121,80 +180,53 @@ impl Authenticator {
         let mut failures = Failures::default();
         let mut presented = false;
         for kind in &route.accept {
-            match kind {
-                CredentialKind::Jwt => {
-                    let Some(jwt) = &self.jwt else { continue };
-                    let token = match jwt.token(&parts.headers) {
-                        Ok(Some(token)) => token,
-                        Ok(None) => continue,
-                        Err(ambiguous) => {
-                            // Never guess which of two credentials counts.
-                            counters.inc(Some(*kind), Outcome::Invalid);
-                            if route.auth == AuthMode::Required {
-                                return Err(ambiguous);
-                            }
-                            continue;
-                        }
-                    };
-                    presented = true;
-                    match jwt.verify(token).await {
-                        Ok(identity) => {
-                            counters.inc(Some(*kind), Outcome::Ok);
-                            return Ok(Authenticated::Caller {
-                                identity,
-                                kind: *kind,
-                            });
-                        }
-                        Err(JwtError::Invalid(reason)) => {
-                            let outcome = if reason == Invalid::Expired {
-                                Outcome::Expired
-                            } else {
-                                Outcome::Invalid
-                            };
-                            counters.inc(Some(*kind), outcome);
-                            tracing::debug!(route = %route.name, %reason, "JWT refused");
-                            failures.jwt_invalid.get_or_insert(reason);
-                        }
-                        Err(JwtError::Unavailable(reason)) => {
-                            counters.inc(Some(*kind), Outcome::Unavailable);
-                            failures.unavailable.get_or_insert(reason);
-                        }
+            let checked = match kind {
+                CredentialKind::Jwt => match &self.jwt {
+                    Some(jwt) => check(jwt.token(&parts.headers), |t| jwt.verify(t)).await,
+                    None => Checked::Absent,
+                },
+                CredentialKind::Session => match &self.session {
+                    Some(sessions) => {
+                        check(sessions.cookie(&parts.headers), |c| sessions.verify(c)).await
+                    }
+                    None => Checked::Absent,
+                },
+            };
+            match checked {
+                Checked::Absent => {}
+                Checked::Ambiguous(rejection) => {
+                    // Never guess which of two credentials counts.
+                    counters.inc(Some(*kind), Outcome::Invalid);
+                    if route.auth == AuthMode::Required {
+                        return Err(rejection);
                     }
                 }
-                CredentialKind::Session => {
-                    let Some(sessions) = &self.session else {
-                        continue;
-                    };
-                    let cookie = match sessions.cookie(&parts.headers) {
-                        Ok(Some(cookie)) => cookie,
-                        Ok(None) => continue,
-                        Err(ambiguous) => {
-                            counters.inc(Some(*kind), Outcome::Invalid);
-                            if route.auth == AuthMode::Required {
-                                return Err(ambiguous);
-                            }
-                            continue;
-                        }
-                    };
+                Checked::Valid(identity) => {
+                    counters.inc(Some(*kind), Outcome::Ok);
+                    return Ok(Authenticated::Caller {
+                        identity,
+                        kind: *kind,
+                    });
+                }
+                Checked::Invalid(failure) => {
                     presented = true;
-                    match sessions.verify(cookie).await {
-                        Ok(identity) => {
-                            counters.inc(Some(*kind), Outcome::Ok);
-                            return Ok(Authenticated::Caller {
-                                identity,
-                                kind: *kind,
-                            });
-                        }
-                        Err(SessionError::Invalid(reason)) => {
-                            counters.inc(Some(*kind), Outcome::Invalid);
-                            tracing::debug!(route = %route.name, %reason, "session refused");
-                            failures.session_invalid = true;
-                        }
-                        Err(SessionError::Unavailable(reason)) => {
-                            counters.inc(Some(*kind), Outcome::Unavailable);
-                            failures.unavailable.get_or_insert(reason);
-                        }
+                    let outcome = if failure.expired {
+                        Outcome::Expired
+                    } else {
+                        Outcome::Invalid
+                    };
+                    counters.inc(Some(*kind), outcome);
+                    tracing::debug!(route = %route.name, kind = kind.as_str(), reason = %failure.reason, "credential refused");
+                    match kind {
+                        CredentialKind::Jwt => failures.jwt_invalid = true,
+                        CredentialKind::Session => failures.session_invalid = true,
                     }
+                    failures.reason.get_or_insert(failure.reason);
+                }
+                Checked::Unavailable(reason) => {
+                    presented = true;
+                    counters.inc(Some(*kind), Outcome::Unavailable);
+                    failures.unavailable.get_or_insert(reason);
                 }
             }
         }
@@ -227,17 +259,13 @@ impl Failures {
             return Rejection::Unavailable(reason);
         }
         let redirect = redirect();
-        if let Some(reason) = self.jwt_invalid {
-            return Rejection::InvalidToken {
-                reason: reason.to_string(),
-                redirect,
-            };
+        let reason = self.reason.unwrap_or_default();
+        // SPEC §6a: invalid_token when a JWT was among the invalid ones.
+        if self.jwt_invalid {
+            return Rejection::InvalidToken { reason, redirect };
         }
         if self.session_invalid {
-            return Rejection::InvalidSession {
-                reason: "session not valid".into(),
-                redirect,
-            };
+            return Rejection::InvalidSession { reason, redirect };
         }
         Rejection::Unauthenticated { redirect }
     }
@@ -259,7 +287,7 @@ mod tests {
             Rejection::Unauthenticated { redirect: Some(_) }
         ));
         let jwt = Failures {
-            jwt_invalid: Some(Invalid::Expired),
+            jwt_invalid: true,
             ..Failures::default()
         };
         assert!(matches!(
@@ -281,7 +309,7 @@ mod tests {
             }
         ));
         let down = Failures {
-            jwt_invalid: Some(Invalid::Expired),
+            jwt_invalid: true,
             unavailable: Some("JWKS down".into()),
             ..Failures::default()
         };

@@ -67,7 +67,8 @@ impl Codec {
         let signed = decoded.strip_prefix("s:").ok_or(CookieError::NotSigned)?;
         let (id, signature) = signed.rsplit_once('.').ok_or(CookieError::BadSignature)?;
         let matches = self.keys.iter().any(|key| {
-            let expected = base64_standard(hmac::sign(key, id.as_bytes()).as_ref());
+            let expected =
+                crate::encoding::base64_unpadded(hmac::sign(key, id.as_bytes()).as_ref());
             aws_lc_rs::constant_time::verify_slices_are_equal(
                 expected.as_bytes(),
                 signature.as_bytes(),
@@ -98,21 +99,6 @@ fn percent_decode(text: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// Standard-alphabet base64 without padding, as cookie-signature writes it.
-fn base64_standard(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let mut buf = [0u8; 3];
-        buf[..chunk.len()].copy_from_slice(chunk);
-        let v = (u32::from(buf[0]) << 16) | (u32::from(buf[1]) << 8) | u32::from(buf[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
