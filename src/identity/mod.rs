@@ -117,7 +117,14 @@ impl IdentityHeaders {
     /// Sets the identity headers from the claims, then the assertion for the
     /// upstream named `audience`. Always the last step of building the
     /// upstream request.
-    pub fn inject(&self, identity: &Identity, audience: &str, headers: &mut HeaderMap) {
+    /// Fails only when the assertion cannot be signed: the request must then
+    /// not go upstream, since a backend may rely on the assertion alone.
+    pub fn inject(
+        &self,
+        identity: &Identity,
+        audience: &str,
+        headers: &mut HeaderMap,
+    ) -> Result<(), AssertionUnsigned> {
         for (name, claim) in &self.inject {
             let Some(value) = identity.claim(claim) else {
                 continue;
@@ -133,13 +140,18 @@ impl IdentityHeaders {
                 ),
             }
         }
-        if let Some(signer) = &self.assertion
-            && let Some(token) = signer.sign(identity, audience)
-        {
+        if let Some(signer) = &self.assertion {
+            let token = signer.sign(identity, audience).ok_or(AssertionUnsigned)?;
             headers.insert(signer.header().clone(), token);
         }
+        Ok(())
     }
 }
+
+/// The identity assertion could not be signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the identity assertion could not be signed")]
+pub struct AssertionUnsigned;
 
 /// One byte of `canonical_header_name`.
 fn canonical_byte(b: u8) -> u8 {
@@ -216,7 +228,8 @@ mod tests {
         assert_eq!(headers.len(), 1, "only accept survives: {headers:?}");
 
         let identity = Identity::new("alice", BTreeMap::new());
-        ids.inject(&identity, "app", &mut headers);
+        ids.inject(&identity, "app", &mut headers)
+            .expect("no assertion configured");
         assert_eq!(headers["x-auth-user"], "alice");
         assert_eq!(headers["remote-user"], "alice");
         assert!(headers.get("x-roles").is_none(), "missing claim: no header");

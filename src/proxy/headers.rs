@@ -11,7 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::Authenticator;
 use crate::config::UnderscoreHeaders;
-use crate::identity::{Identity, IdentityHeaders};
+use crate::identity::{AssertionUnsigned, Identity, IdentityHeaders};
 
 /// RFC 9110 §7.6.1 plus the de-facto ones (`Keep-Alive`, `Proxy-Connection`).
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -141,7 +141,7 @@ pub fn build_upstream_headers(
     client: &Client<'_>,
     identity: Option<&Identity>,
     upstream: &str,
-) {
+) -> Result<(), AssertionUnsigned> {
     identity_headers.strip(headers);
     auth.remove_unforwarded_credentials(headers);
     if underscores == UnderscoreHeaders::Drop {
@@ -149,8 +149,9 @@ pub fn build_upstream_headers(
     }
     set_forwarded(headers, client);
     headers.insert(&X_REQUEST_ID, client.request_id.clone());
-    if let Some(identity) = identity {
-        identity_headers.inject(identity, upstream, headers);
+    match identity {
+        Some(identity) => identity_headers.inject(identity, upstream, headers),
+        None => Ok(()),
     }
 }
 
@@ -291,7 +292,8 @@ mod tests {
             &client,
             Some(&identity),
             "app",
-        );
+        )
+        .expect("no assertion configured");
         assert_eq!(headers["x-forwarded-for"], "192.0.2.7");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert_eq!(headers["x-forwarded-host"], "app.example.com");
@@ -327,7 +329,8 @@ mod tests {
             &client,
             None,
             "app",
-        );
+        )
+        .expect("no assertion configured");
         assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 10.1.2.3");
         assert_eq!(headers["x-forwarded-host"], "public.example");
         assert!(headers.get("x-auth-user").is_none());

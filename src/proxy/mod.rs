@@ -340,7 +340,10 @@ impl Proxy {
             &client,
             identity,
             upstream.name(),
-        );
+        )
+        // Fail closed: never forward an identity without the assertion a
+        // backend may depend on.
+        .map_err(|e| Rejection::Unavailable(e.to_string()))?;
         if upstream.config.preserve_host {
             if let Some(host) = &host {
                 parts.headers.insert(HOST, host.clone());
