@@ -1124,9 +1124,10 @@ async fn a_json_session_maps_its_user_pointer_to_sub_and_top_level_keys_to_claim
 // read_from_replicas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "GAP: fred routes Replicas<Client> reads to the primary in this set-up \
-            (replica connected, 0 reads on it); results stay correct, replicas are not \
-            offloaded yet"]
+#[ignore = "GAP: fred 10 picks a replica by the command's cluster slot owner \
+            (router::utils::route_replica), which a standalone primary/replica pair has \
+            none of, so reads fall back to the primary: results stay correct, replicas \
+            are not offloaded"]
 async fn read_from_replicas_asks_the_replica_and_the_primary_on_a_replica_miss() {
     let primary = RedisServer::start();
     let port = primary.port().to_string();

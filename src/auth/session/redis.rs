@@ -147,8 +147,10 @@ impl RedisStore {
     ) -> Result<Option<(Stored, Option<i64>)>, String> {
         let mut found = None;
         if self.read_from_replicas {
+            // A replica may lag: a miss there is asked of the primary. (fred
+            // routes replica reads by cluster slot; with a standalone
+            // primary/replica pair they land on the primary.)
             found = self.read(&self.client.replicas(), key, format).await?;
-            // A replica may lag: a miss there is asked of the primary.
         }
         if found.is_none() {
             found = self.read(&self.client, key, format).await?;
