@@ -155,6 +155,19 @@ pub fn build_upstream_headers(
     }
 }
 
+/// `preserve_host`: the client's Host (also for HTTP/2, which has none);
+/// otherwise none, so the client sets the target's.
+pub fn set_host(headers: &mut HeaderMap, preserve: bool, client_host: Option<&HeaderValue>) {
+    match client_host.filter(|_| preserve) {
+        Some(host) => {
+            headers.insert(header::HOST, host.clone());
+        }
+        None => {
+            headers.remove(header::HOST);
+        }
+    }
+}
+
 /// SPEC §4: the client's id if it is 1–128 characters of `[A-Za-z0-9._-]`,
 /// else a fresh one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {

@@ -19,10 +19,9 @@ use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 
 use crate::auth::counters::{AuthCounters, Outcome};
 use crate::auth::redirect::Site;
@@ -57,6 +56,26 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The route for this host and normalized path (404), if it allows the
+    /// method (405 with `Allow`, never another route).
+    fn route(
+        &self,
+        host: Option<&HeaderValue>,
+        path: &str,
+        method: &http::Method,
+    ) -> Result<usize, Rejection> {
+        let host = host.and_then(|h| h.to_str().ok());
+        let index = self.router.find(host, path).ok_or(Rejection::NoRoute)?;
+        if let Some(allow) = &self.routes[index].allow
+            && !self.config.routes[index].methods.contains(method)
+        {
+            return Err(Rejection::MethodNotAllowed {
+                allow: allow.clone(),
+            });
+        }
+        Ok(index)
+    }
+
     /// Builds the runtime state and starts the health checkers. Must run
     /// inside the tokio runtime.
     pub fn new(config: Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Gateway>> {
@@ -270,21 +289,10 @@ impl Proxy {
             return jwks_response(gateway, &parts.method);
         }
         let host = client_host(&parts);
-        let host_text = host.as_ref().and_then(|h| h.to_str().ok());
-        let index = gateway
-            .router
-            .find(host_text, &path)
-            .ok_or(Rejection::NoRoute)?;
+        let index = gateway.route(host.as_ref(), &path, &parts.method)?;
         let route = &config.routes[index];
         let runtime = &gateway.routes[index];
         log.route = Some(index);
-        if let Some(allow) = &runtime.allow
-            && !route.methods.contains(&parts.method)
-        {
-            return Err(Rejection::MethodNotAllowed {
-                allow: allow.clone(),
-            });
-        }
 
         // Hop-by-hop headers go before anything looks at the request, so a
         // `Connection`-named header can never carry a credential or identity.
@@ -344,34 +352,13 @@ impl Proxy {
         // Fail closed: never forward an identity without the assertion a
         // backend may depend on.
         .map_err(|e| Rejection::Unavailable(e.to_string()))?;
-        if upstream.config.preserve_host {
-            if let Some(host) = &host {
-                parts.headers.insert(HOST, host.clone());
-            }
-        } else {
-            parts.headers.remove(HOST);
-        }
-        let client_upgrade = match &upgrade {
-            Some(protocol) if parts.version == Version::HTTP_11 => {
-                parts.headers.insert(
-                    http::header::CONNECTION,
-                    HeaderValue::from_static("upgrade"),
-                );
-                parts
-                    .headers
-                    .insert(http::header::UPGRADE, protocol.clone());
-                parts.extensions.remove::<OnUpgrade>()
-            }
-            _ => None,
-        };
-        // Unchanged by normalization (the common case): reuse the target.
-        let path_and_query = match (parts.uri.path_and_query(), parts.uri.query()) {
-            (Some(pq), _) if pq.path() == path => pq.clone(),
-            (_, Some(query)) => {
-                PathAndQuery::try_from(format!("{path}?{query}")).map_err(|_| BadRequest::Target)?
-            }
-            (_, None) => PathAndQuery::try_from(path).map_err(|_| BadRequest::Target)?,
-        };
+        headers::set_host(
+            &mut parts.headers,
+            upstream.config.preserve_host,
+            host.as_ref(),
+        );
+        let client_upgrade = upgrade::prepare(&mut parts, upgrade);
+        let path_and_query = upstream_path(&parts, path)?;
 
         // Forward.
         log.upstream = Some(route.upstream);
@@ -393,18 +380,7 @@ impl Proxy {
             .await?;
         log.target = Some(target);
 
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
-                // An upstream may not switch protocols nobody asked for.
-                return Err(Rejection::BadGateway(
-                    "upstream answered 101 to a request without Upgrade".into(),
-                ));
-            };
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, runtime.name.clone());
-        } else {
-            headers::remove_hop_by_hop(response.headers_mut());
-        }
+        upgrade::finish(&mut response, client_upgrade, &runtime.name)?;
         Ok(response.map(Either::Left))
     }
 }
@@ -425,6 +401,18 @@ fn jwks_response(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// What the upstream is asked for: the normalized path (guarantee 3) and
+/// the query as sent. Unchanged by normalization (the common case), the
+/// request's own target is reused.
+fn upstream_path(parts: &Parts, path: String) -> Result<PathAndQuery, Rejection> {
+    let target = match (parts.uri.path_and_query(), parts.uri.query()) {
+        (Some(pq), _) if pq.path() == path => return Ok(pq.clone()),
+        (_, Some(query)) => PathAndQuery::try_from(format!("{path}?{query}")),
+        (_, None) => PathAndQuery::try_from(path),
+    };
+    target.map_err(|_| Rejection::BadRequest(BadRequest::Target))
 }
 
 /// The Host the client asked for: the authority of an absolute-form target

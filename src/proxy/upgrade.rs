@@ -4,11 +4,53 @@
 //! forwarded as an ordinary response and the client connection stays HTTP,
 //! so its next request is authenticated again.
 
+use std::sync::Arc;
+
+use http::header::{CONNECTION, HeaderValue, UPGRADE};
+use http::request::Parts;
+use http::{Response, StatusCode, Version};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::error::Rejection;
+
+/// After authentication: puts the client's `Upgrade` back (it was removed
+/// with the other hop-by-hop headers) and takes the client side of the
+/// upgrade. HTTP/1.1 only.
+pub fn prepare(parts: &mut Parts, protocol: Option<HeaderValue>) -> Option<OnUpgrade> {
+    let protocol = protocol.filter(|_| parts.version == Version::HTTP_11)?;
+    parts
+        .headers
+        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    parts.headers.insert(UPGRADE, protocol);
+    parts.extensions.remove::<OnUpgrade>()
+}
+
+/// On the upstream's answer: a 101 to a request that asked for it joins the
+/// two sides; any other answer stays HTTP, without hop-by-hop headers.
+pub fn finish(
+    response: &mut Response<Incoming>,
+    client: Option<OnUpgrade>,
+    route: &Arc<str>,
+) -> Result<(), Rejection> {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        super::headers::remove_hop_by_hop(response.headers_mut());
+        return Ok(());
+    }
+    let Some(client) = client else {
+        // An upstream may not switch protocols nobody asked for.
+        return Err(Rejection::BadGateway(
+            "upstream answered 101 to a request without Upgrade".into(),
+        ));
+    };
+    let upstream = hyper::upgrade::on(response);
+    spawn_tunnel(client, upstream, route.clone());
+    Ok(())
+}
+
 /// Joins the client and upstream halves once both sides have switched.
-pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, route: std::sync::Arc<str>) {
+fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, route: Arc<str>) {
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
