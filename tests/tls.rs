@@ -121,3 +121,32 @@ async fn http1_over_tls_still_works() {
     let seen: serde_json::Value = serde_json::from_slice(&body).expect("echo");
     assert_eq!(seen["headers"]["x-forwarded-proto"][0], "https");
 }
+
+/// SPEC §3 `[server.tls]`: "reloaded on SIGHUP". A renewed certificate at
+/// the same paths is served to new connections after a reload.
+#[tokio::test]
+async fn a_reload_serves_the_renewed_certificate() {
+    let old = make_pki("reload");
+    let up = upstream::echo().await;
+    let config = tls_config(&old, up.addr);
+    let px = start_proxy(&config).await;
+    let before = connect(px.addr, &old, b"http/1.1").await;
+    let served = |tls: &tokio_rustls::client::TlsStream<TcpStream>| {
+        tls.get_ref().1.peer_certificates().expect("certificate")[0].clone()
+    };
+    assert_eq!(served(&before), old.cert_der);
+
+    // Renewal: new key and certificate written over the old files.
+    let renewed =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("self-signed cert");
+    std::fs::write(old.dir.join("tls.crt"), renewed.cert.pem()).expect("cert");
+    std::fs::write(old.dir.join("tls.key"), renewed.signing_key.serialize_pem()).expect("key");
+    let new = Pki {
+        dir: old.dir.clone(),
+        cert_der: renewed.cert.der().clone(),
+    };
+    px.reload(&config);
+    let after = connect(px.addr, &new, b"http/1.1").await;
+    assert_eq!(served(&after), new.cert_der);
+    assert_ne!(served(&after), served(&before));
+}
