@@ -262,19 +262,16 @@ fn assert_not_echoed(reply: &Reply, token: &str, why: &str) {
     }
 }
 
-fn assert_invalid_token_reply(reply: &Reply, token: &str, why: &str) {
+/// A 401 with body code `code` and the RFC 6750 challenge, which names
+/// `invalid_token` exactly when the code does.
+fn assert_401_reply(reply: &Reply, code: &str, why: &str) {
     assert_eq!(
         reply.status,
         401,
         "{why}: expected 401, got {}",
         reply.text()
     );
-    assert_eq!(
-        reply.json()["error"],
-        "invalid_token",
-        "{why}: body {}",
-        reply.text()
-    );
+    assert_eq!(reply.json()["error"], code, "{why}: body {}", reply.text());
     let challenge = reply
         .header("www-authenticate")
         .unwrap_or_else(|| panic!("{why}: a 401 without WWW-Authenticate"));
@@ -282,37 +279,20 @@ fn assert_invalid_token_reply(reply: &Reply, token: &str, why: &str) {
         challenge.starts_with("Bearer realm=\"wristband\""),
         "{why}: challenge {challenge}"
     );
-    assert!(
+    assert_eq!(
         challenge.contains("error=\"invalid_token\""),
+        code == "invalid_token",
         "{why}: challenge {challenge}"
     );
+}
+
+fn assert_invalid_token_reply(reply: &Reply, token: &str, why: &str) {
+    assert_401_reply(reply, "invalid_token", why);
     assert_not_echoed(reply, token, why);
 }
 
 fn assert_unauthenticated_reply(reply: &Reply, why: &str) {
-    assert_eq!(
-        reply.status,
-        401,
-        "{why}: expected 401, got {}",
-        reply.text()
-    );
-    assert_eq!(
-        reply.json()["error"],
-        "unauthenticated",
-        "{why}: body {}",
-        reply.text()
-    );
-    let challenge = reply
-        .header("www-authenticate")
-        .unwrap_or_else(|| panic!("{why}: a 401 without WWW-Authenticate"));
-    assert!(
-        challenge.starts_with("Bearer realm=\"wristband\""),
-        "{why}: challenge {challenge}"
-    );
-    assert!(
-        !challenge.contains("error="),
-        "{why}: no credential means no error in the challenge: {challenge}"
-    );
+    assert_401_reply(reply, "unauthenticated", why);
 }
 
 fn assert_unavailable_reply(reply: &Reply, why: &str) {
