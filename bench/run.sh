@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# bench/run.sh: load-test wristband against nginx with wrk. See bench/README.md.
+# bench/run.sh: load-test wristband against nginx and HAProxy with wrk. See bench/README.md.
 #
 #   bench/run.sh                                  # defaults: pinned, 10s x 2 rounds
 #   DURATION=3s ROUNDS=1 LAYOUT=both bench/run.sh
+#   SWEEP=connections|routes|jwks|idle bench/run.sh   # one of the sweeps instead
 #
 # Targets, interleaved A B C A B C ... for ROUNDS rounds:
 #   direct                   wrk -> nginx backend (return 200 "ok")
 #   nginx                    wrk -> nginx reverse proxy (upstream keep-alive) -> backend
+#   haproxy                  wrk -> HAProxy reverse proxy (nbthread 1, http-reuse always) -> backend
+#   haproxy-rs256            HAProxy verifying the RS256 token with jwt_verify (alg pinned, iss, aud, exp)
 #   wristband                wrk -> wristband, public route -> backend
 #   wristband-rs256          wristband, JWT route, RS256 token, verified-token cache on
 #   wristband-rs256-nocache  the same with the cache off (every request verifies)
 #   wristband-es256-nocache  an ES256 token, cache off
 #   wristband-session        session route, Redis on loopback, session cache on (tracking)
 #   wristband-session-nocache  the same with cache_ttl = "0s": one Redis lookup per request
+# Sweeps (SWEEP=..., each against its baseline in the same run, interleaved):
+#   connections  nginx and wristband (public) at each of CONNECTIONS_LIST (default "1 64 512")
+#   routes       wristband with 1 route vs 10,000 routes (request to /r/9999, which exists)
+#   jwks         wristband JWT route, cache off, jwks.json (2 keys) vs jwks-100.json (100 keys)
+#   idle         wristband RSS with IDLE_CONNECTIONS (10000) idle keep-alive connections open
 # Prints one Markdown table per layout on stdout (progress goes to stderr) and
 # writes them, with the machine and versions, to bench/results/latest.md.
 set -euo pipefail
@@ -26,12 +34,21 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-2}
 LAYOUT=${LAYOUT:-pinned}
-TARGETS=${TARGETS:-direct nginx wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache}
+TARGETS=${TARGETS:-direct nginx haproxy haproxy-rs256 wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 BUILD=${BUILD:-auto}
-RESULTS=${RESULTS:-$BENCH_DIR/results/latest.md}
+if [ -n "${SWEEP:-}" ]; then
+    RESULTS=${RESULTS:-$BENCH_DIR/results/sweep-$SWEEP.md}
+else
+    RESULTS=${RESULTS:-$BENCH_DIR/results/latest.md}
+fi
 READY_TIMEOUT=${READY_TIMEOUT:-30}
+SWEEP=${SWEEP:-}
+CONNECTIONS_LIST=${CONNECTIONS_LIST:-1 64 512}
+ROUTES_EXTRA=${ROUTES_EXTRA:-9999}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+IDLE_TARGETS=${IDLE_TARGETS:-wristband nginx}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -44,9 +61,23 @@ case $LAYOUT in
 esac
 case $BUILD in auto | always | never) ;; *) die "BUILD must be auto, always or never (got '$BUILD')" ;; esac
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
+# A sweep replaces the target list with what it needs.
+case $SWEEP in
+    '') ;;
+    connections)
+        TARGETS="nginx wristband"
+        for c in $CONNECTIONS_LIST; do
+            [[ $c =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS_LIST holds '$c', not a positive integer"
+        done
+        ;;
+    routes | jwks | idle) TARGETS="wristband" ;;
+    *) die "SWEEP must be connections, routes, jwks or idle (got '$SWEEP')" ;;
+esac
+[[ $ROUTES_EXTRA =~ ^[0-9]+$ ]] || die "ROUTES_EXTRA must be a number (got '$ROUTES_EXTRA')"
+[[ $IDLE_CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "IDLE_CONNECTIONS must be a positive integer (got '$IDLE_CONNECTIONS')"
 for t in $TARGETS; do
     case $t in
-        direct | nginx | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
+        direct | nginx | haproxy | haproxy-rs256 | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
         wristband-session | wristband-session-nocache) ;;
         *) die "unknown target '$t' in TARGETS" ;;
     esac
@@ -63,6 +94,9 @@ command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v getconf >/dev/null 2>&1 || need+=(libc-bin)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [[ " $TARGETS " == *" haproxy"* ]]; then
+    command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+fi
 if ((${#need[@]})); then
     log "installing missing tools: ${need[*]}"
     SUDO=()
@@ -82,9 +116,10 @@ if [ -n "${WRISTBAND_BIN:-}" ]; then
 else
     WRISTBAND_BIN=$TARGET_DIR/release/wristband
 fi
-# Any wristband target needs the binary (and the JWT ones the bench tokens).
+# Any wristband target needs the binary (and the JWT ones, wristband's and
+# HAProxy's, the bench tokens).
 WANT_WB=no
-[[ " $TARGETS " == *" wristband"* ]] && WANT_WB=yes
+[[ " $TARGETS " == *" wristband"* || " $TARGETS " == *" haproxy"* ]] && WANT_WB=yes
 TOKENS_BIN=$TARGET_DIR/release/examples/bench_tokens
 if [ $WANT_WB = yes ]; then
     rebuild=no
@@ -111,6 +146,15 @@ if [ $WANT_WB = yes ]; then
     fi
     [ -x "$WRISTBAND_BIN" ] || die "no wristband binary at $WRISTBAND_BIN"
 fi
+
+# --- file descriptors -------------------------------------------------------------
+# 512 wrk connections, HAProxy's maxconn and 10,000 idle connections need more
+# descriptors than the usual soft limit of 1024: raise it to the hard limit
+# (at most 65536) for this script and everything it starts.
+hard_nofile=$(ulimit -Hn)
+[ "$hard_nofile" = unlimited ] && hard_nofile=65536
+((hard_nofile > 65536)) && hard_nofile=65536
+ulimit -n "$hard_nofile" 2>/dev/null || log "could not raise ulimit -n to $hard_nofile (now $(ulimit -n))"
 
 # --- scratch space and cleanup ---------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wristband-bench.XXXXXX")
@@ -154,11 +198,16 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
+# http_status URL [HEADER]: the status of a GET ("000" if none).
 http_status() {
-    python3 - "$1" <<'PY' 2>/dev/null || echo 000
+    python3 - "$1" "${2:-}" <<'PY' 2>/dev/null || echo 000
 import sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1])
+if sys.argv[2]:
+    name, value = sys.argv[2].split(":", 1)
+    req.add_header(name.strip(), value.strip())
 try:
-    print(urllib.request.urlopen(sys.argv[1], timeout=1).status)
+    print(urllib.request.urlopen(req, timeout=1).status)
 except urllib.error.HTTPError as e:
     print(e.code)
 except Exception:
@@ -317,11 +366,162 @@ start_wristband() {
     fi
 }
 
+# jwks_pem JWKS KID: the RSA key KID of JWKS as a PEM SubjectPublicKeyInfo
+# (what HAProxy's jwt_verify takes), DER built by hand from n and e.
+jwks_pem() {
+    python3 - "$1" "$2" <<'PY'
+import base64, json, sys
+
+def der_len(n):
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+def tlv(tag, body):
+    return bytes([tag]) + der_len(len(body)) + body
+
+def uint(b64):  # base64url big-endian -> DER INTEGER (positive)
+    b = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).lstrip(b"\0") or b"\0"
+    return tlv(0x02, b"\0" + b if b[0] & 0x80 else b)
+
+jwks, kid = json.load(open(sys.argv[1])), sys.argv[2]
+key = next(k for k in jwks["keys"] if k.get("kid") == kid and k["kty"] == "RSA")
+rsa_public_key = tlv(0x30, uint(key["n"]) + uint(key["e"]))
+algorithm = tlv(0x30, tlv(0x06, bytes.fromhex("2a864886f70d010101")) + b"\x05\x00")  # rsaEncryption, NULL
+spki = tlv(0x30, algorithm + tlv(0x03, b"\0" + rsa_public_key))
+b64 = base64.b64encode(spki).decode()
+print("-----BEGIN PUBLIC KEY-----")
+for i in range(0, len(b64), 64):
+    print(b64[i:i + 64])
+print("-----END PUBLIC KEY-----")
+PY
+}
+
+# start_haproxy LAYOUT PORT JWT_PORT: sets HAPROXY_PID once the plain frontend
+# proxies, the JWT frontend answers 200 with the RS256 token and 401 without.
+start_haproxy() {
+    local layout=$1 port=$2 jwt_port=$3 dir=$TMP/haproxy-$1 token
+    mkdir -p "$dir"
+    jwks_pem "$KEYS/jwks.json" bench-rs >"$dir/bench-rs.pem" || die "cannot derive the PEM of bench-rs from jwks.json"
+    render "$BENCH_DIR/haproxy.cfg.in" "$dir/haproxy.cfg" "PORT=$port" "JWT_PORT=$jwt_port" \
+        "BACKEND_PORT=$BACKEND_PORT" "PEM=$dir/bench-rs.pem"
+    haproxy -c -q -f "$dir/haproxy.cfg" >&2 || die "HAProxy rejects $dir/haproxy.cfg"
+    "${PIN_SERVER[@]}" haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
+    HAPROXY_PID=$!
+    STARTED_PIDS+=("$HAPROXY_PID")
+    token=$(cat "$KEYS/token-rs256.txt")
+    if ! wait_ready "http://127.0.0.1:$port/" "$HAPROXY_PID" "haproxy ($layout)" ||
+        [ "$(http_body "http://127.0.0.1:$port/")" != ok ] ||
+        [ "$(http_body "http://127.0.0.1:$jwt_port/" "Authorization: Bearer $token")" != ok ] ||
+        [ "$(http_status "http://127.0.0.1:$jwt_port/")" != 401 ] ||
+        [ "$(http_status "http://127.0.0.1:$jwt_port/" "Authorization: Bearer ${token%.*}.AAAA")" != 401 ]; then
+        tail -n 20 "$dir/haproxy.log" >&2 || true
+        die "HAProxy does not proxy, or its JWT frontend does not answer 200 with the token and 401 without or with a bad one"
+    fi
+}
+
+# start_wb_cfg NAME CONFIG PORT ADMIN_PORT PATH [HEADER]: start wristband with
+# CONFIG; sets STARTED_WB to the PID once PATH (with HEADER) answers "ok", else die.
+start_wb_cfg() {
+    local name=$1 cfg=$2 port=$3 admin=$4 path=$5 hdr=${6:-} log=$TMP/wristband-$1.log pid wb_env=()
+    [ -n "$WORKERS" ] && wb_env=("TOKIO_WORKER_THREADS=$WORKERS")
+    env "${wb_env[@]}" "${PIN_SERVER[@]}" "$WRISTBAND_BIN" run --config "$cfg" >"$log" 2>&1 &
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    if wait_ready "http://127.0.0.1:$admin/readyz" "$pid" "wristband ($name)" &&
+        [ "$(http_body "http://127.0.0.1:$port$path" "$hdr")" = ok ]; then
+        STARTED_WB=$pid
+    else
+        tail -n 20 "$log" >&2 || true
+        die "wristband ($name) did not start or does not answer $path"
+    fi
+}
+
+# routes_cfg OUT PORT ADMIN_PORT EXTRA: the one-route config plus EXTRA routes
+# /r/1 .. /r/EXTRA (every tenth also bound to a host hN.bench.invalid).
+routes_cfg() {
+    local out=$1 port=$2 admin=$3 extra=$4
+    render "$BENCH_DIR/wristband-routes.toml.in" "$out" "PORT=$port" "ADMIN_PORT=$admin" "BACKEND_PORT=$BACKEND_PORT"
+    python3 - "$extra" >>"$out" <<'PY'
+import sys
+for i in range(1, int(sys.argv[1]) + 1):
+    host = f'host = "h{i}.bench.invalid"\n' if i % 10 == 0 else ""
+    print(f'\n[[routes]]\nname = "r{i}"\n{host}path = "/r/{i}"\nupstream = "backend"\nauth = "public"')
+PY
+}
+
+# idle_rss LAYOUT NAME PORT N PID...: open N keep-alive connections to PORT,
+# one request each, hold them idle and read the summed VmRSS of the PIDs (and
+# their children); appends a row to IDLE_RAW.
+idle_rss() {
+    local layout=$1 name=$2 port=$3 n=$4
+    shift 4
+    log "$layout: opening $n idle keep-alive connections to $name (:$port)"
+    # shellcheck disable=SC2046 # one PID per word
+    "${PIN_LOAD[@]}" timeout 300 python3 - "$layout" "$name" "$port" "$n" $(pid_tree "$@") >>"$IDLE_RAW" <<'PY'
+import asyncio, os, resource, sys, time
+
+layout, name, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+pids = [int(p) for p in sys.argv[5:]]
+resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+
+def rss_kb():
+    total = 0
+    for pid in pids:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+REQ = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+async def one(sem, conns):
+    async with sem:
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.write(REQ)
+        head = await r.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await r.readexactly(length)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head[:40])
+        conns.append((r, w))
+
+async def main():
+    before = rss_kb()
+    sem, conns = asyncio.Semaphore(200), []
+    t0 = time.monotonic()
+    results = await asyncio.wait_for(
+        asyncio.gather(*(one(sem, conns) for _ in range(n)), return_exceptions=True), 240)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    took = time.monotonic() - t0
+    await asyncio.sleep(2)  # let the server settle
+    # every connection still open (the server has not closed any)?
+    open_now = sum(1 for r, w in conns if not r.at_eof())
+    during = rss_kb()
+    fds = sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+    for _, w in conns:
+        w.close()
+    await asyncio.sleep(2)
+    after = rss_kb()
+    print(f"{layout}\t{name}\t{n}\t{len(conns)}\t{open_now}\t{len(failed)}\t{before}\t{during}\t{after}\t{fds}\t{took:.1f}")
+    if failed:
+        print(f"first failure: {failed[0]!r}", file=sys.stderr)
+
+asyncio.run(main())
+PY
+}
+
 # --- the run -------------------------------------------------------------------------
 RAW=$TMP/raw.tsv
 : >"$RAW"
 NOTES=$TMP/notes.txt
 : >"$NOTES"
+IDLE_RAW=$TMP/idle.tsv
+: >"$IDLE_RAW"
 CLK_TCK=$(getconf CLK_TCK)
 NPROC=$(nproc)
 
@@ -387,11 +587,100 @@ for layout in "${LAYOUTS[@]}"; do
         for pid in $WB_PID $WBN_PID; do layout_pids+=("$pid"); done
     fi
 
+    HAPROXY_PID=
+    if [[ " $TARGETS " == *" haproxy"* ]]; then
+        read -r HAPROXY_PORT HAPROXY_JWT_PORT <<<"$(free_ports 2)"
+        start_haproxy "$layout" "$HAPROXY_PORT" "$HAPROXY_JWT_PORT"
+        layout_pids+=("$HAPROXY_PID")
+    fi
+
+    # The sweeps: each variant against its baseline, interleaved, same run.
+    case $SWEEP in
+        connections)
+            [ -n "$WB_PID" ] || die "wristband did not start"
+            base_connections=$CONNECTIONS
+            for ((round = 1; round <= ROUNDS; round++)); do
+                for c in $CONNECTIONS_LIST; do
+                    CONNECTIONS=$c
+                    run_wrk "$layout" "$round" "nginx@$c" "$NGINX_PORT" "$BACKEND_PID" "$NGINX_PID"
+                    run_wrk "$layout" "$round" "wristband@$c" "$WB_PORT" "$BACKEND_PID" "$WB_PID"
+                done
+            done
+            CONNECTIONS=$base_connections
+            ;;
+        routes)
+            read -r R1_PORT R1_ADMIN R2_PORT R2_ADMIN <<<"$(free_ports 4)"
+            routes_cfg "$TMP/routes-1.toml" "$R1_PORT" "$R1_ADMIN" 0
+            routes_cfg "$TMP/routes-many.toml" "$R2_PORT" "$R2_ADMIN" "$ROUTES_EXTRA"
+            WRK_PATH=/r/$ROUTES_EXTRA
+            start_wb_cfg "$layout-routes-1" "$TMP/routes-1.toml" "$R1_PORT" "$R1_ADMIN" "$WRK_PATH"
+            R1_PID=$STARTED_WB
+            start_wb_cfg "$layout-routes-many" "$TMP/routes-many.toml" "$R2_PORT" "$R2_ADMIN" "$WRK_PATH"
+            R2_PID=$STARTED_WB
+            layout_pids+=("$R1_PID" "$R2_PID")
+            for ((round = 1; round <= ROUNDS; round++)); do
+                run_wrk "$layout" "$round" "wristband-1-route" "$R1_PORT" "$BACKEND_PID" "$R1_PID"
+                run_wrk "$layout" "$round" "wristband-$((ROUTES_EXTRA + 1))-routes" "$R2_PORT" "$BACKEND_PID" "$R2_PID"
+            done
+            WRK_PATH=''
+            ;;
+        jwks)
+            # Two more wristbands, verified-token cache off, differing only in the key set.
+            read -r J1_PORT J1_ADMIN J2_PORT J2_ADMIN <<<"$(free_ports 4)"
+            WRK_PATH=/api WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-rs256.txt")"
+            render "$BENCH_DIR/wristband.toml.in" "$TMP/jwks-1.toml" \
+                "PORT=$J1_PORT" "ADMIN_PORT=$J1_ADMIN" "BACKEND_PORT=$BACKEND_PORT" \
+                "JWKS=$KEYS/jwks.json" "CACHE=0" "REDIS_PORT=$REDIS_PORT" "SESSION_CACHE=0s"
+            render "$BENCH_DIR/wristband.toml.in" "$TMP/jwks-2.toml" \
+                "PORT=$J2_PORT" "ADMIN_PORT=$J2_ADMIN" "BACKEND_PORT=$BACKEND_PORT" \
+                "JWKS=$KEYS/jwks-100.json" "CACHE=0" "REDIS_PORT=$REDIS_PORT" "SESSION_CACHE=0s"
+            start_wb_cfg "$layout-jwks-small" "$TMP/jwks-1.toml" "$J1_PORT" "$J1_ADMIN" "$WRK_PATH" "$WRK_HEADER"
+            J1_PID=$STARTED_WB
+            start_wb_cfg "$layout-jwks-big" "$TMP/jwks-2.toml" "$J2_PORT" "$J2_ADMIN" "$WRK_PATH" "$WRK_HEADER"
+            J2_PID=$STARTED_WB
+            layout_pids+=("$J1_PID" "$J2_PID")
+            keys_small=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["keys"]))' "$KEYS/jwks.json")
+            keys_big=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["keys"]))' "$KEYS/jwks-100.json")
+            for ((round = 1; round <= ROUNDS; round++)); do
+                run_wrk "$layout" "$round" "wristband-rs256-nocache-jwks-$keys_small-keys" "$J1_PORT" "$BACKEND_PID" "$J1_PID"
+                run_wrk "$layout" "$round" "wristband-rs256-nocache-jwks-$keys_big-keys" "$J2_PORT" "$BACKEND_PID" "$J2_PID"
+            done
+            WRK_PATH='' WRK_HEADER=''
+            ;;
+        idle)
+            read -r I_PORT I_ADMIN <<<"$(free_ports 2)"
+            routes_cfg "$TMP/idle.toml" "$I_PORT" "$I_ADMIN" 0
+            start_wb_cfg "$layout-idle" "$TMP/idle.toml" "$I_PORT" "$I_ADMIN" /
+            layout_pids+=("$STARTED_WB")
+            idle_rss "$layout" wristband "$I_PORT" "$IDLE_CONNECTIONS" "$STARTED_WB" ||
+                die "the idle-connection client failed"
+            # The same against the nginx proxy (master + worker), for scale; its
+            # worker_connections raised for the occasion.
+            if [[ " $IDLE_TARGETS " == *" nginx "* ]]; then
+                sed 's/worker_connections 4096;/worker_connections 25000;/' "$BENCH_DIR/nginx-proxy.conf.in" \
+                    >"$TMP/nginx-proxy-idle.conf.in"
+                I_NGINX_PORT=$(free_ports 1)
+                start_nginx "proxy-idle-$layout" "$TMP/nginx-proxy-idle.conf.in" "$I_NGINX_PORT" \
+                    "BACKEND_PORT=$BACKEND_PORT" || die "the idle nginx proxy did not start"
+                layout_pids+=("$STARTED_PID")
+                idle_rss "$layout" nginx "$I_NGINX_PORT" "$IDLE_CONNECTIONS" "$STARTED_PID" ||
+                    die "the idle-connection client failed"
+            fi
+            ;;
+    esac
+
     for ((round = 1; round <= ROUNDS; round++)); do
+        [ -z "$SWEEP" ] || break
         for target in $TARGETS; do
             case $target in
                 direct) run_wrk "$layout" "$round" direct "$BACKEND_PORT" "$BACKEND_PID" ;;
                 nginx) run_wrk "$layout" "$round" nginx "$NGINX_PORT" "$BACKEND_PID" "$NGINX_PID" ;;
+                haproxy) run_wrk "$layout" "$round" haproxy "$HAPROXY_PORT" "$BACKEND_PID" "$HAPROXY_PID" ;;
+                haproxy-rs256)
+                    WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-rs256.txt")"
+                    run_wrk "$layout" "$round" haproxy-rs256 "$HAPROXY_JWT_PORT" "$BACKEND_PID" "$HAPROXY_PID"
+                    WRK_HEADER=''
+                    ;;
                 wristband*)
                     local_pid=$WB_PID port=$WB_PORT WRK_PATH=/ WRK_HEADER=''
                     case $target in
@@ -432,11 +721,12 @@ fi
 cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 wb_version=$("$WRISTBAND_BIN" --version 2>/dev/null || echo "n/a")
 
-export CLK_TCK TARGETS DURATION WARMUP CONNECTIONS THREADS ROUNDS SERVER_CPUS LOAD_CPUS
-tables=$(python3 - "$RAW" "$NOTES" <<'PY'
+export CLK_TCK TARGETS DURATION WARMUP CONNECTIONS THREADS ROUNDS SERVER_CPUS LOAD_CPUS SWEEP CONNECTIONS_LIST
+tables=$(python3 - "$RAW" "$NOTES" "$IDLE_RAW" <<'PY'
 import os, statistics, sys
 
-raw, notes = sys.argv[1], sys.argv[2]
+raw, notes, idle_raw = sys.argv[1], sys.argv[2], sys.argv[3]
+sweep = os.environ.get("SWEEP", "")
 tck = int(os.environ["CLK_TCK"])
 order = os.environ["TARGETS"].split()
 rows = {}
@@ -454,8 +744,10 @@ def med(xs):
 
 c, t = os.environ["CONNECTIONS"], os.environ["THREADS"]
 out = []
+idle_rows = [l.rstrip("\n").split("\t") for l in open(idle_raw) if l.strip()]
 for layout in ("pinned", "unpinned"):
-    if layout not in rows and not any(n.startswith(layout + ":") for n in notes):
+    if (layout not in rows and not any(n.startswith(layout + ":") for n in notes)
+            and not any(r[0] == layout for r in idle_rows)):
         continue
     if layout == "pinned":
         how = (f"servers on CPU {os.environ['SERVER_CPUS']}, wrk on CPU {os.environ['LOAD_CPUS']}, "
@@ -466,28 +758,69 @@ for layout in ("pinned", "unpinned"):
     out.append("")
     warm = os.environ["WARMUP"]
     warm = "no warm-up" if warm in ("0", "0s") else f"after a {warm} warm-up"
-    out.append(f"wrk -t{t} -c{c} -d{os.environ['DURATION']} --latency ({warm}); "
-               f"median of {os.environ['ROUNDS']} interleaved round(s)")
-    out.append("")
-    out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs nginx req/s | vs wristband public | server CPU µs/req | proxy's own µs/req | Redis cmds/req | errors |")
-    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    if sweep == "connections":
+        c = "N"
+    if sweep != "idle":
+        out.append(f"wrk -t{t} -c{c} -d{os.environ['DURATION']} --latency ({warm}); "
+                   f"median of {os.environ['ROUNDS']} interleaved round(s)")
+        out.append("")
     data = rows.get(layout, {})
     agg = {k: dict(rps=med([r["rps"] for r in v]), p50=med([r["p50"] for r in v]),
                    p99=med([r["p99"] for r in v]), us=med([r["us"] for r in v]),
                    errs=sum(r["errs"] for r in v), rounds=[r["rps"] for r in v],
                    cmds=med([r["cmds"] for r in v]))
            for k, v in data.items()}
+    if sweep == "connections":
+        out.append("| connections | nginx req/s | nginx p99 ms | nginx server µs/req | wristband req/s | wristband p99 ms | wristband server µs/req | wristband ÷ nginx req/s | wristband req/s by round | errors |")
+        out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        for n in os.environ["CONNECTIONS_LIST"].split():
+            a, b = agg.get(f"nginx@{n}"), agg.get(f"wristband@{n}")
+            if not a or not b:
+                out.append(f"| {n} | n/a | | | | | | | | |")
+                continue
+            out.append(f"| {n} | {a['rps']:.0f} | {a['p99']:.2f} | {a['us']:.1f} | {b['rps']:.0f} | {b['p99']:.2f} | {b['us']:.1f} "
+                       f"| {b['rps'] / a['rps']:.2f} | {' / '.join(f'{x:.0f}' for x in b['rounds'])} | {a['errs'] + b['errs']} |")
+        out.append("")
+        continue
+    if sweep in ("routes", "jwks"):
+        names = [k for k in dict.fromkeys(l.split("\t")[2] for l in open(raw)) if k in agg]
+        out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs first row req/s | server CPU µs/req | Δ µs/req vs first row | errors |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+        base = agg[names[0]] if names else None
+        for k in names:
+            a = agg[k]
+            out.append(f"| {k} | {a['rps']:.0f} | {' / '.join(f'{x:.0f}' for x in a['rounds'])} | {a['p50']:.2f} | {a['p99']:.2f} "
+                       f"| {a['rps'] / base['rps']:.3f} | {a['us']:.1f} | {a['us'] - base['us']:+.1f} | {a['errs']} |")
+        out.append("")
+        continue
+    if sweep == "idle":
+        out.append("| server | idle keep-alive connections asked / opened / still open | failed | RSS before, MB | RSS with them open, MB | KB per connection | RSS after closing, MB | server fds | seconds to open |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for r in idle_rows:
+            if r[0] != layout:
+                continue
+            _, name, asked, opened, still, failed, before, during, after, fds, took = r
+            per = (int(during) - int(before)) / max(int(opened), 1)
+            out.append(f"| {name} | {asked} / {opened} / {still} | {failed} | {int(before) / 1024:.1f} | {int(during) / 1024:.1f} "
+                       f"| {per:.1f} | {int(after) / 1024:.1f} | {fds} | {took} |")
+        out.append("")
+        continue
+    out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs nginx req/s | vs wristband public | vs HAProxy RS256 | server CPU µs/req | proxy's own µs/req | Redis cmds/req | errors |")
+    out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for target in order:
         a = agg.get(target)
         if a is None:
-            out.append(f"| {target} | n/a | | | | | | | | | |")
+            out.append(f"| {target} | n/a | | | | | | | | | | |")
             continue
+        jwt_row = target == "haproxy-rs256" or (target.startswith("wristband-") and "256" in target)
+        vs_hap = (f"{a['rps'] / agg['haproxy-rs256']['rps']:.2f}"
+                  if jwt_row and "haproxy-rs256" in agg else "—")
         ratio = f"{a['rps'] / agg['nginx']['rps']:.2f}" if "nginx" in agg else "n/a"
         vs_public = (f"{a['rps'] / agg['wristband']['rps']:.2f}"
                      if target.startswith("wristband") and "wristband" in agg else "—")
         own = f"{a['us'] - agg['direct']['us']:.1f}" if target != "direct" and "direct" in agg else "—"
         by_round = " / ".join(f"{x:.0f}" for x in a["rounds"])
-        out.append(f"| {target} | {a['rps']:.0f} | {by_round} | {a['p50']:.2f} | {a['p99']:.2f} | {ratio} | {vs_public} "
+        out.append(f"| {target} | {a['rps']:.0f} | {by_round} | {a['p50']:.2f} | {a['p99']:.2f} | {ratio} | {vs_public} | {vs_hap} "
                    f"| {a['us']:.1f} | {own} | {a['cmds']:.2f} | {a['errs']} |")
     for n in notes:
         if n.startswith(layout + ":"):
@@ -502,14 +835,15 @@ printf '%s\n' "$tables"
 
 mkdir -p "$(dirname "$RESULTS")"
 {
-    echo "# wristband benchmark: latest results"
+    echo "# wristband benchmark: latest results${SWEEP:+ (SWEEP=$SWEEP)}"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "- machine: $NPROC CPUs, ${cpu_model:-unknown CPU}; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- wrk: $(wrk -v 2>&1 | head -n 1 | awk '{print $1, $2}')"
     echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
+    if command -v haproxy >/dev/null 2>&1; then echo "- haproxy: $(haproxy -v 2>&1 | head -n 1 | awk '{print $3}')"; fi
     echo "- wristband: $wb_version, commit $commit"
-    echo "- command: DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS LAYOUT=$LAYOUT bench/run.sh"
+    echo "- command: ${SWEEP:+SWEEP=$SWEEP }DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS LAYOUT=$LAYOUT bench/run.sh"
     echo
     echo "Absolute numbers depend on the machine and on whatever else runs on it;"
     echo "compare the ratios within one run. See bench/README.md."
