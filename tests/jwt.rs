@@ -312,22 +312,6 @@ fn assert_unavailable_reply(reply: &Reply, why: &str) {
     assert_eq!(reply.header("retry-after"), Some("1"), "{why}: Retry-After");
 }
 
-/// The value of the sample `name{labels...}` in Prometheus/OpenMetrics
-/// text, whatever the label order.
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
-        let (label_text, value) = rest.split_once('}')?;
-        let all = labels
-            .iter()
-            .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")));
-        if !all {
-            return None;
-        }
-        value.split_whitespace().next()?.parse().ok()
-    })
-}
-
 // ---------------------------------------------------------------------------
 // The helpers themselves.
 
@@ -1464,7 +1448,7 @@ async fn auth_outcomes_and_jwks_refreshes_are_counted_without_tokens() {
     let metrics = f.metrics().await;
     let auth = "wristband_auth_total";
     for outcome in ["ok", "invalid", "expired"] {
-        let value = sample(
+        let value = common::metric_sample(
             &metrics,
             auth,
             &[("route", "api"), ("kind", "jwt"), ("outcome", outcome)],
@@ -1472,7 +1456,7 @@ async fn auth_outcomes_and_jwks_refreshes_are_counted_without_tokens() {
         assert_eq!(value, Some(1.0), "{auth} outcome {outcome}:\n{metrics}");
     }
     assert!(
-        sample(
+        common::metric_sample(
             &metrics,
             "wristband_jwks_refresh_total",
             &[("provider", "idp")]
@@ -1581,12 +1565,8 @@ async fn a_verified_token_is_rejected_once_it_expires() {
 /// `wristband_cache_hits_total{cache="jwt"}` (0 when absent).
 async fn jwt_cache_hits(px: &TestProxy) -> u64 {
     let metrics = get(px.admin, "/metrics", &[]).await.text();
-    metrics
-        .lines()
-        .find(|l| l.starts_with("wristband_cache_hits_total{cache=\"jwt\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    common::metric_sample(&metrics, "wristband_cache_hits_total", &[("cache", "jwt")])
+        .map_or(0, |v| v as u64)
 }
 
 #[tokio::test]

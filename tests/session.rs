@@ -206,25 +206,9 @@ fn assert_refused(reply: &Reply, why: &str) {
     );
 }
 
-/// The value of the sample `name{labels...}` in Prometheus text, whatever
-/// the label order.
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
-        let (label_text, value) = rest.split_once('}')?;
-        let all = labels
-            .iter()
-            .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")));
-        if !all {
-            return None;
-        }
-        value.split_whitespace().next()?.parse().ok()
-    })
-}
-
 async fn session_cache_hits(px: &TestProxy) -> Option<f64> {
     let metrics = get(px.admin, "/metrics", &[]).await.text();
-    sample(
+    common::metric_sample(
         &metrics,
         "wristband_cache_hits_total",
         &[("cache", "sessions")],
@@ -1190,7 +1174,7 @@ async fn session_outcomes_and_store_errors_are_counted_without_session_ids() {
 
     let metrics = get(f.px.admin, "/metrics", &[]).await.text();
     for (outcome, at_least) in [("ok", 1.0), ("invalid", 1.0), ("unavailable", 1.0)] {
-        let value = sample(
+        let value = common::metric_sample(
             &metrics,
             "wristband_auth_total",
             &[("route", "app"), ("kind", "session"), ("outcome", outcome)],

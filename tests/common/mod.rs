@@ -115,3 +115,19 @@ pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
 }
+
+/// The value of the sample `name{labels...}` in Prometheus/OpenMetrics text,
+/// whatever the label order.
+pub fn metric_sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (label_text, value) = rest.split_once('}')?;
+        let all = labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")));
+        if !all {
+            return None;
+        }
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
