@@ -82,7 +82,6 @@ pub fn same_origin(headers: &HeaderMap, site: &Site<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMode, OnUnauthenticated};
     use crate::identity::Identity;
     use http::HeaderValue;
     use std::collections::BTreeMap;
@@ -90,16 +89,9 @@ mod tests {
 
     fn route(csrf: Csrf) -> RouteConfig {
         RouteConfig {
-            name: "r".into(),
-            host: None,
-            path: "/".into(),
-            methods: vec![],
-            upstream: 0,
-            auth: AuthMode::Required,
             accept: vec![CredentialKind::Session, CredentialKind::Jwt],
-            require: BTreeMap::new(),
-            on_unauthenticated: OnUnauthenticated::Deny,
             csrf,
+            ..RouteConfig::for_tests()
         }
     }
 

@@ -92,21 +92,11 @@ pub fn percent_encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMode, Csrf};
-    use std::collections::BTreeMap;
 
     fn route(on: OnUnauthenticated) -> RouteConfig {
         RouteConfig {
-            name: "r".into(),
-            host: None,
-            path: "/".into(),
-            methods: vec![],
-            upstream: 0,
-            auth: AuthMode::Required,
-            accept: vec![],
-            require: BTreeMap::new(),
             on_unauthenticated: on,
-            csrf: Csrf::Off,
+            ..RouteConfig::for_tests()
         }
     }
 

@@ -344,6 +344,26 @@ pub struct RouteConfig {
     pub csrf: Csrf,
 }
 
+#[cfg(test)]
+impl RouteConfig {
+    /// A `required` route on `/` with every optional rule off, for unit
+    /// tests to adjust with struct-update syntax.
+    pub fn for_tests() -> RouteConfig {
+        RouteConfig {
+            name: "r".into(),
+            host: None,
+            path: "/".into(),
+            methods: Vec::new(),
+            upstream: 0,
+            auth: AuthMode::Required,
+            accept: Vec::new(),
+            require: BTreeMap::new(),
+            on_unauthenticated: OnUnauthenticated::Deny,
+            csrf: Csrf::Off,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
     /// Lower-case, without port.

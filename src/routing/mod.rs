@@ -147,8 +147,7 @@ fn canonical_config_host(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMode, Csrf, OnUnauthenticated};
-    use std::collections::BTreeMap;
+    use crate::config::AuthMode;
 
     fn route(host: Option<&str>, path: &str) -> RouteConfig {
         let host = host.map(|h| match h.strip_prefix('*') {
@@ -159,13 +158,8 @@ mod tests {
             name: format!("{host:?}{path}"),
             host,
             path: path.to_owned(),
-            methods: Vec::new(),
-            upstream: 0,
             auth: AuthMode::Public,
-            accept: Vec::new(),
-            require: BTreeMap::new(),
-            on_unauthenticated: OnUnauthenticated::Deny,
-            csrf: Csrf::Off,
+            ..RouteConfig::for_tests()
         }
     }
 
