@@ -106,7 +106,7 @@ impl Setup {
         if fetches_keys {
             wait_until("the start-up JWKS fetch", || self.idp.fetches() >= 1).await;
         }
-        wait_ready(&px).await;
+        common::wait_ready(&px).await;
         Fixture {
             keys: self.keys,
             idp: self.idp,
@@ -154,23 +154,6 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls `/readyz` until 200 (every provider has keys), for up to 10 s.
-async fn wait_ready(px: &TestProxy) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = get(px.admin, "/readyz", &[]).await;
-        if reply.status == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "proxy not ready within 10 s: {}",
-            reply.text()
-        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -707,7 +690,7 @@ async fn a_token_signed_by_one_provider_naming_another_issuer_is_rejected() {
         a.idp.fetches() >= 1 && b.fetches() >= 1
     })
     .await;
-    wait_ready(&px).await;
+    common::wait_ready(&px).await;
     let token = good_claims(Token::new().kid("k1"), &b.base_url()).sign_rs256(&a.keys.rsa);
     let reply = get(
         px.addr,

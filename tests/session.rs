@@ -93,7 +93,7 @@ impl<'a> Setup<'a> {
     /// (the store answers a ping).
     async fn start(&self, targets: &[SocketAddr]) -> TestProxy {
         let px = start_proxy(&self.toml(targets)).await;
-        wait_ready(&px).await;
+        common::wait_ready(&px).await;
         px
     }
 }
@@ -128,24 +128,6 @@ impl Fixture {
 
 async fn session_get(addr: SocketAddr, cookie: &str) -> Reply {
     get(addr, "/", &[&format!("Cookie: {cookie}")]).await
-}
-
-/// Polls `/readyz` until 200, for up to 10 s.
-async fn wait_ready(px: &TestProxy) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = get(px.admin, "/readyz", &[]).await;
-        if reply.status == 200 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "proxy not ready within 10 s: {} {}",
-            reply.status,
-            reply.text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Sends the request every `step` until it answers `status`, for at most
@@ -593,7 +575,7 @@ async fn readyz_names_the_store_while_redis_is_down_and_recovers() {
     let _: serde_json::Value = down.json();
 
     f.redis.restart();
-    wait_ready(&f.px).await;
+    common::wait_ready(&f.px).await;
 }
 
 // ---------------------------------------------------------------------------

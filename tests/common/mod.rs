@@ -131,3 +131,22 @@ pub fn metric_sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Opti
         value.split_whitespace().next()?.parse().ok()
     })
 }
+
+/// Polls the admin `/readyz` until 200 (listeners bound, every JWT provider
+/// has keys, the session store answers), for up to 10 s.
+pub async fn wait_ready(px: &TestProxy) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let reply = client::get(px.admin, "/readyz", &[]).await;
+        if reply.status == 200 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "proxy not ready within 10 s: {} {}",
+            reply.status,
+            reply.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
