@@ -445,12 +445,21 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `masters` nodes (at least 3), joined by `redis-cli --cluster create`;
-    /// returns once every node reports `cluster_state:ok`.
+    /// `masters` nodes (at least 3), each given an equal share of the 16384
+    /// slots and introduced to the first with `CLUSTER MEET`; returns once
+    /// every node knows every other and reports `cluster_state:ok`.
+    ///
+    /// Built by hand rather than with `redis-cli --cluster create`: that
+    /// tool's own join wait has no bound we control, and on a loaded CI
+    /// machine it outlived the CLI time limit. Each node's cluster bus gets
+    /// its own free port, because the default (port + 10000) can be taken
+    /// or, above 55535, does not exist.
     pub fn start(masters: usize) -> Cluster {
-        assert!(masters >= 3, "redis-cli --cluster create needs 3 masters");
-        let nodes: Vec<RedisServer> = (0..masters)
-            .map(|_| {
+        assert!(masters >= 3, "a cluster needs at least 3 masters");
+        let bus_ports: Vec<String> = (0..masters).map(|_| free_port().to_string()).collect();
+        let nodes: Vec<RedisServer> = bus_ports
+            .iter()
+            .map(|bus_port| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
                     "yes",
@@ -458,24 +467,54 @@ impl Cluster {
                     "nodes-{port}.conf",
                     "--cluster-node-timeout",
                     "2000",
+                    "--cluster-port",
+                    bus_port,
                 ])
             })
             .collect();
-        let mut args = vec!["--cluster".to_owned(), "create".to_owned()];
-        args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())));
-        args.extend(
-            ["--cluster-replicas", "0", "--cluster-yes"]
-                .iter()
-                .map(|s| (*s).to_owned()),
-        );
-        let out = run_cli(&args).expect("redis-cli --cluster create finishes");
+        const SLOTS: usize = 16384;
+        for (i, node) in nodes.iter().enumerate() {
+            let first = i * SLOTS / masters;
+            let last = (i + 1) * SLOTS / masters - 1;
+            let reply = node.cli(&[
+                "CLUSTER",
+                "ADDSLOTSRANGE",
+                &first.to_string(),
+                &last.to_string(),
+            ]);
+            assert_eq!(reply, "OK", "CLUSTER ADDSLOTSRANGE on :{}", node.port());
+        }
+        let seed = &nodes[0];
+        let seed_bus = &bus_ports[0];
+        for node in &nodes[1..] {
+            let reply = node.cli(&[
+                "CLUSTER",
+                "MEET",
+                "127.0.0.1",
+                &seed.port().to_string(),
+                seed_bus,
+            ]);
+            assert_eq!(reply, "OK", "CLUSTER MEET from :{}", node.port());
+        }
         let cluster = Cluster { nodes };
-        let ok = wait_until(Duration::from_secs(30), || {
+        let known = masters.to_string();
+        let ok = wait_until(Duration::from_secs(60), || {
             cluster.nodes.iter().all(|n| {
-                info_field(&n.cli(&["CLUSTER", "INFO"]), "cluster_state").as_deref() == Some("ok")
+                let info = n.cli(&["CLUSTER", "INFO"]);
+                info_field(&info, "cluster_state").as_deref() == Some("ok")
+                    && info_field(&info, "cluster_known_nodes").as_deref() == Some(&known)
             })
         });
-        assert!(ok, "cluster never reached cluster_state:ok:\n{out}");
+        assert!(
+            ok,
+            "cluster never reached cluster_state:ok within 60 s:\n{}",
+            cluster
+                .nodes
+                .iter()
+                .map(|n| format!(":{}\n{}", n.port(), n.cli(&["CLUSTER", "INFO"])))
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
         cluster
     }
 
