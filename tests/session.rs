@@ -923,6 +923,75 @@ async fn after_a_sentinel_failover_sessions_are_served_without_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_cache_on_read_from_replicas_reads_the_primary_so_a_delete_still_evicts() {
+    let primary = RedisServer::start();
+    let port = primary.port().to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    primary.cli(&["HSET", "sessions:rc1", "user_id", "rc-1"]);
+    let replicated = common::redis::wait_until(Duration::from_secs(10), || {
+        replica.cli(&["HGET", "sessions:rc1", "user_id"]) == "rc-1"
+    });
+    assert!(replicated, "replica in sync");
+    let up = upstream::echo().await;
+    let mut setup = Setup::redis(&primary.url()).sessions(&[("cache_ttl", "\"30s\"")]);
+    setup.store.push_str("\nread_from_replicas = true");
+    let px = setup.start(&[up.addr]).await;
+
+    let seen = session_get(px.addr, "sid=rc1").await.seen();
+    assert_eq!(seen.header("x-auth-user"), Some("rc-1"));
+    assert_eq!(
+        replica.command_calls("hgetall"),
+        0,
+        "a cached session must come from the tracked primary connection"
+    );
+    primary.cli(&["DEL", "sessions:rc1"]);
+    let refused = answers_within(
+        px.addr,
+        "sid=rc1",
+        401,
+        Duration::from_millis(10),
+        Duration::from_millis(100),
+    )
+    .await;
+    assert!(
+        refused.is_some(),
+        "the cached session outlived its DEL by 100 ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_from_replicas_through_sentinel_reads_the_replica_sentinel_names() {
+    let set = SentinelSet::start("replmaster");
+    set.primary
+        .cli(&["HSET", "sessions:sr1", "user_id", "sr-1"]);
+    let replicated = common::redis::wait_until(Duration::from_secs(5), || {
+        set.replica.cli(&["HGET", "sessions:sr1", "user_id"]) == "sr-1"
+    });
+    assert!(replicated, "replica has the session");
+    let up = upstream::echo().await;
+    let mut setup = Setup::redis(&set.url());
+    setup.store.push_str("\nread_from_replicas = true");
+    let px = setup.start(&[up.addr]).await;
+
+    let on_replica = set.replica.command_calls("hgetall");
+    let on_primary = set.primary.command_calls("hgetall");
+    for _ in 0..5 {
+        let seen = session_get(px.addr, "sid=sr1").await.seen();
+        assert_eq!(seen.header("x-auth-user"), Some("sr-1"));
+    }
+    assert_eq!(
+        set.replica.command_calls("hgetall") - on_replica,
+        5,
+        "every lookup is asked of the replica"
+    );
+    assert_eq!(
+        set.primary.command_calls("hgetall") - on_primary,
+        0,
+        "a replica hit does not ask the primary"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_spread_over_cluster_slots_are_all_served() {
     let cluster = Cluster::start(3);
     let ids: Vec<String> = (0..20).map(|i| format!("cl{i}x{}", i * 7919)).collect();
@@ -1090,10 +1159,6 @@ async fn a_json_session_maps_its_user_pointer_to_sub_and_top_level_keys_to_claim
 // read_from_replicas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "GAP: fred 10 picks a replica by the command's cluster slot owner \
-            (router::utils::route_replica), which a standalone primary/replica pair has \
-            none of, so reads fall back to the primary: results stay correct, replicas \
-            are not offloaded"]
 async fn read_from_replicas_asks_the_replica_and_the_primary_on_a_replica_miss() {
     let primary = RedisServer::start();
     let port = primary.port().to_string();

@@ -20,6 +20,8 @@ use crate::config::{SessionFormat, StoreConfig};
 pub struct RedisStore {
     client: Client,
     read_from_replicas: bool,
+    /// Cluster deployments route replica reads by slot (see `read_replica`).
+    clustered: bool,
     ready: Arc<AtomicBool>,
     errors: Counter,
 }
@@ -89,6 +91,7 @@ impl RedisStore {
         let mut config = Config::from_url(&fred_url)
             .map_err(|e| anyhow::anyhow!("store.url: not usable ({:?})", e.kind()))?;
         config.fail_fast = true;
+        let clustered = config.server.is_clustered();
         if cache.is_some() {
             // Client tracking pushes invalidations over RESP3.
             config.version = fred::types::RespVersion::RESP3;
@@ -98,6 +101,16 @@ impl RedisStore {
             config.tls = Some(tls.into());
         }
         let timeout = store.command_timeout;
+        // Client tracking watches the keys read on the tracked (primary)
+        // connection only: a session cached from a replica read would never
+        // be invalidated. With the cache on, reads stay on the primary.
+        let read_from_replicas = store.read_from_replicas && cache.is_none();
+        if store.read_from_replicas && cache.is_some() {
+            tracing::warn!(
+                "store.read_from_replicas is ignored while sessions.cache_ttl > 0: \
+                 cached sessions must be read where client tracking sees them (the primary)"
+            );
+        }
         let client = Builder::from_config(config)
             .with_performance_config(|perf| {
                 perf.default_command_timeout = timeout;
@@ -107,6 +120,12 @@ impl RedisStore {
                 conn.internal_command_timeout = timeout.max(Duration::from_secs(1));
                 // One attempt: a failure is a 503 now, not a retry later.
                 conn.max_command_attempts = 1;
+                if read_from_replicas && !clustered {
+                    // fred connects lazily only where a slot names the
+                    // primary (a cluster); elsewhere the replica connections
+                    // must exist before a read can be routed to them.
+                    conn.replica.lazy_connections = false;
+                }
                 conn.unresponsive = UnresponsiveConfig {
                     max_timeout: Some(timeout.max(Duration::from_millis(500)) * 2),
                     interval: Duration::from_millis(100),
@@ -125,7 +144,8 @@ impl RedisStore {
         let ready = Arc::new(AtomicBool::new(false));
         let store = Arc::new(RedisStore {
             client,
-            read_from_replicas: store.read_from_replicas,
+            read_from_replicas,
+            clustered,
             ready: ready.clone(),
             errors,
         });
@@ -147,10 +167,7 @@ impl RedisStore {
     ) -> Result<Option<(Stored, Option<i64>)>, String> {
         let mut found = None;
         if self.read_from_replicas {
-            // A replica may lag: a miss there is asked of the primary. (fred
-            // routes replica reads by cluster slot; with a standalone
-            // primary/replica pair they land on the primary.)
-            found = self.read(&self.client.replicas(), key, format).await?;
+            found = self.read_replica(key, format).await;
         }
         if found.is_none() {
             found = self.read(&self.client, key, format).await?;
@@ -169,6 +186,25 @@ impl RedisStore {
             None
         };
         Ok(Some((stored, ttl)))
+    }
+
+    /// The session as a replica sees it; `None` on a miss and on a replica
+    /// error, so the primary decides both (a replica may lag or be down; the
+    /// primary's answer, or its error, is the one that counts).
+    ///
+    /// fred routes replica reads by the primary that owns the command: in a
+    /// cluster the key's slot names it, but a standalone or Sentinel client
+    /// has no slots, so the primary it is connected to is named explicitly.
+    async fn read_replica(&self, key: &str, format: SessionFormat) -> Option<Stored> {
+        let result = if self.clustered {
+            self.read(&self.client.replicas(), key, format).await
+        } else {
+            // Replica -> primary, as fred learnt it from ROLE at (re)connect.
+            let primary = self.client.replicas().nodes().into_values().next()?;
+            let replicas = self.client.with_cluster_node(primary).replicas();
+            self.read(&replicas, key, format).await
+        };
+        result.ok().flatten()
     }
 
     async fn read<C: KeysInterface + HashesInterface + Sync>(
