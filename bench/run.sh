@@ -541,7 +541,10 @@ for layout in "${LAYOUTS[@]}"; do
         WORKERS=${WRISTBAND_WORKERS:-}
     fi
 
-    read -r BACKEND_PORT NGINX_PORT WB_PORT WB_ADMIN_PORT <<<"$(free_ports 4)"
+    # Every port the layout's servers bind, picked in one call: ports picked
+    # apart can repeat (a port is only free until someone binds it).
+    read -r BACKEND_PORT NGINX_PORT WB_PORT WB_ADMIN_PORT WBN_PORT WBN_ADMIN_PORT REDIS_PORT \
+        <<<"$(free_ports 7)"
     log "layout $layout: backend :$BACKEND_PORT, nginx :$NGINX_PORT, wristband :$WB_PORT (admin :$WB_ADMIN_PORT)"
 
     start_nginx "backend-$layout" "$BENCH_DIR/nginx-backend.conf.in" "$BACKEND_PORT" ||
@@ -565,9 +568,7 @@ for layout in "${LAYOUTS[@]}"; do
         KEYS=$TMP/keys
         mkdir -p "$KEYS"
         "$TOKENS_BIN" "$KEYS" || die "bench_tokens failed"
-        read -r WBN_PORT WBN_ADMIN_PORT <<<"$(free_ports 2)"
         # Sessions live in a Redis of the bench's own, pinned with the servers.
-        REDIS_PORT=$(free_ports 1)
         "${PIN_SERVER[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
             --appendonly no --dir "$TMP" --daemonize no >"$TMP/redis-$layout.log" 2>&1 &
         REDIS_PID=$!

@@ -156,7 +156,8 @@ impl ProviderKeys {
                 }
             }
         }
-        let fetched = self.refetch().await?;
+        // Boxed: the cold path should not size every request's future.
+        let fetched = Box::pin(self.refetch()).await?;
         let state = self.state.load();
         if !self.usable(&state) {
             return Err(KeyError::Unavailable(format!(
