@@ -363,3 +363,41 @@ async fn a_missing_or_doubled_host_is_400() {
     assert_eq!(reply.status, 200, "HTTP/1.0 may omit Host");
     assert_eq!(up.requests.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn with_preserve_host_off_the_upstream_sees_its_own_authority_as_host() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&upstream_toml(
+        &[up.addr],
+        "preserve_host = false",
+        CATCH_ALL,
+    ))
+    .await;
+    let seen = get(px.addr, "/x?y=1", &[]).await.seen();
+    assert_eq!(seen.header("host"), Some(up.addr.to_string().as_str()));
+    assert_eq!(
+        seen.uri, "/x?y=1",
+        "origin form, not the target's absolute URI"
+    );
+    assert_eq!(
+        seen.header("x-forwarded-host"),
+        Some(px.addr.to_string().as_str()),
+        "the client's Host travels in X-Forwarded-Host"
+    );
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused_across_requests() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, CATCH_ALL)).await;
+    for i in 0..20 {
+        let reply = get(px.addr, &format!("/n/{i}"), &[]).await;
+        assert_eq!(reply.seen().uri, format!("/n/{i}"));
+    }
+    assert_eq!(up.requests.load(Ordering::SeqCst), 20);
+    assert_eq!(
+        up.connections.load(Ordering::SeqCst),
+        1,
+        "20 sequential requests should share one pooled upstream connection"
+    );
+}

@@ -6,6 +6,7 @@
 pub mod balance;
 pub mod headers;
 pub mod health;
+pub mod pool;
 pub mod upgrade;
 pub mod upstream;
 
@@ -37,7 +38,7 @@ use upstream::Upstream;
 
 /// What a client receives: the upstream's body streamed through, or one the
 /// proxy made itself.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub type ResponseBody = Either<pool::PooledBody, Full<Bytes>>;
 
 /// Everything derived from one version of the config. Swapped whole on
 /// SIGHUP; requests in flight keep the version they started with.

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
+use super::pool::PooledBody;
 use http::header::{CONNECTION, HeaderValue, UPGRADE};
 use http::request::Parts;
 use http::{Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -30,7 +30,7 @@ pub fn prepare(parts: &mut Parts, protocol: Option<HeaderValue>) -> Option<OnUpg
 /// On the upstream's answer: a 101 to a request that asked for it joins the
 /// two sides; any other answer stays HTTP, without hop-by-hop headers.
 pub fn finish(
-    response: &mut Response<Incoming>,
+    response: &mut Response<PooledBody>,
     client: Option<OnUpgrade>,
     route: &Arc<str>,
 ) -> Result<(), Rejection> {

@@ -1,8 +1,8 @@
-//! An upstream: its targets, their health, a pooled HTTP client, and
-//! forwarding one request with timeouts and retries.
+//! An upstream: its targets, their health, a connection pool per target
+//! (`pool.rs`), and forwarding one request with timeouts and retries.
 //!
-//! hyper-util's pool has no request timeout of its own and needs a timer for
-//! idle expiry; both are set here. Retries happen only for idempotent methods
+//! The pool has no request timeout of its own; `response_timeout` is set
+//! here. Retries happen only for idempotent methods
 //! without a body and only when the connection could not be made, so a
 //! request is never sent twice to an upstream that may have acted on it.
 
@@ -15,12 +15,11 @@ use http::{Method, Request, Response, Uri, Version};
 use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::balance::{Balancer, Candidate};
+use super::pool::{Pool, PooledBody, SendError};
 use crate::config::{Target, UpstreamConfig};
 use crate::error::Rejection;
 use crate::telemetry::Metrics;
@@ -29,8 +28,6 @@ use crate::telemetry::metrics::{TargetLabels, UpstreamLabel};
 /// What the upstream receives as a body: the client's, streamed, or nothing
 /// (health checks, and retried requests).
 pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// How long a target that refused a connection gets no traffic when no
 /// active health check would readmit it.
@@ -48,6 +45,7 @@ pub struct TargetState {
     pub(super) consecutive_fail: AtomicU32,
     gauge: Gauge,
     epoch: Instant,
+    pool: Arc<Pool>,
 }
 
 impl TargetState {
@@ -101,7 +99,6 @@ pub struct Upstream {
     pub config: UpstreamConfig,
     pub targets: Vec<TargetState>,
     balancer: Balancer,
-    client: HttpClient,
     duration: prometheus_client::metrics::histogram::Histogram,
 }
 
@@ -116,6 +113,7 @@ impl Drop for InFlight<'_> {
 impl Upstream {
     pub fn new(config: &UpstreamConfig, metrics: &Metrics, idle_timeout: Duration) -> Arc<Self> {
         let epoch = Instant::now();
+        let connector = https_connector(config.connect_timeout);
         let targets = config
             .targets
             .iter()
@@ -137,6 +135,7 @@ impl Upstream {
                     consecutive_fail: AtomicU32::new(0),
                     gauge,
                     epoch,
+                    pool: Pool::new(connector.clone(), idle_timeout),
                 }
             })
             .collect();
@@ -150,7 +149,6 @@ impl Upstream {
             config: config.clone(),
             targets,
             balancer: Balancer::default(),
-            client: http_client(config.connect_timeout, idle_timeout),
             duration,
         })
     }
@@ -167,7 +165,7 @@ impl Upstream {
         user: Option<&str>,
         mut body: Option<Incoming>,
         build: impl Fn(&Target, UpstreamBody) -> Request<UpstreamBody>,
-    ) -> Result<(Response<Incoming>, usize), Rejection> {
+    ) -> Result<(Response<PooledBody>, usize), Rejection> {
         let body_is_empty = body.as_ref().is_none_or(hyper::body::Body::is_end_stream);
         let retryable = method.is_idempotent() && body_is_empty;
         let attempts = if retryable {
@@ -196,16 +194,15 @@ impl Upstream {
             let _guard = InFlight(&state.in_flight);
             let started = Instant::now();
             let outcome =
-                tokio::time::timeout(self.config.response_timeout, self.client.request(request))
-                    .await;
+                tokio::time::timeout(self.config.response_timeout, state.pool.send(request)).await;
             self.duration.observe(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(Ok(response)) => {
                     state.connected();
                     return Ok((response, index));
                 }
-                Ok(Err(error)) if error.is_connect() => {
-                    if is_timeout(&error) {
+                Ok(Err(SendError::Connect(error))) => {
+                    if is_timeout(&*error) {
                         return Err(Rejection::GatewayTimeout(format!(
                             "{}: connect timed out after {:?}",
                             state.target.configured, self.config.connect_timeout
@@ -215,14 +212,13 @@ impl Upstream {
                     last_error = Rejection::BadGateway(format!(
                         "{}: connect failed: {}",
                         state.target.configured,
-                        crate::error::chain(&error)
+                        crate::error::chain(&*error)
                     ));
                 }
                 Ok(Err(error)) => {
                     return Err(Rejection::BadGateway(format!(
-                        "{}: {}",
+                        "{}: {error}",
                         state.target.configured,
-                        crate::error::chain(&error)
                     )));
                 }
                 Err(_elapsed) => {
@@ -250,7 +246,7 @@ impl Upstream {
         else {
             return false;
         };
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
+        match tokio::time::timeout(timeout, state.pool.send(request)).await {
             Ok(Ok(response)) => {
                 let ok = response.status().is_success() || response.status().is_redirection();
                 // Drain so the connection goes back to the pool.
@@ -262,7 +258,7 @@ impl Upstream {
     }
 }
 
-fn http_client(connect_timeout: Duration, idle_timeout: Duration) -> HttpClient {
+fn https_connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -274,16 +270,11 @@ fn http_client(connect_timeout: Duration, idle_timeout: Duration) -> HttpClient 
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth(),
     };
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(idle_timeout)
-        .build(connector)
+        .wrap_connector(http)
 }
 
 fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {

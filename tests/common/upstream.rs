@@ -46,6 +46,8 @@ impl Seen {
 pub struct TestUpstream {
     pub addr: SocketAddr,
     pub requests: Arc<AtomicUsize>,
+    /// TCP connections accepted (keep-alive reuse shows as fewer than requests).
+    pub connections: Arc<AtomicUsize>,
     /// When false, `/healthz` answers 503.
     pub healthy: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -71,12 +73,14 @@ pub async fn echo() -> TestUpstream {
     let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(AtomicUsize::new(0));
     let healthy = Arc::new(AtomicBool::new(true));
-    let (r, h) = (requests.clone(), healthy.clone());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let (r, h, c) = (requests.clone(), healthy.clone(), connections.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let (r, h) = (r.clone(), h.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
@@ -92,6 +96,7 @@ pub async fn echo() -> TestUpstream {
     TestUpstream {
         addr,
         requests,
+        connections,
         healthy,
         task,
     }
