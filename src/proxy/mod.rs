@@ -364,21 +364,11 @@ impl Proxy {
         // Forward.
         log.upstream = Some(route.upstream);
         let user = identity.map(|i| i.sub.as_str());
-        let (mut response, target) = upstream
-            .forward(&parts.method, user, Some(body), |target, body| {
-                let uri = Uri::builder()
-                    .scheme(target.scheme.clone())
-                    .authority(target.authority.clone())
-                    .path_and_query(path_and_query.clone())
-                    .build()
-                    .unwrap_or_default();
-                let mut request = Request::new(body);
-                *request.method_mut() = parts.method.clone();
-                *request.uri_mut() = uri;
-                *request.headers_mut() = parts.headers.clone();
-                request
-            })
-            .await?;
+        let mut request = Request::new(upstream::body(body));
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = Uri::from(path_and_query);
+        *request.headers_mut() = parts.headers;
+        let (mut response, target) = upstream.forward(request, user).await?;
         log.target = Some(target);
 
         upgrade::finish(&mut response, client_upgrade, &runtime.name)?;

@@ -23,12 +23,17 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
 use super::upstream::UpstreamBody;
+use crate::config::Target;
 
 /// Why a request got no response.
 #[derive(Debug)]
 pub enum SendError {
-    /// No connection could be made: nothing was sent, a retry is safe.
-    Connect(Box<dyn std::error::Error + Send + Sync>),
+    /// No connection could be made. Nothing was sent: the request comes
+    /// back, for another target.
+    Connect {
+        error: Box<dyn std::error::Error + Send + Sync>,
+        request: Box<Request<UpstreamBody>>,
+    },
     /// The request was sent (or partly sent) and failed.
     Request(hyper::Error),
 }
@@ -36,7 +41,9 @@ pub enum SendError {
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SendError::Connect(e) => write!(f, "connect failed: {}", crate::error::chain(&**e)),
+            SendError::Connect { error, .. } => {
+                write!(f, "connect failed: {}", crate::error::chain(&**error))
+            }
             SendError::Request(e) => write!(f, "{}", crate::error::chain(e)),
         }
     }
@@ -49,6 +56,11 @@ struct Idle {
 
 /// The idle connections to one target, newest last.
 pub struct Pool {
+    /// `scheme://authority/`: what the connector dials.
+    target: Uri,
+    /// The target's authority without its scheme's default port: the Host
+    /// of a request that carries none (`preserve_host = false`).
+    host: Option<http::HeaderValue>,
     connector: HttpsConnector<HttpConnector>,
     idle: Mutex<Vec<Idle>>,
     idle_timeout: Duration,
@@ -58,8 +70,20 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(connector: HttpsConnector<HttpConnector>, idle_timeout: Duration) -> Arc<Pool> {
+    pub fn new(
+        target: &Target,
+        connector: HttpsConnector<HttpConnector>,
+        idle_timeout: Duration,
+    ) -> Arc<Pool> {
+        let uri = Uri::builder()
+            .scheme(target.scheme.clone())
+            .authority(target.authority.clone())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default();
         Arc::new(Pool {
+            host: host_header(&target.scheme, &target.authority),
+            target: uri,
             connector,
             idle: Mutex::new(Vec::new()),
             idle_timeout,
@@ -72,15 +96,19 @@ impl Pool {
             .call_once(|| spawn_reaper(Arc::downgrade(self), self.idle_timeout));
     }
 
-    /// Sends `request` (whose absolute URI names the target) on an idle
-    /// connection, or a new one. The response body returns the connection
-    /// when read to its end.
+    /// Sends `request` (origin-form URI) on an idle connection, or a new
+    /// one. The response body returns the connection when read to its end.
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<UpstreamBody>,
     ) -> Result<Response<PooledBody>, SendError> {
-        let target = request.uri().clone();
-        to_origin_form(&mut request);
+        if let Some(host) = &self.host
+            && !request.headers().contains_key(http::header::HOST)
+        {
+            request
+                .headers_mut()
+                .insert(http::header::HOST, host.clone());
+        }
         let (sender, response) = match self.checkout().await {
             Some(mut sender) => match sender.try_send_request(request).await {
                 Ok(response) => (sender, response),
@@ -88,25 +116,11 @@ impl Pool {
                 // went out, before any of it was written: it was not sent,
                 // so a fresh connection may carry it (as hyper-util did).
                 Err(mut error) => match error.take_message() {
-                    Some(request) => {
-                        let mut sender = self.connect(target).await?;
-                        let response = sender
-                            .send_request(request)
-                            .await
-                            .map_err(SendError::Request)?;
-                        (sender, response)
-                    }
+                    Some(request) => self.send_on_new(request).await?,
                     None => return Err(SendError::Request(error.into_error())),
                 },
             },
-            None => {
-                let mut sender = self.connect(target).await?;
-                let response = sender
-                    .send_request(request)
-                    .await
-                    .map_err(SendError::Request)?;
-                (sender, response)
-            }
+            None => self.send_on_new(request).await?,
         };
         // A 101 hands the connection to the tunnel: never pooled again.
         if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
@@ -121,6 +135,26 @@ impl Pool {
         }
         let back = Some((sender, Arc::downgrade(self)));
         Ok(response.map(|body| PooledBody { body, back }))
+    }
+
+    async fn send_on_new(
+        &self,
+        request: Request<UpstreamBody>,
+    ) -> Result<(SendRequest<UpstreamBody>, Response<Incoming>), SendError> {
+        let mut sender = match self.connect().await {
+            Ok(sender) => sender,
+            Err(error) => {
+                return Err(SendError::Connect {
+                    error,
+                    request: Box::new(request),
+                });
+            }
+        };
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(SendError::Request)?;
+        Ok((sender, response))
     }
 
     /// The newest idle connection that is still open, ready for a request.
@@ -139,17 +173,13 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, uri: Uri) -> Result<SendRequest<UpstreamBody>, SendError> {
-        let io = self
-            .connector
-            .clone()
-            .call(uri)
-            .await
-            .map_err(SendError::Connect)?;
+    async fn connect(
+        &self,
+    ) -> Result<SendRequest<UpstreamBody>, Box<dyn std::error::Error + Send + Sync>> {
+        let io = self.connector.clone().call(self.target.clone()).await?;
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
-            .await
-            .map_err(|e| SendError::Connect(Box::new(e)))?;
+            .await?;
         tokio::spawn(async move {
             if let Err(error) = connection.with_upgrades().await {
                 tracing::debug!(%error, "upstream connection ended with an error");
@@ -180,31 +210,21 @@ impl Pool {
     }
 }
 
-/// `http://host:port/path?q` -> `/path?q` with `Host: host[:port]` (unless
-/// the request carries one, `preserve_host`): an HTTP/1 connection sends the
-/// URI as it is, and an upstream expects origin form.
-fn to_origin_form(request: &mut Request<UpstreamBody>) {
-    let uri = request.uri().clone();
-    if !request.headers().contains_key(http::header::HOST)
-        && let Some(authority) = uri.authority()
-    {
-        let default_port = match uri.scheme_str() {
-            Some("https") => 443,
-            _ => 80,
-        };
-        let host = match authority.port_u16() {
-            Some(port) if port == default_port => authority.host(),
-            _ => authority.as_str(),
-        };
-        if let Ok(value) = http::HeaderValue::from_str(host) {
-            request.headers_mut().insert(http::header::HOST, value);
-        }
-    }
-    let origin = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    *request.uri_mut() = Uri::from(origin);
+/// `host[:port]`, the port left out when it is the scheme's default.
+fn host_header(
+    scheme: &http::uri::Scheme,
+    authority: &http::uri::Authority,
+) -> Option<http::HeaderValue> {
+    let default_port = if *scheme == http::uri::Scheme::HTTPS {
+        443
+    } else {
+        80
+    };
+    let host = match authority.port_u16() {
+        Some(port) if port == default_port => authority.host(),
+        _ => authority.as_str(),
+    };
+    http::HeaderValue::from_str(host).ok()
 }
 
 /// Closes connections idle for longer than `idle_timeout`, so an upstream
@@ -327,19 +347,28 @@ mod tests {
         (addr, accepted)
     }
 
-    fn get(addr: std::net::SocketAddr) -> Request<UpstreamBody> {
-        Request::get(format!("http://{addr}/"))
+    fn get(path: &str) -> Request<UpstreamBody> {
+        Request::get(path)
             .body(Either::Right(Empty::new()))
             .expect("request")
+    }
+
+    fn pool(addr: std::net::SocketAddr, idle_timeout: Duration) -> Arc<Pool> {
+        let target = Target {
+            configured: format!("http://{addr}"),
+            scheme: http::uri::Scheme::HTTP,
+            authority: addr.to_string().parse().expect("authority"),
+        };
+        Pool::new(&target, connector(), idle_timeout)
     }
 
     #[tokio::test]
     async fn a_connection_is_reused_once_its_response_is_read_and_not_before() {
         let (addr, accepted) = server().await;
-        let pool = Pool::new(connector(), Duration::from_secs(30));
+        let pool = pool(addr, Duration::from_secs(30));
 
         for _ in 0..3 {
-            let response = pool.send(get(addr)).await.expect("response");
+            let response = pool.send(get("/")).await.expect("response");
             let body = response
                 .into_body()
                 .collect()
@@ -353,9 +382,9 @@ mod tests {
 
         // A response not read to its end keeps its connection out of the
         // pool: the next request dials a new one.
-        let unread = pool.send(get(addr)).await.expect("response");
+        let unread = pool.send(get("/")).await.expect("response");
         assert_eq!(pool.idle_count(), 0);
-        let response = pool.send(get(addr)).await.expect("response");
+        let response = pool.send(get("/")).await.expect("response");
         response.into_body().collect().await.expect("body");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
         drop(unread);
@@ -369,12 +398,9 @@ mod tests {
     #[tokio::test]
     async fn a_response_without_a_body_gives_its_connection_back_at_once() {
         let (addr, accepted) = server().await;
-        let pool = Pool::new(connector(), Duration::from_secs(30));
+        let pool = pool(addr, Duration::from_secs(30));
         for _ in 0..3 {
-            let request = Request::get(format!("http://{addr}/empty"))
-                .body(Either::Right(Empty::new()))
-                .expect("request");
-            let response = pool.send(request).await.expect("response");
+            let response = pool.send(get("/empty")).await.expect("response");
             assert_eq!(response.status(), http::StatusCode::NO_CONTENT);
             // Never polled, as hyper's server does with an empty body.
             drop(response);
@@ -385,24 +411,33 @@ mod tests {
     #[tokio::test]
     async fn idle_connections_past_the_idle_timeout_are_not_used() {
         let (addr, accepted) = server().await;
-        let pool = Pool::new(connector(), Duration::from_millis(50));
-        let response = pool.send(get(addr)).await.expect("response");
+        let pool = pool(addr, Duration::from_millis(50));
+        let response = pool.send(get("/")).await.expect("response");
         response.into_body().collect().await.expect("body");
         tokio::time::sleep(Duration::from_millis(120)).await;
-        let response = pool.send(get(addr)).await.expect("response");
+        let response = pool.send(get("/")).await.expect("response");
         response.into_body().collect().await.expect("body");
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
-    async fn a_refused_connection_is_a_connect_error() {
+    async fn a_refused_connection_is_a_connect_error_that_returns_the_request() {
         let closed = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             listener.local_addr().expect("addr")
         };
-        let pool = Pool::new(connector(), Duration::from_secs(30));
-        match pool.send(get(closed)).await {
-            Err(SendError::Connect(_)) => {}
+        let pool = pool(closed, Duration::from_secs(30));
+        match pool.send(get("/again?x=1")).await {
+            Err(SendError::Connect { request, .. }) => {
+                assert_eq!(request.uri(), "/again?x=1");
+                assert_eq!(
+                    request
+                        .headers()
+                        .get(http::header::HOST)
+                        .map(|h| h.as_bytes()),
+                    Some(closed.to_string().as_bytes())
+                );
+            }
             Err(other) => panic!("expected a connect error, got {other}"),
             Ok(response) => panic!("expected a connect error, got {}", response.status()),
         }

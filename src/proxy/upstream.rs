@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, Uri, Version};
+use http::{Request, Response, Version};
 use http_body_util::{Either, Empty};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use prometheus_client::metrics::gauge::Gauge;
@@ -28,6 +28,16 @@ use crate::telemetry::metrics::{TargetLabels, UpstreamLabel};
 /// What the upstream receives as a body: the client's, streamed, or nothing
 /// (health checks, and retried requests).
 pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+/// The client's body as the upstream gets it: none at all when it is empty
+/// (so that a retry may resend the request).
+pub fn body(incoming: Incoming) -> UpstreamBody {
+    if incoming.is_end_stream() {
+        Either::Right(Empty::new())
+    } else {
+        Either::Left(incoming)
+    }
+}
 
 /// How long a target that refused a connection gets no traffic when no
 /// active health check would readmit it.
@@ -135,7 +145,7 @@ impl Upstream {
                     consecutive_fail: AtomicU32::new(0),
                     gauge,
                     epoch,
-                    pool: Pool::new(connector.clone(), idle_timeout),
+                    pool: Pool::new(target, connector.clone(), idle_timeout),
                 }
             })
             .collect();
@@ -157,25 +167,27 @@ impl Upstream {
         &self.config.name
     }
 
-    /// Sends the request to a target. `build` makes the request for the
-    /// chosen target; it is called again for a retry, with `None` as body.
+    /// Sends the request (origin-form URI) to a target. A request that no
+    /// connection could carry comes back unsent and is retried on another
+    /// target when that is safe.
     pub async fn forward(
         &self,
-        method: &Method,
+        request: Request<UpstreamBody>,
         user: Option<&str>,
-        mut body: Option<Incoming>,
-        build: impl Fn(&Target, UpstreamBody) -> Request<UpstreamBody>,
     ) -> Result<(Response<PooledBody>, usize), Rejection> {
-        let body_is_empty = body.as_ref().is_none_or(hyper::body::Body::is_end_stream);
-        let retryable = method.is_idempotent() && body_is_empty;
+        let retryable = request.method().is_idempotent() && request.body().is_end_stream();
         let attempts = if retryable {
             1 + self.config.retries
         } else {
             1
         };
+        let mut request = Some(request);
         let mut tried: Vec<usize> = Vec::new();
         let mut last_error = Rejection::BadGateway("no target available".into());
         for _ in 0..attempts {
+            let Some(mut unsent) = request.take() else {
+                break;
+            };
             let Some(index) = self
                 .balancer
                 .pick(self.config.balance, &self.targets, user, &tried)
@@ -184,24 +196,22 @@ impl Upstream {
             };
             tried.push(index);
             let state = &self.targets[index];
-            let upstream_body = match body.take() {
-                Some(b) if !body_is_empty => Either::Left(b),
-                _ => Either::Right(Empty::new()),
-            };
-            let mut request = build(&state.target, upstream_body);
-            *request.version_mut() = Version::HTTP_11;
+            *unsent.version_mut() = Version::HTTP_11;
             state.in_flight.fetch_add(1, Ordering::Relaxed);
             let _guard = InFlight(&state.in_flight);
             let started = Instant::now();
             let outcome =
-                tokio::time::timeout(self.config.response_timeout, state.pool.send(request)).await;
+                tokio::time::timeout(self.config.response_timeout, state.pool.send(unsent)).await;
             self.duration.observe(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(Ok(response)) => {
                     state.connected();
                     return Ok((response, index));
                 }
-                Ok(Err(SendError::Connect(error))) => {
+                Ok(Err(SendError::Connect {
+                    error,
+                    request: back,
+                })) => {
                     if is_timeout(&*error) {
                         return Err(Rejection::GatewayTimeout(format!(
                             "{}: connect timed out after {:?}",
@@ -214,6 +224,7 @@ impl Upstream {
                         state.target.configured,
                         crate::error::chain(&*error)
                     ));
+                    request = Some(*back);
                 }
                 Ok(Err(error)) => {
                     return Err(Rejection::BadGateway(format!(
@@ -234,13 +245,7 @@ impl Upstream {
 
     /// A bare GET for the health checker.
     pub(super) async fn probe(&self, state: &TargetState, path: &str, timeout: Duration) -> bool {
-        let uri = Uri::builder()
-            .scheme(state.target.scheme.clone())
-            .authority(state.target.authority.clone())
-            .path_and_query(path)
-            .build();
-        let Ok(uri) = uri else { return false };
-        let Ok(request) = Request::get(uri)
+        let Ok(request) = Request::get(path)
             .header(http::header::USER_AGENT, "wristband-health-check")
             .body(Either::Right(Empty::new()))
         else {
