@@ -42,10 +42,20 @@ fn main() -> ExitCode {
 }
 
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // With one worker, a single-threaded runtime: a multi-threaded one pays
+    // for work stealing, and its LIFO wake-up slot runs fred's writer right
+    // after each request queues a command, so Redis commands from
+    // concurrent requests are never written together. bench/ measured ~12%
+    // less CPU per request for the single thread on one core.
+    let mut builder = match worker_threads() {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("wristband: cannot start the runtime: {error}");
@@ -59,4 +69,14 @@ fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
             ExitCode::FAILURE
         }
     }
+}
+
+/// `TOKIO_WORKER_THREADS` (tokio's own setting) when it is a positive
+/// number, else one per CPU this process may use (cgroup quotas included).
+fn worker_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

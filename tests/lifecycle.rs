@@ -153,6 +153,41 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
     assert!(!accepts(px.admin), "the admin port still accepts");
 }
 
+#[tokio::test]
+async fn with_one_worker_thread_the_single_threaded_runtime_serves_reloads_and_drains() {
+    let up = upstream::echo().await;
+    let routes = format!("{}{}", public_route("/old"), public_route("/slow"));
+    let mut px =
+        ProxyProcess::start_with_env(&config(up.addr, &routes), &[("TOKIO_WORKER_THREADS", "1")])
+            .await;
+    assert_eq!(client::get(px.addr, "/old/x", &[]).await.status, 200);
+
+    px.rewrite_config(&config(
+        up.addr,
+        &format!("{routes}{}", public_route("/new")),
+    ));
+    px.signal("HUP");
+    let status = status_becomes(px.addr, "/new/x", 200, Duration::from_secs(10)).await;
+    assert_eq!(status, 200, "reload; stderr:\n{}", px.stderr());
+
+    let addr = px.addr;
+    let before = up.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let in_flight = tokio::spawn(async move { client::get(addr, "/slow/500", &[]).await });
+    let arrived = eventually(Duration::from_secs(10), || {
+        up.requests.load(std::sync::atomic::Ordering::SeqCst) > before
+    })
+    .await;
+    assert!(arrived, "the slow request reached the upstream");
+    px.signal("TERM");
+    let reply = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the in-flight request ends within 10 s")
+        .expect("client task");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let status = px.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", px.stderr());
+}
+
 const HUNDRED_MB: usize = 100 * 1024 * 1024;
 
 /// `POST /upload` with a `HUNDRED_MB` body produced 64 KiB at a time.

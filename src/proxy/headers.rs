@@ -35,6 +35,13 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Returns the `Upgrade` value when the client asked for a protocol upgrade,
 /// so the caller can put it back after authentication.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    // Most messages carry none of them (not even `Connection`, without
+    // which no other header can be named hop-by-hop): one pass over the
+    // names instead of nine removals.
+    let hop_by_hop = HOP_BY_HOP;
+    if !headers.keys().any(|name| hop_by_hop.contains(name)) {
+        return None;
+    }
     let mut upgrade_requested = false;
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -53,7 +60,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     for name in named {
         headers.remove(&name);
     }
-    for name in &HOP_BY_HOP {
+    for name in &hop_by_hop {
         headers.remove(name);
     }
     upgrade.filter(|_| upgrade_requested)
@@ -260,6 +267,19 @@ mod tests {
         assert_eq!(remove_hop_by_hop(&mut headers), None);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("accept"));
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_removed_and_others_are_left() {
+        for name in HOP_BY_HOP {
+            let mut headers = map(&[(name.as_str(), "x"), ("accept", "*/*")]);
+            remove_hop_by_hop(&mut headers);
+            assert!(!headers.contains_key(&name), "{name} survived");
+            assert!(headers.contains_key("accept"));
+        }
+        let mut plain = map(&[("accept", "*/*"), ("x-custom", "1")]);
+        assert_eq!(remove_hop_by_hop(&mut plain), None);
+        assert_eq!(plain.len(), 2);
     }
 
     #[test]

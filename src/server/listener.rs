@@ -135,6 +135,8 @@ async fn run<S>(
     }
     loop {
         tokio::select! {
+            // In order, connection first: no random draw on every wake-up.
+            biased;
             result = connection.as_mut() => {
                 if let Err(error) = result {
                     tracing::debug!(%peer, %error, "connection ended with an error");

@@ -111,6 +111,11 @@ impl ProxyProcess {
     /// keys the text sets are kept; it must not set `[admin]`), and waits
     /// until `/readyz` answers 200 (at most 10 s).
     pub async fn start(toml: &str) -> ProxyProcess {
+        ProxyProcess::start_with_env(toml, &[]).await
+    }
+
+    /// As [`ProxyProcess::start`], with extra environment variables.
+    pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> ProxyProcess {
         let dir = TempDir::new();
         let addr = free_addr();
         let admin = free_addr();
@@ -121,6 +126,7 @@ impl ProxyProcess {
             .arg("run")
             .arg("--config")
             .arg(&config)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
