@@ -141,7 +141,10 @@ impl Pool {
         &self,
         request: Request<UpstreamBody>,
     ) -> Result<(SendRequest<UpstreamBody>, Response<Incoming>), SendError> {
-        let mut sender = match self.connect().await {
+        // Boxed: dialling is rare with keep-alive, and the TLS and handshake
+        // futures inline would add ~4 KB to every request's future, which
+        // hyper keeps allocated for each idle client connection.
+        let mut sender = match Box::pin(self.connect()).await {
             Ok(sender) => sender,
             Err(error) => {
                 return Err(SendError::Connect {

@@ -200,8 +200,11 @@ impl Upstream {
             state.in_flight.fetch_add(1, Ordering::Relaxed);
             let _guard = InFlight(&state.in_flight);
             let started = Instant::now();
-            let outcome =
-                tokio::time::timeout(self.config.response_timeout, state.pool.send(unsent)).await;
+            let outcome = tokio::time::timeout(
+                self.config.response_timeout,
+                Box::pin(state.pool.send(unsent)),
+            )
+            .await;
             self.duration.observe(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(Ok(response)) => {
