@@ -10,6 +10,7 @@
 #   nginx                    wrk -> nginx reverse proxy (upstream keep-alive) -> backend
 #   haproxy                  wrk -> HAProxy reverse proxy (nbthread 1, http-reuse always) -> backend
 #   haproxy-rs256            HAProxy verifying the RS256 token with jwt_verify (alg pinned, iss, aud, exp)
+#   hyper-floor              wrk -> examples/bare_proxy.rs (hyper server + pooled hyper client, nothing else) -> backend
 #   wristband                wrk -> wristband, public route -> backend
 #   wristband-rs256          wristband, JWT route, RS256 token, verified-token cache on
 #   wristband-rs256-nocache  the same with the cache off (every request verifies)
@@ -34,7 +35,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-2}
 LAYOUT=${LAYOUT:-pinned}
-TARGETS=${TARGETS:-direct nginx haproxy haproxy-rs256 wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache}
+TARGETS=${TARGETS:-direct nginx haproxy haproxy-rs256 hyper-floor wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 BUILD=${BUILD:-auto}
@@ -77,7 +78,7 @@ esac
 [[ $IDLE_CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "IDLE_CONNECTIONS must be a positive integer (got '$IDLE_CONNECTIONS')"
 for t in $TARGETS; do
     case $t in
-        direct | nginx | haproxy | haproxy-rs256 | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
+        direct | nginx | haproxy | haproxy-rs256 | hyper-floor | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
         wristband-session | wristband-session-nocache) ;;
         *) die "unknown target '$t' in TARGETS" ;;
     esac
@@ -121,6 +122,7 @@ fi
 WANT_WB=no
 [[ " $TARGETS " == *" wristband"* || " $TARGETS " == *" haproxy"* ]] && WANT_WB=yes
 TOKENS_BIN=$TARGET_DIR/release/examples/bench_tokens
+FLOOR_BIN=$TARGET_DIR/release/examples/bare_proxy
 if [ $WANT_WB = yes ]; then
     rebuild=no
     if [ "$BUILD" = always ]; then
@@ -145,6 +147,13 @@ if [ $WANT_WB = yes ]; then
             die "cargo build --release --example bench_tokens failed"
     fi
     [ -x "$WRISTBAND_BIN" ] || die "no wristband binary at $WRISTBAND_BIN"
+fi
+# hyper-floor: the stack without wristband (examples/bare_proxy.rs).
+if [[ " $TARGETS " == *" hyper-floor "* ]] && { [ ! -x "$FLOOR_BIN" ] ||
+    [ -n "$(find "$REPO_DIR/examples/bare_proxy.rs" "$REPO_DIR/Cargo.lock" -newer "$FLOOR_BIN" -print -quit 2>/dev/null)" ]; }; then
+    log "building the bare hyper proxy (cargo build --release --example bare_proxy)"
+    (cd "$REPO_DIR" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --example bare_proxy) >&2 ||
+        die "cargo build --release --example bare_proxy failed"
 fi
 
 # --- file descriptors -------------------------------------------------------------
@@ -543,8 +552,8 @@ for layout in "${LAYOUTS[@]}"; do
 
     # Every port the layout's servers bind, picked in one call: ports picked
     # apart can repeat (a port is only free until someone binds it).
-    read -r BACKEND_PORT NGINX_PORT WB_PORT WB_ADMIN_PORT WBN_PORT WBN_ADMIN_PORT REDIS_PORT \
-        <<<"$(free_ports 7)"
+    read -r BACKEND_PORT NGINX_PORT WB_PORT WB_ADMIN_PORT WBN_PORT WBN_ADMIN_PORT REDIS_PORT FLOOR_PORT \
+        <<<"$(free_ports 8)"
     log "layout $layout: backend :$BACKEND_PORT, nginx :$NGINX_PORT, wristband :$WB_PORT (admin :$WB_ADMIN_PORT)"
 
     start_nginx "backend-$layout" "$BENCH_DIR/nginx-backend.conf.in" "$BACKEND_PORT" ||
@@ -559,6 +568,19 @@ for layout in "${LAYOUTS[@]}"; do
         NGINX_PID=$STARTED_PID
         [ "$(http_body "http://127.0.0.1:$NGINX_PORT/")" = ok ] || die "the proxy nginx does not reach the backend"
         layout_pids+=("$NGINX_PID")
+    fi
+
+    FLOOR_PID=
+    if [[ " $TARGETS " == *" hyper-floor "* ]]; then
+        floor_env=()
+        [ -n "$WORKERS" ] && floor_env=("TOKIO_WORKER_THREADS=$WORKERS")
+        env "${floor_env[@]}" "${PIN_SERVER[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" \
+            "127.0.0.1:$BACKEND_PORT" conn >"$TMP/floor-$layout.log" 2>&1 &
+        FLOOR_PID=$!
+        STARTED_PIDS+=("$FLOOR_PID")
+        wait_ready "http://127.0.0.1:$FLOOR_PORT/" "$FLOOR_PID" "bare hyper proxy" ||
+            die "the bare hyper proxy did not start"
+        layout_pids+=("$FLOOR_PID")
     fi
 
     # Two wristband processes: the verified-token cache on (WB) and off (WBN).
@@ -677,6 +699,7 @@ for layout in "${LAYOUTS[@]}"; do
                 direct) run_wrk "$layout" "$round" direct "$BACKEND_PORT" "$BACKEND_PID" ;;
                 nginx) run_wrk "$layout" "$round" nginx "$NGINX_PORT" "$BACKEND_PID" "$NGINX_PID" ;;
                 haproxy) run_wrk "$layout" "$round" haproxy "$HAPROXY_PORT" "$BACKEND_PID" "$HAPROXY_PID" ;;
+                hyper-floor) run_wrk "$layout" "$round" hyper-floor "$FLOOR_PORT" "$BACKEND_PID" "$FLOOR_PID" ;;
                 haproxy-rs256)
                     WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-rs256.txt")"
                     run_wrk "$layout" "$round" haproxy-rs256 "$HAPROXY_JWT_PORT" "$BACKEND_PID" "$HAPROXY_PID"

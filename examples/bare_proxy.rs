@@ -4,9 +4,10 @@
 //! What wristband costs above this is wristband's; what this costs above
 //! nginx is the stack's.
 //!
-//! `bare_proxy LISTEN BACKEND [legacy|conn]`: `legacy` forwards through
-//! hyper-util's pooled client (what wristband uses), `conn` through a
-//! minimal pool of `hyper::client::conn::http1` senders.
+//! `bare_proxy LISTEN BACKEND [conn|legacy]`: `conn` (the default) forwards
+//! through a minimal pool of `hyper::client::conn::http1` senders, as
+//! wristband does; `legacy` through hyper-util's pooled client. Like
+//! wristband, `TOKIO_WORKER_THREADS=1` gives a single-threaded runtime.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -66,19 +67,30 @@ impl ConnPool {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let one_worker = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
+    let runtime = if one_worker {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()?;
+    runtime.block_on(serve())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: bare_proxy LISTEN BACKEND [legacy|conn]";
+    let usage = "usage: bare_proxy LISTEN BACKEND [conn|legacy]";
     let listen: SocketAddr = args.next().ok_or(usage)?.parse()?;
     let backend: SocketAddr = args.next().ok_or(usage)?.parse()?;
     let upstream = match args.next().as_deref() {
-        None | Some("legacy") => {
+        Some("legacy") => {
             let mut http = HttpConnector::new();
             http.set_nodelay(true);
             Upstream::Legacy(Box::new(Client::builder(TokioExecutor::new()).build(http)))
         }
-        Some("conn") => Upstream::Conn(Arc::new(ConnPool {
+        None | Some("conn") => Upstream::Conn(Arc::new(ConnPool {
             backend,
             idle: Mutex::new(Vec::new()),
         })),
@@ -94,11 +106,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let upstream = upstream.clone();
                 async move {
-                    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                    let uri = format!("http://{backend}{path}");
-                    *req.uri_mut() = uri.parse().unwrap_or_default();
                     let result = match &*upstream {
-                        Upstream::Legacy(client) => client.request(req).await.map_err(Into::into),
+                        Upstream::Legacy(client) => {
+                            // The legacy client wants an absolute URI.
+                            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                            let uri = format!("http://{backend}{path}");
+                            *req.uri_mut() = uri.parse().unwrap_or_default();
+                            client.request(req).await.map_err(Into::into)
+                        }
+                        // Origin form and the client's Host, as they came.
                         Upstream::Conn(pool) => pool.send(req).await,
                     };
                     let response: Response<Body> = match result {
