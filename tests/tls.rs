@@ -150,3 +150,28 @@ async fn a_reload_serves_the_renewed_certificate() {
     assert_eq!(served(&after), new.cert_der);
     assert_ne!(served(&after), served(&before));
 }
+
+/// An `https://` upstream is verified against the web PKI roots: a
+/// self-signed certificate fails the request (502) before anything is sent,
+/// never a silent plaintext or unverified fallback.
+#[tokio::test]
+async fn an_https_upstream_with_an_untrusted_certificate_is_502_and_gets_nothing() {
+    let pki = make_pki("untrusted-upstream");
+    let up = upstream::echo().await;
+    // A TLS-terminating wristband in front of the echo server plays the
+    // HTTPS upstream.
+    let tls_upstream = start_proxy(&tls_config(&pki, up.addr)).await;
+    let front = start_proxy(&format!(
+        "[log]\naccess_log = false\n\n[[upstreams]]\nname = \"app\"\ntargets = [\"https://{}\"]\n\n\
+         [[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n",
+        tls_upstream.addr
+    ))
+    .await;
+    let reply = common::client::get(front.addr, "/x", &[]).await;
+    assert_eq!(reply.status, 502, "{}", reply.text());
+    assert_eq!(
+        up.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing may reach the upstream past an untrusted certificate"
+    );
+}
