@@ -4,9 +4,10 @@
 //! request to hand the connection back once the response body is read, and
 //! builds a lazy connect future and a pool checkout for every request. Here
 //! a connection goes back to the pool from the response body itself, at its
-//! end, and the next request waits on `ready()` in its own task. The bench's
-//! bare-stack comparison (`examples/bare_proxy.rs`) measured the difference:
-//! about 2.4 µs of CPU per proxied request.
+//! end, and the next request waits on `ready()` in its own task. Measured on
+//! one pinned core: 13.8 -> 11.4 µs of CPU per request for the bare stack
+//! (`examples/bare_proxy.rs`, legacy vs this design), 18.4 -> 17.0 µs for
+//! wristband's public route.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
