@@ -12,27 +12,9 @@ use common::client::get;
 use common::upstream::{self, Seen};
 use common::{idp, one_upstream, start_proxy, with_server};
 
-const ROUTES: &str = r#"
+const IDENTITY: &str = r#"
 [identity]
 headers = { "X-Auth-User" = "sub", "Remote-User" = "sub", "X-Team" = "team" }
-
-[[routes]]
-name = "api"
-path = "/api"
-upstream = "app"
-auth = "required"
-
-[[routes]]
-name = "opt"
-path = "/opt"
-upstream = "app"
-auth = "optional"
-
-[[routes]]
-name = "pub"
-path = "/pub"
-upstream = "app"
-auth = "public"
 "#;
 
 /// Every spelling of an identity header a client could try.
@@ -62,7 +44,14 @@ async fn check_underscores(mode: &str) {
     let up = upstream::echo().await;
     let config = with_server(
         &format!("headers_with_underscores = \"{mode}\""),
-        &one_upstream(up.addr, &format!("{}\n{ROUTES}", idp::provider_toml())),
+        &one_upstream(
+            up.addr,
+            &format!(
+                "{}\n{IDENTITY}{}",
+                idp::provider_toml(),
+                common::REQUIRED_OPTIONAL_PUBLIC
+            ),
+        ),
     );
     let px = start_proxy(&config).await;
     let token = idp::token("alice", &[("team", serde_json::json!("blue"))]);

@@ -19,25 +19,7 @@ use common::upstream::{self, Seen, TestUpstream};
 use common::{TestProxy, one_upstream, start_proxy};
 use serde_json::{Value, json};
 
-const ROUTES: &str = r#"
-[[routes]]
-name = "api"
-path = "/api"
-upstream = "app"
-auth = "required"
-
-[[routes]]
-name = "opt"
-path = "/opt"
-upstream = "app"
-auth = "optional"
-
-[[routes]]
-name = "pub"
-path = "/pub"
-upstream = "app"
-auth = "public"
-"#;
+use common::REQUIRED_OPTIONAL_PUBLIC as ROUTES;
 
 /// The keys an identity provider signs with.
 struct Keys {

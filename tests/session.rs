@@ -18,11 +18,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::client::{Reply, get, parse};
+use common::client::{Reply, get};
 use common::redis::{Cluster, RedisServer, SentinelSet};
 use common::upstream::{self, TestUpstream};
 use common::{TestProxy, start_proxy, upstream_toml};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The `[sessions]` keys every test starts from; a test overrides or adds
 /// keys by name.
@@ -241,26 +240,6 @@ fn encode_uri_component(text: &str) -> String {
 /// The cookie express-session sets for `id`: `s%3A<id>.<sig>` URL-encoded.
 fn express_cookie(id: &str, secret: &str) -> String {
     encode_uri_component(&format!("s:{}", cookie_sign(id, secret)))
-}
-
-/// Sends exactly `head` (bytes, not necessarily UTF-8) plus
-/// `Connection: close` and the blank line; reads the whole response.
-async fn raw_bytes(addr: SocketAddr, head: &[u8]) -> Reply {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut request = head.to_vec();
-    request.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
-    stream.write_all(&request).await.expect("write head");
-    let mut bytes = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut bytes))
-        .await
-        .expect("response within 20s")
-        .expect("read");
-    parse(&bytes).unwrap_or_else(|| {
-        panic!(
-            "unparseable response: {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -726,7 +705,7 @@ async fn weird_cookie_values_are_400_or_401_never_500() {
     let head = format!("GET / HTTP/1.1\r\nHost: {}\r\nCookie: sid=", f.px.addr);
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(b"\xff\xfe\x80abc");
-    let reply = raw_bytes(f.px.addr, &bytes).await;
+    let reply = common::client::raw_bytes(f.px.addr, &bytes, b"").await;
     assert_refused(&reply, "invalid UTF-8");
     assert_eq!(f.forwarded(), 0, "no weird cookie reached the upstream");
 

@@ -52,16 +52,21 @@ impl Reply {
 /// final blank line) plus `body`, with `Connection: close` added, and reads
 /// the whole response.
 pub async fn raw(addr: SocketAddr, head: &str, body: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let mut request = head
+    let head = head
         .trim_end()
         .replace('\n', "\r\n")
         .replace("\r\r\n", "\r\n");
-    request.push_str("\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write head");
+    raw_bytes(addr, head.as_bytes(), body).await
+}
+
+/// Sends exactly `head` (bytes, not necessarily UTF-8) plus
+/// `Connection: close` and the blank line, then `body`; reads the whole
+/// response.
+pub async fn raw_bytes(addr: SocketAddr, head: &[u8], body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut request = head.to_vec();
+    request.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    stream.write_all(&request).await.expect("write head");
     stream.write_all(body).await.expect("write body");
     let mut bytes = Vec::new();
     tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut bytes))

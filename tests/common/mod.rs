@@ -100,6 +100,28 @@ targets = [{targets}]
     )
 }
 
+/// One route of each kind on upstream `app`: `/api` required, `/opt`
+/// optional, `/pub` public.
+pub const REQUIRED_OPTIONAL_PUBLIC: &str = r#"
+[[routes]]
+name = "api"
+path = "/api"
+upstream = "app"
+auth = "required"
+
+[[routes]]
+name = "opt"
+path = "/opt"
+upstream = "app"
+auth = "optional"
+
+[[routes]]
+name = "pub"
+path = "/pub"
+upstream = "app"
+auth = "public"
+"#;
+
 /// A config with one upstream `app` and the given routes appended.
 pub fn one_upstream(target: SocketAddr, routes: &str) -> String {
     upstream_toml(&[target], "", routes)
