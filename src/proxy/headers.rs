@@ -14,7 +14,7 @@ use crate::config::UnderscoreHeaders;
 use crate::identity::{AssertionUnsigned, Identity, IdentityHeaders};
 
 /// RFC 9110 §7.6.1 plus the de-facto ones (`Keep-Alive`, `Proxy-Connection`).
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -38,8 +38,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     // Most messages carry none of them (not even `Connection`, without
     // which no other header can be named hop-by-hop): one pass over the
     // names instead of nine removals.
-    let hop_by_hop = HOP_BY_HOP;
-    if !headers.keys().any(|name| hop_by_hop.contains(name)) {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return None;
     }
     let mut upgrade_requested = false;
@@ -60,7 +59,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     for name in named {
         headers.remove(&name);
     }
-    for name in &hop_by_hop {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     upgrade.filter(|_| upgrade_requested)
@@ -271,10 +270,10 @@ mod tests {
 
     #[test]
     fn each_hop_by_hop_header_alone_is_removed_and_others_are_left() {
-        for name in HOP_BY_HOP {
+        for name in &HOP_BY_HOP {
             let mut headers = map(&[(name.as_str(), "x"), ("accept", "*/*")]);
             remove_hop_by_hop(&mut headers);
-            assert!(!headers.contains_key(&name), "{name} survived");
+            assert!(!headers.contains_key(name), "{name} survived");
             assert!(headers.contains_key("accept"));
         }
         let mut plain = map(&[("accept", "*/*"), ("x-custom", "1")]);

@@ -296,19 +296,6 @@ mod tests {
     use http_body_util::{BodyExt, Either, Empty};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn connector() -> HttpsConnector<HttpConnector> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http)
-    }
-
     /// A keep-alive server that answers every request with `ok` and counts
     /// the connections it accepted.
     async fn server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
@@ -363,7 +350,11 @@ mod tests {
             scheme: http::uri::Scheme::HTTP,
             authority: addr.to_string().parse().expect("authority"),
         };
-        Pool::new(&target, connector(), idle_timeout)
+        Pool::new(
+            &target,
+            super::super::upstream::https_connector(Duration::from_secs(5)),
+            idle_timeout,
+        )
     }
 
     #[tokio::test]

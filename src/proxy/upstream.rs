@@ -266,7 +266,7 @@ impl Upstream {
     }
 }
 
-fn https_connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
+pub(super) fn https_connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
