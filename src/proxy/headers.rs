@@ -35,34 +35,76 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Returns the `Upgrade` value when the client asked for a protocol upgrade,
 /// so the caller can put it back after authentication.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
-    // Most messages carry none of them (not even `Connection`, without
-    // which no other header can be named hop-by-hop): one pass over the
-    // names instead of nine removals.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // One pass over the names finds which of the fixed list are present, so
+    // only those are removed. Most requests carry none of them; most
+    // responses carry `Connection: keep-alive` (nginx always sends it), which
+    // must cost neither an allocation nor nine hashed removals.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return None;
     }
     let mut upgrade_requested = false;
-    let named: Vec<HeaderName> = headers
+    // Names from `Connection` outside the fixed list (`close` and the fixed
+    // names need no lookup); rare, so the Vec allocates only when used.
+    let mut named: Vec<HeaderName> = Vec::new();
+    let tokens = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter_map(|token| {
-            if token.eq_ignore_ascii_case("upgrade") {
-                upgrade_requested = true;
-            }
-            HeaderName::from_bytes(token.as_bytes()).ok()
-        })
-        .collect();
-    let upgrade = headers.get(header::UPGRADE).cloned();
+        .map(str::trim);
+    for token in tokens {
+        if token.eq_ignore_ascii_case("upgrade") {
+            upgrade_requested = true;
+        }
+        let fixed = token.eq_ignore_ascii_case("close")
+            || token.eq_ignore_ascii_case("keep-alive")
+            || HOP_BY_HOP
+                .iter()
+                .any(|h| token.eq_ignore_ascii_case(h.as_str()));
+        if !fixed && let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+            named.push(name);
+        }
+    }
+    let upgrade = if upgrade_requested {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
     for name in named {
         headers.remove(&name);
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
-    upgrade.filter(|_| upgrade_requested)
+    upgrade
+}
+
+/// The position of `name` (lowercase, as `HeaderName`s are) in
+/// [`HOP_BY_HOP`]. A `match` on the string compiles to a length switch, so
+/// the usual name is ruled out in a couple of instructions.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    let index = match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    };
+    debug_assert_eq!(HOP_BY_HOP[index].as_str(), name);
+    Some(index)
 }
 
 /// Is any header name spelled with `_`? (nginx's `underscores_in_headers`.)
@@ -266,6 +308,44 @@ mod tests {
         assert_eq!(remove_hop_by_hop(&mut headers), None);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key("accept"));
+    }
+
+    #[test]
+    fn the_hop_by_hop_index_agrees_with_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+        }
+        for other in [
+            "host",
+            "accept",
+            "user-agent",
+            "x-connection",
+            "upgrade-insecure-requests",
+        ] {
+            assert_eq!(hop_by_hop_index(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_response_connection_header_goes_and_the_rest_stays() {
+        let mut headers = map(&[
+            ("connection", "Keep-Alive"),
+            ("keep-alive", "timeout=75"),
+            ("content-type", "text/plain"),
+            ("content-length", "2"),
+        ]);
+        assert_eq!(remove_hop_by_hop(&mut headers), None);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-length", "content-type"]);
+        let mut headers = map(&[
+            ("connection", "close, X-Private"),
+            ("x-private", "1"),
+            ("etag", "\"a\""),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["etag"]);
     }
 
     #[test]
