@@ -44,6 +44,10 @@ impl Identity {
 #[derive(Debug)]
 pub struct IdentityHeaders {
     strip: Vec<HeaderPattern>,
+    /// `true` at each canonical byte some strip pattern starts with: most
+    /// header names (`host`, `accept`, ...) are ruled out by their first
+    /// byte instead of a comparison against every pattern.
+    first_bytes: [bool; 256],
     inject: Vec<(HeaderName, String)>,
     assertion: Option<AssertionSigner>,
     /// The JWKS of the assertion key (`{"keys":[]}` without one), rendered
@@ -72,10 +76,20 @@ impl IdentityHeaders {
             )?),
             None => None,
         };
+        let mut first_bytes = [false; 256];
+        for pattern in &strip {
+            let (HeaderPattern::Exact(p) | HeaderPattern::Prefix(p)) = pattern;
+            match p.bytes().next() {
+                Some(b) => first_bytes[usize::from(b)] = true,
+                // An empty prefix matches every name.
+                None => first_bytes = [true; 256],
+            }
+        }
         let keys: Vec<&Value> = assertion.iter().map(AssertionSigner::jwk).collect();
         let jwks = serde_json::json!({ "keys": keys }).to_string().into();
         Ok(Arc::new(IdentityHeaders {
             strip,
+            first_bytes,
             inject: config.headers.clone(),
             assertion,
             jwks,
@@ -92,6 +106,10 @@ impl IdentityHeaders {
     pub fn is_identity_alias(&self, name: &str) -> bool {
         // Compared byte by byte in canonical form, without allocating: this
         // runs for every header of every request.
+        let first = name.bytes().next().map_or(0, canonical_byte);
+        if !self.first_bytes[usize::from(first)] {
+            return false;
+        }
         let canonical_starts_with = |pattern: &str| {
             name.len() >= pattern.len()
                 && name
