@@ -2,8 +2,10 @@
 //! enough to choose a provider and a key — and to refuse the header tricks
 //! of RFC 8725 §2 before any key is touched.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::Invalid;
@@ -14,6 +16,47 @@ use crate::config::JwtAlgorithm;
 const FORBIDDEN_HEADER_PARAMS: [&str; 5] = ["jku", "x5u", "jwk", "x5c", "crit"];
 
 pub type Claims = BTreeMap<String, Value>;
+
+/// The JOSE header, read into fields rather than a map: no allocation per
+/// parameter on every uncached request. A parameter named twice is refused
+/// (serde's derive rejects duplicate fields), never "last one wins".
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Option<Cow<'a, str>>,
+    kid: Option<String>,
+    #[serde(default)]
+    jku: Present,
+    #[serde(default)]
+    x5u: Present,
+    #[serde(default)]
+    jwk: Present,
+    #[serde(default)]
+    x5c: Present,
+    #[serde(default)]
+    crit: Present,
+}
+
+impl Header<'_> {
+    fn forbidden_param(&self) -> Option<&'static str> {
+        let present = [self.jku, self.x5u, self.jwk, self.x5c, self.crit];
+        FORBIDDEN_HEADER_PARAMS
+            .into_iter()
+            .zip(present)
+            .find_map(|(name, Present(here))| here.then_some(name))
+    }
+}
+
+/// Whether a header parameter appears at all, whatever its value (`null`
+/// included: `"jku": null` is still a token asking for a key URL).
+#[derive(Clone, Copy, Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Present(true))
+    }
+}
 
 /// A structurally valid token whose signature has not been checked yet.
 #[derive(Debug)]
@@ -47,27 +90,21 @@ pub fn parse(raw: &str) -> Result<Unverified<'_>, Invalid> {
         return Err(Invalid::Malformed("empty signature"));
     }
     let signing_input = &raw[..header.len() + 1 + payload.len()];
-    let header: serde_json::Map<String, Value> = serde_json::from_slice(&base64url(header)?)
-        .map_err(|_| Invalid::Malformed("header is not a JSON object"))?;
+    let header_json = base64url(header)?;
+    let header: Header = serde_json::from_slice(&header_json)
+        .map_err(|_| Invalid::Malformed("header is not a JSON object of JOSE parameters"))?;
     let alg_name = header
-        .get("alg")
-        .and_then(Value::as_str)
+        .alg
+        .as_deref()
         .ok_or(Invalid::Malformed("header has no alg"))?;
     if alg_name.eq_ignore_ascii_case("none") {
         return Err(Invalid::Algorithm("alg none"));
     }
     let alg = JwtAlgorithm::parse(alg_name).ok_or(Invalid::Algorithm("unsupported alg"))?;
-    if let Some(param) = FORBIDDEN_HEADER_PARAMS
-        .iter()
-        .find(|p| header.contains_key(**p))
-    {
+    if let Some(param) = header.forbidden_param() {
         return Err(Invalid::ForbiddenHeader(param));
     }
-    let kid = match header.get("kid") {
-        None => None,
-        Some(Value::String(kid)) => Some(kid.clone()),
-        Some(_) => return Err(Invalid::Malformed("kid is not a string")),
-    };
+    let kid = header.kid;
     let signature = base64url(signature)?;
     let claims: Claims = serde_json::from_slice(&base64url(payload)?)
         .map_err(|_| Invalid::Malformed("payload is not a JSON object"))?;
@@ -230,6 +267,27 @@ mod tests {
                 matches!(parse(&t), Err(Invalid::ForbiddenHeader(_))),
                 "{param}"
             );
+        }
+    }
+
+    #[test]
+    fn a_forbidden_header_param_is_refused_whatever_its_value() {
+        for value in ["null", "{}", "[]", "0", "false"] {
+            let t = token(&format!(r#"{{"alg":"RS256","jku":{value}}}"#), "{}");
+            assert!(
+                matches!(parse(&t), Err(Invalid::ForbiddenHeader("jku"))),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_param_named_twice_is_refused() {
+        for header in [
+            r#"{"alg":"none","alg":"RS256"}"#,
+            r#"{"alg":"RS256","kid":"a","kid":"b"}"#,
+        ] {
+            assert!(parse(&token(header, "{}")).is_err(), "{header}");
         }
     }
 
