@@ -93,15 +93,23 @@ async fn serve(
             let conn = ConnInfo::new(peer, false);
             run(stream, conn, &builder, proxy.clone(), drain, idle_timeout).await
         }
+        // Boxed: the handshake and the TLS stream hold rustls' connection
+        // state inline (~7 KB), and a future is as big as its biggest
+        // branch: unboxed, every plaintext connection would carry it too.
         Some(acceptor) => {
-            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let conn = ConnInfo::new(peer, true);
-                    run(tls, conn, &builder, proxy.clone(), drain, idle_timeout).await
+            let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+            let proxy = proxy.clone();
+            let serve_tls = async move {
+                match handshake.await {
+                    Ok(Ok(tls)) => {
+                        let conn = ConnInfo::new(peer, true);
+                        run(tls, conn, &builder, proxy.clone(), drain, idle_timeout).await
+                    }
+                    Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
+            };
+            Box::pin(serve_tls).await
         }
     }
     proxy.metrics.connections.dec();
