@@ -185,3 +185,77 @@ impl Metrics {
         out
     }
 }
+
+/// One route's `wristband_requests_total` counters, by status. A route sees
+/// a handful of statuses, so a short list read under a shared lock replaces
+/// hashing the label set (SipHash over the route name) on every request.
+#[derive(Debug)]
+pub struct StatusCounters {
+    family: Family<RouteStatus, Counter>,
+    route: Arc<str>,
+    seen: std::sync::RwLock<Vec<(u16, Counter)>>,
+}
+
+impl StatusCounters {
+    /// Enough for every status a route can realistically answer; any
+    /// further one is counted through the family.
+    const CAPACITY: usize = 32;
+
+    pub fn new(family: &Family<RouteStatus, Counter>, route: Arc<str>) -> Self {
+        StatusCounters {
+            family: family.clone(),
+            route,
+            seen: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn inc(&self, status: u16) {
+        if let Ok(seen) = self.seen.read()
+            && let Some((_, counter)) = seen.iter().find(|(s, _)| *s == status)
+        {
+            counter.inc();
+            return;
+        }
+        let label = RouteStatus {
+            route: self.route.clone(),
+            status,
+        };
+        let counter = self.family.get_or_create(&label).clone();
+        counter.inc();
+        if let Ok(mut seen) = self.seen.write()
+            && seen.len() < Self::CAPACITY
+            && !seen.iter().any(|(s, _)| *s == status)
+        {
+            seen.push((status, counter));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_counters_count_into_the_family_past_their_capacity() {
+        let metrics = Metrics::new();
+        let counters = StatusCounters::new(&metrics.requests, "r".into());
+        let statuses: Vec<u16> = (0..40).map(|i| 200 + i).collect();
+        for _ in 0..3 {
+            for &status in &statuses {
+                counters.inc(status);
+            }
+        }
+        for &status in &statuses {
+            let label = RouteStatus {
+                route: "r".into(),
+                status,
+            };
+            assert_eq!(metrics.requests.get_or_create(&label).get(), 3, "{status}");
+        }
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"wristband_requests_total{route="r",status="239"} 3"#),
+            "{text}"
+        );
+    }
+}
