@@ -129,6 +129,22 @@ async fn session_get(addr: SocketAddr, cookie: &str) -> Reply {
     get(addr, "/", &[&format!("Cookie: {cookie}")]).await
 }
 
+/// fred opens replica connections after the primary's, so the proxy can be
+/// ready before a read can be routed to a replica (seen on a loaded CI
+/// machine). Looks `cookie` up until `replica` answers one, within 10 s.
+async fn until_the_replica_is_read(px: SocketAddr, cookie: &str, replica: &RedisServer) -> bool {
+    let before = replica.command_calls("hgetall");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        assert_eq!(session_get(px, cookie).await.status, 200, "{cookie}");
+        if replica.command_calls("hgetall") > before {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Sends the request every `step` until it answers `status`, for at most
 /// `limit`; how long that took, or `None`.
 async fn answers_within(
@@ -951,6 +967,10 @@ async fn read_from_replicas_through_sentinel_reads_the_replica_sentinel_names() 
     let mut setup = Setup::redis(&set.url());
     setup.store.push_str("\nread_from_replicas = true");
     let px = setup.start(&[up.addr]).await;
+    assert!(
+        until_the_replica_is_read(px.addr, "sid=sr1", &set.replica).await,
+        "no lookup reached the replica within 10 s"
+    );
 
     let on_replica = set.replica.command_calls("hgetall");
     let on_primary = set.primary.command_calls("hgetall");
@@ -1151,6 +1171,10 @@ async fn read_from_replicas_asks_the_replica_and_the_primary_on_a_replica_miss()
     let mut setup = Setup::redis(&primary.url());
     setup.store.push_str("\nread_from_replicas = true");
     let px = setup.start(&[up.addr]).await;
+    assert!(
+        until_the_replica_is_read(px.addr, "sid=r1", &replica).await,
+        "no lookup reached the replica within 10 s"
+    );
 
     let on_replica = replica.command_calls("hgetall");
     let on_primary = primary.command_calls("hgetall");
