@@ -10,6 +10,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -135,11 +137,22 @@ async fn run<S>(
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let mut closing = false;
-    // A drain that started before this connection was accepted.
-    if *drain.borrow() {
+    // The drain and idle watchers sit in a `FuturesUnordered` so that they
+    // are polled only when their own wakers fire: a plain `select!` would
+    // poll both (a watch notification and a timer) on each of the several
+    // wake-ups of every request.
+    let mut watchers = FuturesUnordered::new();
+    let draining = *drain.borrow();
+    if draining {
+        // A drain that started before this connection was accepted.
         connection.as_mut().graceful_shutdown();
-        closing = true;
+    } else {
+        watchers.push(async move {
+            tokio::select! {
+                _ = drain.changed() => {}
+                _ = idle::expired(&activity, idle_timeout) => {}
+            }
+        });
     }
     loop {
         tokio::select! {
@@ -151,14 +164,8 @@ async fn run<S>(
                 }
                 return;
             }
-            _ = drain.changed(), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            _ = idle::expired(&activity, idle_timeout), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
+            // Ready(None) once the watcher has fired: the branch disables.
+            Some(()) = watchers.next() => connection.as_mut().graceful_shutdown(),
         }
     }
 }
