@@ -49,7 +49,7 @@ SWEEP=${SWEEP:-}
 CONNECTIONS_LIST=${CONNECTIONS_LIST:-1 64 512}
 ROUTES_EXTRA=${ROUTES_EXTRA:-9999}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
-IDLE_TARGETS=${IDLE_TARGETS:-wristband nginx}
+IDLE_TARGETS=${IDLE_TARGETS:-wristband hyper-floor nginx}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
@@ -71,7 +71,12 @@ case $SWEEP in
             [[ $c =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS_LIST holds '$c', not a positive integer"
         done
         ;;
-    routes | jwks | idle) TARGETS="wristband" ;;
+    routes | jwks) TARGETS="wristband" ;;
+    idle)
+        TARGETS="wristband"
+        # The bare hyper proxy too, when asked: the stack's own floor.
+        [[ " $IDLE_TARGETS " != *" hyper-floor "* ]] || TARGETS="wristband hyper-floor"
+        ;;
     *) die "SWEEP must be connections, routes, jwks or idle (got '$SWEEP')" ;;
 esac
 [[ $ROUTES_EXTRA =~ ^[0-9]+$ ]] || die "ROUTES_EXTRA must be a number (got '$ROUTES_EXTRA')"
@@ -677,6 +682,12 @@ for layout in "${LAYOUTS[@]}"; do
             layout_pids+=("$STARTED_WB")
             idle_rss "$layout" wristband "$I_PORT" "$IDLE_CONNECTIONS" "$STARTED_WB" ||
                 die "the idle-connection client failed"
+            # The same against the bare hyper proxy: what hyper's HTTP/1
+            # server and client keep per connection, without wristband.
+            if [[ " $IDLE_TARGETS " == *" hyper-floor "* ]]; then
+                idle_rss "$layout" hyper-floor "$FLOOR_PORT" "$IDLE_CONNECTIONS" "$FLOOR_PID" ||
+                    die "the idle-connection client failed"
+            fi
             # The same against the nginx proxy (master + worker), for scale; its
             # worker_connections raised for the occasion.
             if [[ " $IDLE_TARGETS " == *" nginx "* ]]; then
