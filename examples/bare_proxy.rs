@@ -43,7 +43,13 @@ impl ConnPool {
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, Box<dyn std::error::Error + Send + Sync>> {
         let idle = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
-        let mut sender = match idle {
+        // A pooled connection the backend has closed meanwhile is dropped
+        // for a fresh one, as any pool must (wristband's retries the same way).
+        let pooled = match idle {
+            Some(mut sender) => sender.ready().await.ok().map(|()| sender),
+            None => None,
+        };
+        let mut sender = match pooled {
             Some(sender) => sender,
             None => {
                 let stream = TcpStream::connect(self.backend).await?;
@@ -119,7 +125,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
                     };
                     let response: Response<Body> = match result {
                         Ok(response) => response.map(Either::Left),
-                        Err(_) => {
+                        Err(error) => {
+                            eprintln!("bare_proxy: 502: {error}");
                             let mut r = Response::new(Either::Right(http_body_util::Empty::new()));
                             *r.status_mut() = StatusCode::BAD_GATEWAY;
                             r
