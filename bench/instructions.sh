@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Instructions per proxied request, counted by valgrind's callgrind: the
+# user-space work of one request, independent of what else the machine is
+# doing (the same binary and inputs give the same count within ~0.5%).
+# A complement to bench/run.sh, not a replacement: it counts no kernel time,
+# no cache misses, and valgrind's CPU lacks SHA-NI and AVX-512, so crypto
+# counts run higher than on real hardware.
+#
+#   bench/instructions.sh                 # every target
+#   TARGETS="hyper-floor wristband" bench/instructions.sh
+#   WRISTBAND_BIN=/path/to/older/wristband bench/instructions.sh
+#
+# Each target runs twice under callgrind, with N1 and N2 requests over four
+# keep-alive connections; (count2 - count1) / (N2 - N1) removes start-up.
+# Targets: hyper-floor (examples/bare_proxy.rs), wristband (public route),
+# wristband-rs256 (verified-token cache on), wristband-rs256-nocache,
+# wristband-session-nocache (one HGETALL per request; Redis not counted).
+set -euo pipefail
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR=$REPO_DIR/bench
+TARGETS=${TARGETS:-hyper-floor wristband wristband-rs256 wristband-rs256-nocache wristband-session-nocache}
+N1=${N1:-1000}
+N2=${N2:-3000}
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR=$REPO_DIR/$TARGET_DIR ;; esac
+PATH=$PATH:/usr/sbin:/sbin
+
+log() { printf '[instructions] %s\n' "$*" >&2; }
+die() { printf '[instructions] error: %s\n' "$*" >&2; exit 1; }
+
+for tool in valgrind callgrind_control nginx redis-server python3; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (Debian: valgrind, nginx-light, redis-server)"
+done
+[[ $N1 =~ ^[1-9][0-9]*$ && $N2 =~ ^[1-9][0-9]*$ && $N2 -gt $N1 ]] || die "N1 and N2 must be positive integers, N2 > N1"
+
+log "building (cargo build --release --bin wristband --example bare_proxy --example bench_tokens)"
+(cd "$REPO_DIR" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --locked --bin wristband \
+    --example bare_proxy --example bench_tokens) >&2 || die "cargo build failed"
+# WRISTBAND_BIN measures another build (an older commit's, say) instead.
+WB_BIN=${WRISTBAND_BIN:-$TARGET_DIR/release/wristband}
+FLOOR_BIN=$TARGET_DIR/release/examples/bare_proxy
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# Free loopback ports, all picked in one call.
+read -r BACKEND_PORT REDIS_PORT PORT ADMIN_PORT <<<"$(python3 - <<'PY'
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+PY
+)"
+
+mkdir -p "$TMP/nginx/tmp"
+sed -e "s#@PREFIX@#$TMP/nginx#g" -e "s#@PORT@#$BACKEND_PORT#g" \
+    "$BENCH_DIR/nginx-backend.conf.in" >"$TMP/nginx.conf"
+nginx -c "$TMP/nginx.conf" -p "$TMP/nginx" >"$TMP/nginx.log" 2>&1 &
+PIDS+=($!)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    >"$TMP/redis.log" 2>&1 &
+PIDS+=($!)
+"$TARGET_DIR/release/examples/bench_tokens" "$TMP" >/dev/null || die "bench_tokens failed"
+for _ in $(seq 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+done
+redis-cli -p "$REDIS_PORT" HSET sessions:bench-session-0123456789 user_id bench-user roles a,b \
+    >/dev/null || die "cannot seed the session in Redis"
+
+# count NAME PATH HEADER CACHE CMD...: instructions per request of CMD.
+count() {
+    local name=$1 path=$2 header=$3 cache=$4
+    shift 4
+    sed -e "s#@PORT@#$PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
+        -e "s#@JWKS@#$TMP/jwks.json#g" -e "s#@CACHE@#$cache#g" -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
+        -e "s#@SESSION_CACHE@#0s#g" "$BENCH_DIR/wristband.toml.in" >"$TMP/wristband.toml"
+    local totals=() n pid
+    for n in "$N1" "$N2"; do
+        rm -f "$TMP"/callgrind.out.*
+        TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out.%p" \
+            "$@" >"$TMP/$name.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        python3 - "$PORT" "$path" "$header" "$n" <<'PY' || die "$name did not answer 200 ok (see its log)"
+import http.client, sys, time
+port, path, header, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+name, _, value = header.partition(": ")
+headers = {"Host": "bench", name: value} if name else {"Host": "bench"}
+deadline = time.monotonic() + 60
+while True:  # valgrind starts slowly
+    try:
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
+        conns[0].request("GET", path, headers=headers)
+        r = conns[0].getresponse(); r.read()
+        if r.status == 200:
+            break
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        sys.exit(f"no 200 from :{port}{path} within 60 s")
+    time.sleep(0.2)
+for i in range(n):
+    c = conns[i % 4]
+    c.request("GET", path, headers=headers)
+    r = c.getresponse(); body = r.read()
+    if r.status != 200 or body != b"ok":
+        sys.exit(f"request {i}: {r.status} {body[:80]!r}")
+PY
+        # Dump, then stop: not every target exits on a signal, and a dump
+        # is what callgrind writes on exit anyway.
+        callgrind_control -d "$pid" >/dev/null
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        totals+=("$(cat "$TMP"/callgrind.out.* | awk '/^summary:/ {s += $2} END {print s + 0}')")
+    done
+    python3 - "$name" "${totals[0]}" "${totals[1]}" "$N1" "$N2" <<'PY'
+import sys
+name, a, b, n1, n2 = sys.argv[1], *map(int, sys.argv[2:])
+print(f"| {name} | {(b - a) / (n2 - n1):.0f} |")
+PY
+}
+
+token=$(cat "$TMP/token-rs256.txt")
+echo "| target | instructions per request |"
+echo "|---|---:|"
+for target in $TARGETS; do
+    log "$target"
+    case $target in
+        hyper-floor) count "$target" / "" 0 "$FLOOR_BIN" "127.0.0.1:$PORT" "127.0.0.1:$BACKEND_PORT" conn ;;
+        wristband) count "$target" / "" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
+        wristband-rs256) count "$target" /api "Authorization: Bearer $token" 100000 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
+        wristband-rs256-nocache) count "$target" /api "Authorization: Bearer $token" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
+        wristband-session-nocache) count "$target" /app "Cookie: sid=bench-session-0123456789" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
+        *) die "unknown target '$target'" ;;
+    esac
+done
