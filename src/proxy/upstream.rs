@@ -182,8 +182,9 @@ impl Upstream {
             1
         };
         let mut request = Some(request);
+        // Both only on the retry path: the common request allocates neither.
         let mut tried: Vec<usize> = Vec::new();
-        let mut last_error = Rejection::BadGateway("no target available".into());
+        let mut last_error = None;
         for _ in 0..attempts {
             let Some(mut unsent) = request.take() else {
                 break;
@@ -194,7 +195,6 @@ impl Upstream {
             else {
                 break;
             };
-            tried.push(index);
             let state = &self.targets[index];
             *unsent.version_mut() = Version::HTTP_11;
             state.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -222,11 +222,12 @@ impl Upstream {
                         )));
                     }
                     state.eject(self.name());
-                    last_error = Rejection::BadGateway(format!(
+                    last_error = Some(Rejection::BadGateway(format!(
                         "{}: connect failed: {}",
                         state.target.configured,
                         crate::error::chain(&*error)
-                    ));
+                    )));
+                    tried.push(index);
                     request = Some(*back);
                 }
                 Ok(Err(error)) => {
@@ -243,7 +244,7 @@ impl Upstream {
                 }
             }
         }
-        Err(last_error)
+        Err(last_error.unwrap_or_else(|| Rejection::BadGateway("no target available".into())))
     }
 
     /// A bare GET for the health checker.
