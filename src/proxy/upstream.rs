@@ -64,7 +64,10 @@ impl TargetState {
     }
 
     fn ejected(&self) -> bool {
-        self.ejected_until_ms.load(Ordering::Relaxed) > self.now_ms()
+        // 0 (never ejected, or since readmitted) needs no clock: that is
+        // every pick of a healthy target, twice per request.
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        until != 0 && until > self.now_ms()
     }
 
     fn eject(&self, upstream: &str) {
