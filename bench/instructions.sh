@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, counted by valgrind's callgrind: the
 # user-space work of one request, independent of what else the machine is
-# doing (the same binary and inputs give the same count within ~0.5%).
+# doing (repeated runs of the same binary agree within ~1-1.5%).
 # A complement to bench/run.sh, not a replacement: it counts no kernel time,
 # no cache misses, and valgrind's CPU lacks SHA-NI and AVX-512, so crypto
 # counts run higher than on real hardware.
