@@ -44,7 +44,9 @@ FLOOR_BIN=$TARGET_DIR/release/examples/bare_proxy
 TMP=$(mktemp -d)
 PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    # TERM, not KILL: nginx's master stops its worker on TERM, while a
+    # killed master leaves the worker running and listening.
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$TMP"
 }
