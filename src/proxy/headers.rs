@@ -63,7 +63,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
             upgrade_requested = true;
         }
         let fixed = token.eq_ignore_ascii_case("close")
-            || token.eq_ignore_ascii_case("keep-alive")
             || HOP_BY_HOP
                 .iter()
                 .any(|h| token.eq_ignore_ascii_case(h.as_str()));
