@@ -344,6 +344,16 @@ mod tests {
             .expect("request")
     }
 
+    /// Reads a response to its end, which gives its connection back.
+    async fn read(response: Response<PooledBody>) -> Bytes {
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+    }
+
     fn pool(addr: std::net::SocketAddr, idle_timeout: Duration) -> Arc<Pool> {
         let target = Target {
             configured: format!("http://{addr}"),
@@ -364,13 +374,7 @@ mod tests {
 
         for _ in 0..3 {
             let response = pool.send(get("/")).await.expect("response");
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
-            assert_eq!(&body[..], b"ok");
+            assert_eq!(&read(response).await[..], b"ok");
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(pool.idle_count(), 1);
@@ -380,7 +384,7 @@ mod tests {
         let unread = pool.send(get("/")).await.expect("response");
         assert_eq!(pool.idle_count(), 0);
         let response = pool.send(get("/")).await.expect("response");
-        response.into_body().collect().await.expect("body");
+        read(response).await;
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
         drop(unread);
         assert_eq!(
@@ -408,10 +412,10 @@ mod tests {
         let (addr, accepted) = server().await;
         let pool = pool(addr, Duration::from_millis(50));
         let response = pool.send(get("/")).await.expect("response");
-        response.into_body().collect().await.expect("body");
+        read(response).await;
         tokio::time::sleep(Duration::from_millis(120)).await;
         let response = pool.send(get("/")).await.expect("response");
-        response.into_body().collect().await.expect("body");
+        read(response).await;
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
