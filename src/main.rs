@@ -48,7 +48,14 @@ fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
     // is empty), which works against writing concurrent requests' Redis
     // commands together. An A/B on one core measured ~11% less CPU per
     // request for the single thread (public route and session route).
-    let mut builder = match worker_threads() {
+    let threads = match worker_threads() {
+        Ok(threads) => threads,
+        Err(message) => {
+            eprintln!("wristband: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = match threads {
         1 => tokio::runtime::Builder::new_current_thread(),
         n => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -72,12 +79,22 @@ fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
     }
 }
 
-/// `TOKIO_WORKER_THREADS` (tokio's own setting) when it is a positive
-/// number, else one per CPU this process may use (cgroup quotas included).
-fn worker_threads() -> usize {
-    std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+/// `TOKIO_WORKER_THREADS` (tokio's own setting), else one per CPU this
+/// process may use (cgroup quotas included). A value that is not a positive
+/// whole number is refused, not ignored: an operator who set it meant it.
+fn worker_threads() -> Result<usize, String> {
+    match std::env::var("TOKIO_WORKER_THREADS") {
+        Err(std::env::VarError::NotPresent) => {
+            Ok(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }
+        Ok(value) => match value.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "TOKIO_WORKER_THREADS must be a positive whole number of threads, not {value:?}"
+            )),
+        },
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err("TOKIO_WORKER_THREADS must be a positive whole number of threads".into())
+        }
+    }
 }

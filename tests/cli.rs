@@ -339,3 +339,35 @@ fn secrets_never_appear_in_check_output() {
         }
     }
 }
+
+#[test]
+fn an_unusable_tokio_worker_threads_is_refused_by_name_and_binds_nothing() {
+    let dir = TempDir::new();
+    let addr = free_addr();
+    let admin = free_addr();
+    let file = dir.write(
+        "ok.toml",
+        &format!(
+            "[server]\nlisten = [\"{addr}\"]\n[admin]\nlisten = \"{admin}\"\n\
+             [[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n\
+             [[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n"
+        ),
+    );
+    for value in ["0", "two", "-1", ""] {
+        let ran = wristband(
+            &["run", "--config", path_str(&file)],
+            &[("TOKIO_WORKER_THREADS", value)],
+        );
+        assert_exit(&ran, 2);
+        assert!(
+            stderr(&ran).contains(&format!(
+                "TOKIO_WORKER_THREADS must be a positive whole number of threads, not {value:?}"
+            )),
+            "{value:?}: {}",
+            stderr(&ran)
+        );
+        for port in [addr, admin] {
+            assert!(!accepts(port), "{value:?}: {port} is being listened on");
+        }
+    }
+}
