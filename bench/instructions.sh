@@ -42,8 +42,10 @@ WB_BIN=${WRISTBAND_BIN:-$TARGET_DIR/release/wristband}
 FLOOR_BIN=$TARGET_DIR/release/examples/bare_proxy
 
 TMP=$(mktemp -d)
-PIDS=()
+PIDS=()     # nginx and Redis, for the whole run
+MEASURED=  # the process under callgrind, while it runs
 cleanup() {
+    [ -z "$MEASURED" ] || kill -9 "$MEASURED" 2>/dev/null || true
     # TERM, not KILL: nginx's master stops its worker on TERM, while a
     # killed master leaves the worker running and listening.
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -85,14 +87,13 @@ count() {
     sed -e "s#@PORT@#$PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
         -e "s#@JWKS@#$TMP/jwks.json#g" -e "s#@CACHE@#$cache#g" -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
         -e "s#@SESSION_CACHE@#0s#g" "$BENCH_DIR/wristband.toml.in" >"$TMP/wristband.toml"
-    local totals=() n pid
+    local totals=() n total
     for n in "$N1" "$N2"; do
         rm -f "$TMP"/callgrind.out.*
         TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out.%p" \
             "$@" >"$TMP/$name.log" 2>&1 &
-        pid=$!
-        PIDS+=("$pid")
-        python3 - "$PORT" "$path" "$header" "$n" <<'PY' || die "$name did not answer 200 ok (see its log)"
+        MEASURED=$!
+        python3 - "$PORT" "$path" "$header" "$n" <<'PY' || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
 import http.client, sys, time
 port, path, header, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 name, _, value = header.partition(": ")
@@ -119,10 +120,15 @@ for i in range(n):
 PY
         # Dump, then stop: not every target exits on a signal, and a dump
         # is what callgrind writes on exit anyway.
-        callgrind_control -d "$pid" >/dev/null
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        totals+=("$(cat "$TMP"/callgrind.out.* | awk '/^summary:/ {s += $2} END {print s + 0}')")
+        callgrind_control -d "$MEASURED" >/dev/null 2>&1
+        # Killed and reaped here, and forgotten: a PID kept for the cleanup
+        # could by then name some other process.
+        kill -9 "$MEASURED" 2>/dev/null || true
+        wait "$MEASURED" 2>/dev/null || true
+        MEASURED=
+        total=$(cat "$TMP"/callgrind.out.* | awk '/^summary:/ {s += $2} END {print s + 0}')
+        [ "$total" -gt 0 ] || die "$name: callgrind wrote no counts; the end of its log: $(tail -5 "$TMP/$name.log")"
+        totals+=("$total")
     done
     python3 - "$name" "${totals[0]}" "${totals[1]}" "$N1" "$N2" <<'PY'
 import sys
