@@ -186,48 +186,51 @@ impl Metrics {
     }
 }
 
-/// One route's `wristband_requests_total` counters, by status. A route sees
-/// a handful of statuses, so a short list read under a shared lock replaces
-/// hashing the label set (SipHash over the route name) on every request.
+/// One route's `wristband_requests_total` counters, by status, resolved
+/// once like `AuthCounters`' (`auth/counters.rs`): no label hashing per
+/// request. Statuses are an open set, so instead of one slot per label each
+/// slot is claimed by the first status that needs it; reads are lock-free
+/// (a hot route's requests on several workers share no lock).
 #[derive(Debug)]
 pub struct StatusCounters {
     family: Family<RouteStatus, Counter>,
     route: Arc<str>,
-    seen: std::sync::RwLock<Vec<(u16, Counter)>>,
+    slots: [std::sync::OnceLock<(u16, Counter)>; StatusCounters::SLOTS],
 }
 
 impl StatusCounters {
-    /// Enough for every status a route can realistically answer; any
-    /// further one is counted through the family.
-    const CAPACITY: usize = 32;
+    /// More than a route realistically answers; a status beyond them is
+    /// counted through the family.
+    const SLOTS: usize = 16;
 
     pub fn new(family: &Family<RouteStatus, Counter>, route: Arc<str>) -> Self {
         StatusCounters {
             family: family.clone(),
             route,
-            seen: std::sync::RwLock::new(Vec::new()),
+            slots: Default::default(),
         }
     }
 
     pub fn inc(&self, status: u16) {
-        if let Ok(seen) = self.seen.read()
-            && let Some((_, counter)) = seen.iter().find(|(s, _)| *s == status)
-        {
-            counter.inc();
-            return;
+        for slot in &self.slots {
+            // Either this status's slot, another status's, or the first
+            // free one, which this status claims unless a concurrent
+            // request claims it first for another (then look further).
+            let (claimed, counter) = slot.get_or_init(|| (status, self.resolve(status)));
+            if *claimed == status {
+                counter.inc();
+                return;
+            }
         }
+        self.resolve(status).inc();
+    }
+
+    fn resolve(&self, status: u16) -> Counter {
         let label = RouteStatus {
             route: self.route.clone(),
             status,
         };
-        let counter = self.family.get_or_create(&label).clone();
-        counter.inc();
-        if let Ok(mut seen) = self.seen.write()
-            && seen.len() < Self::CAPACITY
-            && !seen.iter().any(|(s, _)| *s == status)
-        {
-            seen.push((status, counter));
-        }
+        self.family.get_or_create(&label).clone()
     }
 }
 
