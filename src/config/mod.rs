@@ -306,7 +306,30 @@ pub struct Target {
     /// As written in the file: the `target` label of metrics.
     pub configured: String,
     pub scheme: http::uri::Scheme,
+    /// Always with its port (the scheme's default when none was written).
     pub authority: http::uri::Authority,
+}
+
+impl Target {
+    /// The port of `http` (80) or `https` (443), the only schemes a target
+    /// may have.
+    pub fn default_port(scheme: &http::uri::Scheme) -> u16 {
+        if *scheme == http::uri::Scheme::HTTPS {
+            443
+        } else {
+            80
+        }
+    }
+
+    /// `host[:port]` as a Host header, the port left out when it is the
+    /// scheme's default.
+    pub fn host_header(&self) -> Option<http::HeaderValue> {
+        let host = match self.authority.port_u16() {
+            Some(port) if port == Self::default_port(&self.scheme) => self.authority.host(),
+            _ => self.authority.as_str(),
+        };
+        http::HeaderValue::from_str(host).ok()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -83,7 +83,7 @@ impl Pool {
             .build()
             .unwrap_or_default();
         Arc::new(Pool {
-            host: host_header(&target.scheme, &target.authority),
+            host: target.host_header(),
             target: uri,
             connector,
             idle: Mutex::new(Vec::new()),
@@ -212,23 +212,6 @@ impl Pool {
     fn idle_count(&self) -> usize {
         self.lock().len()
     }
-}
-
-/// `host[:port]`, the port left out when it is the scheme's default.
-fn host_header(
-    scheme: &http::uri::Scheme,
-    authority: &http::uri::Authority,
-) -> Option<http::HeaderValue> {
-    let default_port = if *scheme == http::uri::Scheme::HTTPS {
-        443
-    } else {
-        80
-    };
-    let host = match authority.port_u16() {
-        Some(port) if port == default_port => authority.host(),
-        _ => authority.as_str(),
-    };
-    http::HeaderValue::from_str(host).ok()
 }
 
 /// Closes connections idle for longer than `idle_timeout`, so an upstream

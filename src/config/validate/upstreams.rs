@@ -137,9 +137,9 @@ fn parse_target(text: &str) -> Result<Target, &'static str> {
     let uri: http::Uri = text
         .parse()
         .map_err(|_| "is not a valid URL (expected e.g. \"http://127.0.0.1:3000\")")?;
-    let (scheme, default_port) = match uri.scheme_str() {
-        Some("http") => (http::uri::Scheme::HTTP, 80),
-        Some("https") => (http::uri::Scheme::HTTPS, 443),
+    let scheme = match uri.scheme_str() {
+        Some("http") => http::uri::Scheme::HTTP,
+        Some("https") => http::uri::Scheme::HTTPS,
         _ => return Err("must start with http:// or https://"),
     };
     let authority = uri.authority().ok_or("has no host")?;
@@ -152,7 +152,9 @@ fn parse_target(text: &str) -> Result<Target, &'static str> {
     if uri.query().is_some() || !matches!(uri.path(), "" | "/") || text.ends_with('?') {
         return Err("must not have a path or query (only scheme, host and port)");
     }
-    let port = authority.port_u16().unwrap_or(default_port);
+    let port = authority
+        .port_u16()
+        .unwrap_or(Target::default_port(&scheme));
     let authority = format!("{}:{port}", authority.host())
         .parse::<http::uri::Authority>()
         .map_err(|_| "has an invalid host")?;
@@ -161,4 +163,42 @@ fn parse_target(text: &str) -> Result<Target, &'static str> {
         scheme,
         authority,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_target;
+
+    #[test]
+    fn a_target_keeps_its_port_and_its_host_header_drops_the_default_one() {
+        for (text, authority, host) in [
+            ("http://app.internal", "app.internal:80", "app.internal"),
+            (
+                "http://app.internal:8080",
+                "app.internal:8080",
+                "app.internal:8080",
+            ),
+            (
+                "https://api.example.com",
+                "api.example.com:443",
+                "api.example.com",
+            ),
+            (
+                "https://api.example.com:443/",
+                "api.example.com:443",
+                "api.example.com",
+            ),
+            (
+                "https://api.example.com:80",
+                "api.example.com:80",
+                "api.example.com:80",
+            ),
+            ("http://127.0.0.1:443", "127.0.0.1:443", "127.0.0.1:443"),
+        ] {
+            let target = parse_target(text).expect(text);
+            assert_eq!(target.authority.as_str(), authority, "{text}");
+            let header = target.host_header().expect(text);
+            assert_eq!(header, host, "{text}");
+        }
+    }
 }
