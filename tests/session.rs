@@ -129,6 +129,16 @@ async fn session_get(addr: SocketAddr, cookie: &str) -> Reply {
     get(addr, "/", &[&format!("Cookie: {cookie}")]).await
 }
 
+/// fred learns a primary's replicas from its `ROLE` reply when it connects,
+/// and a replica can already hold the data before that reply names it.
+/// Waits, within 10 s, until `ROLE` names `replica`.
+fn primary_lists(primary: &RedisServer, replica: &RedisServer) -> bool {
+    let port = replica.port().to_string();
+    common::redis::wait_until(Duration::from_secs(10), || {
+        primary.cli(&["ROLE"]).lines().any(|line| line == port)
+    })
+}
+
 /// fred opens replica connections after the primary's, so the proxy can be
 /// ready before a read can be routed to a replica (seen on a loaded CI
 /// machine). Looks `cookie` up until `replica` answers one, within 10 s.
@@ -891,6 +901,10 @@ async fn after_a_sentinel_failover_sessions_are_served_without_restart() {
         set.replica.cli(&["HGET", "sessions:sent1", "user_id"]) == "s-1"
     });
     assert!(replicated, "replica has the session");
+    assert!(
+        primary_lists(&set.primary, &set.replica),
+        "the primary's ROLE never listed the replica"
+    );
     let up = upstream::echo().await;
     let px = Setup::redis(&set.url()).start(&[up.addr]).await;
     let seen = session_get(px.addr, "sid=sent1").await.seen();
@@ -963,6 +977,10 @@ async fn read_from_replicas_through_sentinel_reads_the_replica_sentinel_names() 
         set.replica.cli(&["HGET", "sessions:sr1", "user_id"]) == "sr-1"
     });
     assert!(replicated, "replica has the session");
+    assert!(
+        primary_lists(&set.primary, &set.replica),
+        "the primary's ROLE never listed the replica"
+    );
     let up = upstream::echo().await;
     let mut setup = Setup::redis(&set.url());
     setup.store.push_str("\nread_from_replicas = true");
@@ -1167,6 +1185,10 @@ async fn read_from_replicas_asks_the_replica_and_the_primary_on_a_replica_miss()
         replica.cli(&["HGET", "sessions:r1", "user_id"]) == "r-1"
     });
     assert!(replicated, "replica in sync");
+    assert!(
+        primary_lists(&primary, &replica),
+        "the primary's ROLE never listed the replica"
+    );
     let up = upstream::echo().await;
     let mut setup = Setup::redis(&primary.url());
     setup.store.push_str("\nread_from_replicas = true");
