@@ -9,17 +9,19 @@
 #   bench/instructions.sh                 # every target
 #   TARGETS="hyper-floor wristband" bench/instructions.sh
 #   WRISTBAND_BIN=/path/to/older/wristband bench/instructions.sh
+#   KEEP_DIR=/tmp/cg bench/instructions.sh  # keep the profiles, for callgrind_annotate
 #
 # Each target runs twice under callgrind, with N1 and N2 requests over four
 # keep-alive connections; (count2 - count1) / (N2 - N1) removes start-up.
 # Targets: hyper-floor (examples/bare_proxy.rs), wristband (public route),
 # wristband-rs256 (verified-token cache on), wristband-rs256-nocache,
+# wristband-session (session cache on: after the first request, no Redis),
 # wristband-session-nocache (one HGETALL per request; Redis not counted).
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$REPO_DIR/bench
-TARGETS=${TARGETS:-hyper-floor wristband wristband-rs256 wristband-rs256-nocache wristband-session-nocache}
+TARGETS=${TARGETS:-hyper-floor wristband wristband-rs256 wristband-rs256-nocache wristband-session wristband-session-nocache}
 N1=${N1:-1000}
 N2=${N2:-3000}
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
@@ -86,7 +88,10 @@ count() {
     shift 4
     sed -e "s#@PORT@#$PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
         -e "s#@JWKS@#$TMP/jwks.json#g" -e "s#@CACHE@#$cache#g" -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
-        -e "s#@SESSION_CACHE@#0s#g" "$BENCH_DIR/wristband.toml.in" >"$TMP/wristband.toml"
+        -e "s#@SESSION_CACHE@#${SESSION_CACHE:-0s}#g" "$BENCH_DIR/wristband.toml.in" >"$TMP/wristband.toml"
+    # Under valgrind everything runs ~50x slower: the 250ms default would
+    # time out Redis commands (and the cache's tracking set-up) at random.
+    sed -i 's#^url = "redis://.*#&\ncommand_timeout = "10s"#' "$TMP/wristband.toml"
     local totals=() n total
     for n in "$N1" "$N2"; do
         rm -f "$TMP"/callgrind.out.*
@@ -126,6 +131,9 @@ PY
         kill -9 "$MEASURED" 2>/dev/null || true
         wait "$MEASURED" 2>/dev/null || true
         MEASURED=
+        if [ -n "${KEEP_DIR:-}" ]; then
+            mkdir -p "$KEEP_DIR" && cat "$TMP"/callgrind.out.* >"$KEEP_DIR/$name.$n.callgrind"
+        fi
         total=$(cat "$TMP"/callgrind.out.* | awk '/^summary:/ {s += $2} END {print s + 0}')
         [ "$total" -gt 0 ] || die "$name: callgrind wrote no counts; the end of its log: $(tail -5 "$TMP/$name.log")"
         totals+=("$total")
@@ -147,6 +155,7 @@ for target in $TARGETS; do
         wristband) count "$target" / "" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         wristband-rs256) count "$target" /api "Authorization: Bearer $token" 100000 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         wristband-rs256-nocache) count "$target" /api "Authorization: Bearer $token" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
+        wristband-session) SESSION_CACHE=60s count "$target" /app "Cookie: sid=bench-session-0123456789" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         wristband-session-nocache) count "$target" /app "Cookie: sid=bench-session-0123456789" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         *) die "unknown target '$target'" ;;
     esac
