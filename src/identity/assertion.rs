@@ -163,7 +163,7 @@ impl AssertionSigner {
             }
         }
         claims.insert("iss".into(), json!(self.issuer));
-        claims.insert("sub".into(), json!(identity.sub));
+        claims.insert("sub".into(), json!(identity.sub()));
         claims.insert("aud".into(), json!(audience));
         claims.insert("iat".into(), json!(now));
         claims.insert("exp".into(), json!(now + self.ttl_secs));

@@ -11,7 +11,8 @@
 pub mod assertion;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -20,18 +21,41 @@ use crate::config::{HeaderPattern, IdentityConfig, canonical_header_name};
 use assertion::{AssertionSigner, KeyError};
 
 /// A verified caller: the claims of a JWT, or a session's fields turned into
-/// claims (SPEC §3). `sub` is always present.
-#[derive(Debug, Clone, PartialEq)]
+/// claims (SPEC §3). `sub` is always present. Immutable once built: the
+/// caches share one `Identity` across many requests, and so does the
+/// rendering of its headers.
+#[derive(Debug, Clone)]
 pub struct Identity {
-    pub sub: String,
-    pub claims: BTreeMap<String, Value>,
+    sub: String,
+    claims: BTreeMap<String, Value>,
+    /// The identity header values, rendered on first use by the
+    /// `IdentityHeaders` whose id is kept beside them.
+    rendered: OnceLock<(u64, Box<[Rendered]>)>,
+}
+
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.sub == other.sub && self.claims == other.claims
+    }
 }
 
 impl Identity {
     pub fn new(sub: impl Into<String>, mut claims: BTreeMap<String, Value>) -> Self {
         let sub = sub.into();
         claims.insert("sub".into(), Value::String(sub.clone()));
-        Identity { sub, claims }
+        Identity {
+            sub,
+            claims,
+            rendered: OnceLock::new(),
+        }
+    }
+
+    pub fn sub(&self) -> &str {
+        &self.sub
+    }
+
+    pub fn claims(&self) -> &BTreeMap<String, Value> {
+        &self.claims
     }
 
     pub fn claim(&self, name: &str) -> Option<&Value> {
@@ -39,10 +63,23 @@ impl Identity {
     }
 }
 
+/// One identity header's value for one identity.
+#[derive(Debug, Clone)]
+enum Rendered {
+    /// The claim is missing: no header.
+    Absent,
+    Value(HeaderValue),
+    /// The claim holds a control character: never sent.
+    Refused,
+}
+
 /// The strip patterns, the header -> claim mapping and the assertion
 /// signer, prepared once per config.
 #[derive(Debug)]
 pub struct IdentityHeaders {
+    /// Tells this config's renderings apart from an earlier config's, kept
+    /// by identities cached across a reload.
+    id: u64,
     strip: Vec<HeaderPattern>,
     /// `true` at each canonical byte some strip pattern starts with: most
     /// header names (`host`, `accept`, ...) are ruled out by their first
@@ -87,7 +124,9 @@ impl IdentityHeaders {
         }
         let keys: Vec<&Value> = assertion.iter().map(AssertionSigner::jwk).collect();
         let jwks = serde_json::json!({ "keys": keys }).to_string().into();
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Arc::new(IdentityHeaders {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             strip,
             first_bytes,
             inject: config.headers.clone(),
@@ -143,15 +182,25 @@ impl IdentityHeaders {
         audience: &str,
         headers: &mut HeaderMap,
     ) -> Result<(), AssertionUnsigned> {
-        for (name, claim) in &self.inject {
-            let Some(value) = identity.claim(claim) else {
-                continue;
-            };
-            match header_value(value) {
-                Some(v) => {
-                    headers.insert(name.clone(), v);
+        let fresh;
+        let rendered = match identity
+            .rendered
+            .get_or_init(|| (self.id, self.render(identity)))
+        {
+            (id, rendered) if *id == self.id => rendered,
+            // Rendered for the config before a reload.
+            _ => {
+                fresh = self.render(identity);
+                &fresh
+            }
+        };
+        for ((name, claim), value) in self.inject.iter().zip(rendered.iter()) {
+            match value {
+                Rendered::Absent => {}
+                Rendered::Value(v) => {
+                    headers.insert(name.clone(), v.clone());
                 }
-                None => tracing::warn!(
+                Rendered::Refused => tracing::warn!(
                     header = %name,
                     claim = %claim,
                     "identity claim holds a control character; header not sent"
@@ -163,6 +212,17 @@ impl IdentityHeaders {
             headers.insert(signer.header().clone(), token);
         }
         Ok(())
+    }
+
+    /// Each injected header's value for `identity`, in `inject` order.
+    fn render(&self, identity: &Identity) -> Box<[Rendered]> {
+        self.inject
+            .iter()
+            .map(|(_, claim)| match identity.claim(claim) {
+                None => Rendered::Absent,
+                Some(value) => header_value(value).map_or(Rendered::Refused, Rendered::Value),
+            })
+            .collect()
     }
 }
 
@@ -252,6 +312,43 @@ mod tests {
         assert_eq!(headers["remote-user"], "alice");
         assert!(headers.get("x-roles").is_none(), "missing claim: no header");
         assert_eq!(headers.get_all("x-auth-user").iter().count(), 1);
+    }
+
+    #[test]
+    fn a_shared_identity_is_rendered_for_the_config_that_injects_it() {
+        let mut claims = BTreeMap::new();
+        claims.insert("roles".into(), serde_json::json!(["admin", "dev"]));
+        claims.insert("evil".into(), serde_json::json!("a\r\nX-Auth-User: root"));
+        let identity = Identity::new("alice", claims);
+
+        let first = IdentityHeaders::new(&config()).expect("no assertion key to load");
+        for _ in 0..2 {
+            let mut headers = HeaderMap::new();
+            first
+                .inject(&identity, "app", &mut headers)
+                .expect("no assertion configured");
+            assert_eq!(headers["x-auth-user"], "alice");
+            assert_eq!(headers["x-roles"], "admin,dev");
+        }
+
+        // A reload maps other claims to the same names: what the first
+        // config rendered for this (cached) identity must not leak through.
+        let mut reloaded = config();
+        reloaded.headers = vec![
+            (HeaderName::from_static("x-auth-user"), "roles".into()),
+            (HeaderName::from_static("x-evil"), "evil".into()),
+        ];
+        let second = IdentityHeaders::new(&reloaded).expect("no assertion key to load");
+        let mut headers = HeaderMap::new();
+        second
+            .inject(&identity, "app", &mut headers)
+            .expect("no assertion configured");
+        assert_eq!(headers["x-auth-user"], "admin,dev");
+        assert!(headers.get("x-roles").is_none(), "{headers:?}");
+        assert!(
+            headers.get("x-evil").is_none(),
+            "control characters: {headers:?}"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::auth::redirect::Site;
 use crate::auth::{self, Authenticated, Authenticator};
 use crate::config::{Config, RouteConfig, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
-use crate::identity::IdentityHeaders;
+use crate::identity::{Identity, IdentityHeaders};
 use crate::routing::{Router, normalize_path};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{RouteLabel, StatusCounters};
@@ -368,7 +368,7 @@ impl Proxy {
 
         // Forward.
         log.upstream = Some(route.upstream);
-        let user = identity.map(|i| i.sub.as_str());
+        let user = identity.map(Identity::sub);
         let mut request = Request::new(upstream::body(body));
         *request.method_mut() = parts.method;
         *request.uri_mut() = Uri::from(path_and_query);

@@ -164,7 +164,7 @@ impl JwtAuth {
                 let provider = &self.providers[hit.provider];
                 if hit.epoch == provider.epoch() {
                     self.cache_hits.inc();
-                    claims::check(&provider.config, &hit.identity.claims, now)?;
+                    claims::check(&provider.config, hit.identity.claims(), now)?;
                     return Ok(hit.identity.clone());
                 }
                 cache.invalidate(digest);
