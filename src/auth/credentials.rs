@@ -24,13 +24,13 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
     let Ok(text) = value.to_str() else {
         return Ok(None);
     };
-    let Some((scheme, token)) = text.trim().split_once(' ') else {
+    let Some((scheme, token)) = text.trim_ascii().split_once(' ') else {
         return Ok(None);
     };
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
     }
-    let token = token.trim();
+    let token = token.trim_ascii();
     Ok((!token.is_empty()).then_some(token))
 }
 
@@ -64,7 +64,9 @@ fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| {
             let (key, value) = pair.split_once('=')?;
-            Some((key.trim(), strip_quotes(value.trim())))
+            // `trim_ascii`: `to_str` passed only visible ASCII and tabs,
+            // and it is much cheaper than the Unicode `trim`.
+            Some((key.trim_ascii(), strip_quotes(value.trim_ascii())))
         })
 }
 

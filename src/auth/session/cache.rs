@@ -18,7 +18,10 @@ pub struct Resolved {
     pub expires: Option<SystemTime>,
 }
 
+/// Entries are keyed by session id, not by Redis key: a hit then costs no
+/// key to build. Invalidations name Redis keys, `key_prefix` + id.
 pub struct TrackedCache {
+    key_prefix: String,
     entries: moka::sync::Cache<String, Arc<Resolved>>,
     /// Bumped on every invalidation: a lookup that raced one is not cached.
     epoch: AtomicU64,
@@ -27,8 +30,9 @@ pub struct TrackedCache {
 }
 
 impl TrackedCache {
-    pub fn new(ttl: Duration) -> Arc<Self> {
+    pub fn new(ttl: Duration, key_prefix: &str) -> Arc<Self> {
         Arc::new(TrackedCache {
+            key_prefix: key_prefix.to_owned(),
             entries: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
@@ -38,11 +42,11 @@ impl TrackedCache {
         })
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<Resolved>> {
+    pub fn get(&self, id: &str) -> Option<Arc<Resolved>> {
         if !self.active.load(Ordering::Acquire) {
             return None;
         }
-        self.entries.get(key)
+        self.entries.get(id)
     }
 
     /// Taken before asking the store; see [`TrackedCache::insert`].
@@ -52,9 +56,9 @@ impl TrackedCache {
 
     /// Caches a lookup made at `epoch`, unless an invalidation or a
     /// reconnect happened since (the key may have changed in between).
-    pub fn insert(&self, key: String, value: Arc<Resolved>, epoch: u64) {
+    pub fn insert(&self, id: String, value: Arc<Resolved>, epoch: u64) {
         if self.active.load(Ordering::Acquire) && self.epoch() == epoch {
-            self.entries.insert(key, value);
+            self.entries.insert(id, value);
             // An invalidation that landed during the insert wins.
             if self.epoch() != epoch {
                 self.entries.invalidate_all();
@@ -62,9 +66,13 @@ impl TrackedCache {
         }
     }
 
+    /// `key` is a Redis key. Any key bumps the epoch; only ours can be
+    /// cached.
     pub fn invalidate(&self, key: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.entries.invalidate(key);
+        if let Some(id) = key.strip_prefix(self.key_prefix.as_str()) {
+            self.entries.invalidate(id);
+        }
     }
 
     /// The connection dropped or tracking is being re-enabled: nothing
@@ -74,5 +82,60 @@ impl TrackedCache {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
         self.active.store(tracking_active, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use std::collections::BTreeMap;
+
+    fn resolved(sub: &str) -> Arc<Resolved> {
+        Arc::new(Resolved {
+            identity: Arc::new(Identity::new(sub, BTreeMap::new())),
+            expires: None,
+        })
+    }
+
+    #[test]
+    fn an_invalidated_redis_key_evicts_the_session_id_it_names() {
+        let cache = TrackedCache::new(Duration::from_secs(60), "sessions:");
+        cache.clear(true);
+        for id in ["a1", "b2"] {
+            cache.insert(id.into(), resolved(id), cache.epoch());
+        }
+        assert!(cache.get("a1").is_some() && cache.get("b2").is_some());
+
+        // Keys outside the prefix name no session of ours.
+        cache.invalidate("other:a1");
+        cache.invalidate("a1");
+        assert!(cache.get("a1").is_some());
+
+        cache.invalidate("sessions:a1");
+        assert!(cache.get("a1").is_none(), "evicted at once");
+        assert!(cache.get("b2").is_some(), "only that session");
+    }
+
+    #[test]
+    fn a_lookup_that_raced_an_invalidation_is_not_cached() {
+        let cache = TrackedCache::new(Duration::from_secs(60), "sessions:");
+        cache.clear(true);
+        let epoch = cache.epoch();
+        cache.invalidate("sessions:a1");
+        cache.insert("a1".into(), resolved("a1"), epoch);
+        assert!(cache.get("a1").is_none());
+    }
+
+    #[test]
+    fn nothing_is_served_while_tracking_is_off() {
+        let cache = TrackedCache::new(Duration::from_secs(60), "");
+        cache.clear(true);
+        cache.insert("a1".into(), resolved("a1"), cache.epoch());
+        cache.clear(false);
+        assert!(cache.get("a1").is_none());
+        cache.insert("a1".into(), resolved("a1"), cache.epoch());
+        cache.clear(true);
+        assert!(cache.get("a1").is_none(), "emptied on every reconnect");
     }
 }

@@ -71,7 +71,7 @@ impl SessionAuth {
             return Ok(None);
         };
         let cache = (store.kind == StoreKind::Redis && !config.cache_ttl.is_zero())
-            .then(|| TrackedCache::new(config.cache_ttl));
+            .then(|| TrackedCache::new(config.cache_ttl, &config.key_prefix));
         let backend = match store.kind {
             StoreKind::Memory => Store::Memory(MemoryStore::shared()),
             StoreKind::Redis => Store::Redis(RedisStore::start(
@@ -122,15 +122,14 @@ impl SessionAuth {
             .codec
             .session_id(cookie_value)
             .map_err(|e| SessionError::Invalid(e.to_string()))?;
-        let key = format!("{}{id}", self.config.key_prefix);
-
         if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(&key) {
+            if let Some(hit) = cache.get(&id) {
                 self.cache_hits.inc();
                 return still_valid(&hit);
             }
             self.cache_misses.inc();
         }
+        let key = format!("{}{id}", self.config.key_prefix);
         let epoch = self.cache.as_ref().map(|c| c.epoch());
         let check_ttl = self
             .slid
@@ -151,7 +150,7 @@ impl SessionAuth {
             expires,
         });
         if let (Some(cache), Some(epoch)) = (&self.cache, epoch) {
-            cache.insert(key.clone(), resolved.clone(), epoch);
+            cache.insert(id.into_owned(), resolved.clone(), epoch);
         }
         if let Some(ttl) = ttl {
             self.slide(key, ttl).await;
