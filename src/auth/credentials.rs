@@ -36,14 +36,17 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
 
 /// The value of cookie `name` across every `Cookie` header (HTTP/2 may
 /// split them). Two different values are ambiguous; an empty value is no
-/// credential.
+/// credential. `name` is an RFC 6265 token (config validation).
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Rejection> {
     let mut found: Option<&str> = None;
-    for pair in cookie_pairs(headers) {
-        let (key, value) = pair;
-        if key != name {
+    let texts = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    for pair in texts.flat_map(|text| text.split(';')) {
+        let Some(value) = value_if_named(pair, name) else {
             continue;
-        }
+        };
         match found {
             Some(previous) if previous != value => {
                 return Err(Rejection::AmbiguousCredentials(
@@ -54,6 +57,16 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>,
         }
     }
     Ok(found.filter(|v| !v.is_empty()))
+}
+
+/// The value of `pair` (`name=value`, blanks around either) when its name
+/// is `name`. The same answer as comparing [`cookie_pairs`]' names, since a
+/// token holds neither `=` nor blanks, without splitting every pair: this
+/// runs on every request of a session route.
+fn value_if_named<'p>(pair: &'p str, name: &str) -> Option<&'p str> {
+    let rest = pair.trim_ascii_start().strip_prefix(name)?;
+    let value = rest.trim_ascii_start().strip_prefix('=')?;
+    Some(strip_quotes(value.trim_ascii()))
 }
 
 fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
@@ -152,6 +165,26 @@ mod tests {
         assert_eq!(cookie(&h, "sid").ok().flatten(), None);
         let h = headers(&[("cookie", "sid=\"quoted\"")]);
         assert_eq!(cookie(&h, "sid").ok().flatten(), Some("quoted"));
+    }
+
+    #[test]
+    fn a_cookie_is_found_by_its_whole_name_only() {
+        for (header, expected) in [
+            ("sid=x", Some("x")),
+            ("  sid \t=  x  ", Some("x")),
+            ("sidx=1; sid=2", Some("2")),
+            ("xsid=1", None),
+            ("sid", None),
+            ("si=d", None),
+            ("a=sid=1", None),
+            ("sid==1", Some("=1")),
+            (";;sid=1;", Some("1")),
+        ] {
+            let h = headers(&[("cookie", header)]);
+            assert_eq!(cookie(&h, "sid").ok().flatten(), expected, "{header:?}");
+            let by_pairs = cookie_pairs(&h).find(|(k, _)| *k == "sid").map(|(_, v)| v);
+            assert_eq!(by_pairs, expected, "cookie_pairs agrees: {header:?}");
+        }
     }
 
     #[test]
