@@ -1,5 +1,5 @@
-//! The client listeners: accept, TLS, HTTP/1.1 and HTTP/2 (hyper-util's auto
-//! builder, upgrades enabled), and the `[server]` limits.
+//! The client listeners: accept, TLS, HTTP/1.1 (upgrades enabled) and
+//! HTTP/2 (over TLS, chosen by ALPN), and the `[server]` limits.
 //!
 //! `max_connections` is a semaphore taken *before* `accept`, so at the limit
 //! the listener simply stops accepting (the kernel backlog holds the rest)
@@ -7,14 +7,17 @@
 //! every connection has closed.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use hyper::service::service_fn;
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::{http1, http2};
+use hyper::service::{HttpService, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -58,23 +61,42 @@ pub async fn accept_loop(
     }
 }
 
-/// The hyper connection settings of `[server]`.
-fn builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        // hyper answers 431 itself when the head outgrows its buffer; the
-        // exact `max_header_bytes` check happens on the parsed headers.
-        .max_buf_size((config.max_header_bytes + 8192).max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(config.idle_timeout / 2))
-        .keep_alive_timeout(Duration::from_secs(20));
-    builder
+/// The hyper connection settings of `[server]`, for both protocols.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+/// Which protocol a connection speaks: HTTP/2 only when TLS's ALPN says so
+/// (SPEC §1), so nothing is read ahead to sniff the version.
+///
+/// hyper-util's auto builder sniffs: it reads the first bytes itself and
+/// hands them back to hyper, whose read buffer then starts with a partial
+/// head and doubles to 16 KiB on every connection for its whole life.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+impl Builders {
+    fn new(config: &ServerConfig) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            // hyper answers 431 itself when the head outgrows its buffer;
+            // the exact `max_header_bytes` check happens on the parsed
+            // headers.
+            .max_buf_size((config.max_header_bytes + 8192).max(8192));
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(config.idle_timeout / 2))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Builders { http1, http2 }
+    }
 }
 
 async fn serve(
@@ -88,12 +110,22 @@ async fn serve(
     proxy.metrics.connections.inc();
     let gateway = proxy.gateway.load_full();
     let server = &gateway.config.server;
-    let builder = builder(server);
+    let builders = Builders::new(server);
     let (header_timeout, idle_timeout) = (server.header_read_timeout, server.idle_timeout);
     match gateway.tls.clone() {
         None => {
             let conn = ConnInfo::new(peer, false);
-            run(stream, conn, &builder, proxy.clone(), drain, idle_timeout).await
+            let protocol = Protocol::Http1;
+            run(
+                stream,
+                conn,
+                protocol,
+                &builders,
+                proxy.clone(),
+                drain,
+                idle_timeout,
+            )
+            .await
         }
         // Boxed: the handshake and the TLS stream hold rustls' connection
         // state inline (~7 KB), and a future is as big as its biggest
@@ -105,7 +137,20 @@ async fn serve(
                 match handshake.await {
                     Ok(Ok(tls)) => {
                         let conn = ConnInfo::new(peer, true);
-                        run(tls, conn, &builder, proxy.clone(), drain, idle_timeout).await
+                        let protocol = match tls.get_ref().1.alpn_protocol() {
+                            Some(b"h2") => Protocol::Http2,
+                            _ => Protocol::Http1,
+                        };
+                        run(
+                            tls,
+                            conn,
+                            protocol,
+                            &builders,
+                            proxy.clone(),
+                            drain,
+                            idle_timeout,
+                        )
+                        .await
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -120,9 +165,10 @@ async fn serve(
 async fn run<S>(
     stream: S,
     conn: ConnInfo,
-    builder: &auto::Builder<TokioExecutor>,
+    protocol: Protocol,
+    builders: &Builders,
     proxy: Arc<Proxy>,
-    mut drain: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
     idle_timeout: Duration,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -135,7 +181,65 @@ async fn run<S>(
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(proxy.handle(&conn, req).await) }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let io = TokioIo::new(stream);
+    let idle = idle::expired(&activity, idle_timeout);
+    let result = match protocol {
+        Protocol::Http1 => {
+            let connection = builders.http1.serve_connection(io, service).with_upgrades();
+            until_drained(connection, drain, idle).await
+        }
+        // Boxed: HTTP/2 comes only over TLS, and its connection state would
+        // otherwise size every HTTP/1 connection's task.
+        Protocol::Http2 => {
+            let connection = builders.http2.serve_connection(io, service);
+            Box::pin(until_drained(connection, drain, idle)).await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+/// A served connection that can be asked to finish its in-flight requests
+/// and close.
+trait Served: Future<Output = Result<(), hyper::Error>> {
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Served for http1::UpgradeableConnection<I, S>
+where
+    Self: Future<Output = Result<(), hyper::Error>>,
+    S: HttpService<Incoming, ResBody = B>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B, E> Served for http2::Connection<I, S, E>
+where
+    Self: Future<Output = Result<(), hyper::Error>>,
+    S: HttpService<Incoming, ResBody = B>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Drives `connection` to its end; a drain, or `idle` expiring, asks it to
+/// shut down gracefully first.
+async fn until_drained<C: Served>(
+    connection: C,
+    mut drain: watch::Receiver<bool>,
+    idle: impl Future<Output = ()>,
+) -> Result<(), hyper::Error> {
     tokio::pin!(connection);
     // The drain and idle watchers sit in a `FuturesUnordered` so that they
     // are polled only when their own wakers fire: a plain `select!` would
@@ -145,12 +249,12 @@ async fn run<S>(
     let draining = *drain.borrow();
     if draining {
         // A drain that started before this connection was accepted.
-        connection.as_mut().graceful_shutdown();
+        connection.as_mut().shut_down();
     } else {
         watchers.push(async move {
             tokio::select! {
                 _ = drain.changed() => {}
-                _ = idle::expired(&activity, idle_timeout) => {}
+                _ = idle => {}
             }
         });
     }
@@ -158,14 +262,9 @@ async fn run<S>(
         tokio::select! {
             // In order, connection first: no random draw on every wake-up.
             biased;
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
-                return;
-            }
+            result = connection.as_mut() => return result,
             // Ready(None) once the watcher has fired: the branch disables.
-            Some(()) = watchers.next() => connection.as_mut().graceful_shutdown(),
+            Some(()) = watchers.next() => connection.as_mut().shut_down(),
         }
     }
 }
