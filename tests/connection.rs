@@ -41,6 +41,30 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     assert_eq!(up.requests.load(Ordering::SeqCst), 0);
 }
 
+/// SPEC §1: HTTP/2 comes via ALPN, over TLS. On plain TCP the HTTP/2
+/// preface is an HTTP/1 protocol error, answered as one, never served.
+#[tokio::test]
+async fn http2_prior_knowledge_on_plain_tcp_is_refused() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, PUBLIC)).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    // The connection preface, then an empty SETTINGS frame.
+    let mut preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    preface.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    stream.write_all(&preface).await.expect("write");
+    let reply = closed_within(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("the connection is closed");
+    assert!(
+        reply.is_empty() || reply.starts_with(b"HTTP/1.1 4") || reply.starts_with(b"HTTP/1.1 5"),
+        "an HTTP/1 refusal, not HTTP/2 frames: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+    // The listener still serves HTTP/1.1.
+    assert_eq!(get(px.addr, "/", &[]).await.status, 200);
+}
+
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let up = upstream::echo().await;
