@@ -110,47 +110,28 @@ async fn serve(
     proxy.metrics.connections.inc();
     let gateway = proxy.gateway.load_full();
     let server = &gateway.config.server;
-    let builders = Builders::new(server);
-    let (header_timeout, idle_timeout) = (server.header_read_timeout, server.idle_timeout);
+    let header_timeout = server.header_read_timeout;
+    let serving = Serving {
+        builders: Builders::new(server),
+        proxy: proxy.clone(),
+        drain,
+        idle_timeout: server.idle_timeout,
+    };
     match gateway.tls.clone() {
-        None => {
-            let conn = ConnInfo::new(peer, false);
-            let protocol = Protocol::Http1;
-            run(
-                stream,
-                conn,
-                protocol,
-                &builders,
-                proxy.clone(),
-                drain,
-                idle_timeout,
-            )
-            .await
-        }
+        None => run(stream, ConnInfo::new(peer, false), Protocol::Http1, serving).await,
         // Boxed: the handshake and the TLS stream hold rustls' connection
         // state inline (~7 KB), and a future is as big as its biggest
         // branch: unboxed, every plaintext connection would carry it too.
         Some(acceptor) => {
             let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
-            let proxy = proxy.clone();
             let serve_tls = async move {
                 match handshake.await {
                     Ok(Ok(tls)) => {
-                        let conn = ConnInfo::new(peer, true);
                         let protocol = match tls.get_ref().1.alpn_protocol() {
                             Some(b"h2") => Protocol::Http2,
                             _ => Protocol::Http1,
                         };
-                        run(
-                            tls,
-                            conn,
-                            protocol,
-                            &builders,
-                            proxy.clone(),
-                            drain,
-                            idle_timeout,
-                        )
-                        .await
+                        run(tls, ConnInfo::new(peer, true), protocol, serving).await
                     }
                     Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -162,17 +143,24 @@ async fn serve(
     proxy.metrics.connections.dec();
 }
 
-async fn run<S>(
-    stream: S,
-    conn: ConnInfo,
-    protocol: Protocol,
-    builders: &Builders,
+/// What a connection is served with, besides its stream.
+struct Serving {
+    builders: Builders,
     proxy: Arc<Proxy>,
     drain: watch::Receiver<bool>,
     idle_timeout: Duration,
-) where
+}
+
+async fn run<S>(stream: S, conn: ConnInfo, protocol: Protocol, serving: Serving)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Serving {
+        builders,
+        proxy,
+        drain,
+        idle_timeout,
+    } = serving;
     let (stream, activity) = idle::Tracked::new(stream);
     let peer = conn.peer;
     let conn = Arc::new(conn);
