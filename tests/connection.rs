@@ -42,7 +42,8 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 }
 
 /// SPEC §1: HTTP/2 comes via ALPN, over TLS. On plain TCP the HTTP/2
-/// preface is an HTTP/1 protocol error, answered as one, never served.
+/// preface is an HTTP/1 protocol error: hyper closes the connection (an
+/// error status would do too), and the request is never served.
 #[tokio::test]
 async fn http2_prior_knowledge_on_plain_tcp_is_refused() {
     let up = upstream::echo().await;
