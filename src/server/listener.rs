@@ -61,10 +61,48 @@ pub async fn accept_loop(
     }
 }
 
-/// The hyper connection settings of `[server]`, for both protocols.
-struct Builders {
-    http1: http1::Builder,
-    http2: http2::Builder<TokioExecutor>,
+/// The `[server]` settings a connection is served with, copied out of the
+/// config at accept: holding the config would keep a reloaded-away gateway
+/// (its caches, its store connections) alive as long as the connection.
+#[derive(Clone, Copy)]
+struct Limits {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+    idle_timeout: Duration,
+}
+
+impl Limits {
+    fn new(config: &ServerConfig) -> Self {
+        Limits {
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+
+    // The builders are built per connection and dropped once it is made
+    // (the connection copies what it needs): never kept for its life.
+    fn http1(&self) -> http1::Builder {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            // hyper answers 431 itself when the head outgrows its buffer;
+            // the exact `max_header_bytes` check happens on the parsed
+            // headers.
+            .max_buf_size((self.max_header_bytes + 8192).max(8192));
+        http1
+    }
+
+    fn http2(&self) -> http2::Builder<TokioExecutor> {
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(self.idle_timeout / 2))
+            .keep_alive_timeout(Duration::from_secs(20));
+        http2
+    }
 }
 
 /// Which protocol a connection speaks: HTTP/2 only when TLS's ALPN says so
@@ -79,26 +117,6 @@ enum Protocol {
     Http2,
 }
 
-impl Builders {
-    fn new(config: &ServerConfig) -> Self {
-        let mut http1 = http1::Builder::new();
-        http1
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            // hyper answers 431 itself when the head outgrows its buffer;
-            // the exact `max_header_bytes` check happens on the parsed
-            // headers.
-            .max_buf_size((config.max_header_bytes + 8192).max(8192));
-        let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-            .keep_alive_interval(Some(config.idle_timeout / 2))
-            .keep_alive_timeout(Duration::from_secs(20));
-        Builders { http1, http2 }
-    }
-}
-
 async fn serve(
     stream: TcpStream,
     peer: std::net::SocketAddr,
@@ -108,22 +126,23 @@ async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     proxy.metrics.connections.inc();
-    let gateway = proxy.gateway.load_full();
-    let server = &gateway.config.server;
-    let header_timeout = server.header_read_timeout;
+    let (limits, tls) = {
+        let gateway = proxy.gateway.load();
+        (Limits::new(&gateway.config.server), gateway.tls.clone())
+    };
     let serving = Serving {
-        builders: Builders::new(server),
+        limits,
         proxy: proxy.clone(),
         drain,
-        idle_timeout: server.idle_timeout,
     };
-    match gateway.tls.clone() {
+    match tls {
         None => run(stream, ConnInfo::new(peer, false), Protocol::Http1, serving).await,
         // Boxed: the handshake and the TLS stream hold rustls' connection
         // state inline (~7 KB), and a future is as big as its biggest
         // branch: unboxed, every plaintext connection would carry it too.
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(header_timeout, acceptor.accept(stream));
+            let handshake =
+                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream));
             let serve_tls = async move {
                 match handshake.await {
                     Ok(Ok(tls)) => {
@@ -145,10 +164,9 @@ async fn serve(
 
 /// What a connection is served with, besides its stream.
 struct Serving {
-    builders: Builders,
+    limits: Limits,
     proxy: Arc<Proxy>,
     drain: watch::Receiver<bool>,
-    idle_timeout: Duration,
 }
 
 async fn run<S>(stream: S, conn: ConnInfo, protocol: Protocol, serving: Serving)
@@ -156,10 +174,9 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let Serving {
-        builders,
+        limits,
         proxy,
         drain,
-        idle_timeout,
     } = serving;
     let (stream, activity) = idle::Tracked::new(stream);
     let peer = conn.peer;
@@ -170,16 +187,16 @@ where
         async move { Ok::<_, Infallible>(proxy.handle(&conn, req).await) }
     });
     let io = TokioIo::new(stream);
-    let idle = idle::expired(&activity, idle_timeout);
+    let idle = idle::expired(&activity, limits.idle_timeout);
     let result = match protocol {
         Protocol::Http1 => {
-            let connection = builders.http1.serve_connection(io, service).with_upgrades();
+            let connection = limits.http1().serve_connection(io, service).with_upgrades();
             until_drained(connection, drain, idle).await
         }
         // Boxed: HTTP/2 comes only over TLS, and its connection state would
         // otherwise size every HTTP/1 connection's task.
         Protocol::Http2 => {
-            let connection = builders.http2.serve_connection(io, service);
+            let connection = limits.http2().serve_connection(io, service);
             Box::pin(until_drained(connection, drain, idle)).await
         }
     };
