@@ -10,6 +10,7 @@
 
 pub mod assertion;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -243,18 +244,20 @@ fn canonical_byte(b: u8) -> u8 {
 /// joined with `,`; objects as compact JSON. `None` when the text holds a
 /// control character (CR, LF, NUL, ...), which must never reach a header.
 pub fn header_value(value: &Value) -> Option<HeaderValue> {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
+    let text: Cow<'_, str> = match value {
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Array(items) => Cow::Owned(
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         Value::Null => return None,
-        other => other.to_string(),
+        other => Cow::Owned(other.to_string()),
     };
     if text.chars().any(char::is_control) {
         return None;

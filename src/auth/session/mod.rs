@@ -129,7 +129,7 @@ impl SessionAuth {
             }
             self.cache_misses.inc();
         }
-        let key = format!("{}{id}", self.config.key_prefix);
+        let key = [self.config.key_prefix.as_str(), &id].concat();
         let epoch = self.cache.as_ref().map(|c| c.epoch());
         let check_ttl = self
             .slid
