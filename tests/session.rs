@@ -16,7 +16,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use common::client::{Reply, get};
 use common::redis::{Cluster, RedisServer, SentinelSet};
@@ -700,6 +700,61 @@ async fn a_connect_redis_session_whose_cookie_expired_is_401() {
         .await;
     assert_401(&reply, "invalid_session", "cookie.expires in the past");
     assert_eq!(f.forwarded(), 0);
+}
+
+/// `EXPRESS` with the session cache on.
+const EXPRESS_CACHED: &[(&str, &str)] = &[
+    ("format", "\"json\""),
+    ("key_prefix", "\"sess:\""),
+    ("user_field", "\"/passport/user\""),
+    ("codec", "\"express\""),
+    ("secrets", "[\"tobiiscool\", \"old\"]"),
+    ("list_fields", "[]"),
+    ("cache_ttl", "\"30s\""),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_connect_redis_session_is_refused_once_its_cookie_expires() {
+    let f = fixture(|url| Setup::redis(url).sessions(EXPRESS_CACHED)).await;
+    let id = "CachedSess10nXyZ_-0123456789abcd";
+    let expires = SystemTime::now() + Duration::from_secs(2);
+    f.redis.cli(&[
+        "SET",
+        &format!("sess:{id}"),
+        &connect_redis_session(
+            &humantime::format_rfc3339_millis(expires).to_string(),
+            "u-8",
+        ),
+    ]);
+    let cookie = format!("sid={}", express_cookie(id, "tobiiscool"));
+    let hits_before = session_cache_hits(&f.px).await.unwrap_or(0.0);
+    for _ in 0..2 {
+        let seen = f.with_cookie(&cookie).await.seen();
+        assert_eq!(seen.header("x-auth-user"), Some("u-8"));
+    }
+    let hits = session_cache_hits(&f.px).await.unwrap_or(0.0);
+    assert!(
+        hits > hits_before,
+        "the second request was not served from the cache"
+    );
+
+    // The key is still in Redis and still cached: only `cookie.expires` has
+    // passed, and the cached copy must honour it.
+    let wait = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(300)).await;
+    let reply = f.with_cookie(&cookie).await;
+    assert_401(
+        &reply,
+        "invalid_session",
+        "a cached session past cookie.expires",
+    );
+    assert!(
+        session_cache_hits(&f.px).await.unwrap_or(0.0) > hits,
+        "the refusal did not come from the cache"
+    );
+    assert_eq!(f.forwarded(), 2);
 }
 
 // ---------------------------------------------------------------------------

@@ -139,23 +139,26 @@ impl SessionAuth {
             .fetch(&key, check_ttl)
             .await?
             .ok_or_else(|| SessionError::Invalid("unknown session".into()))?;
-        let expires = match &stored {
-            Stored::Json(text) => json_expiry(text),
-            Stored::Hash(_) => None,
+        // Kept only for the cache: an uncached session is checked right
+        // here, by `record::identity`, and its document is not parsed twice.
+        let expires = match (&self.cache, &stored) {
+            (Some(_), Stored::Json(text)) => json_expiry(text),
+            _ => None,
         };
         let identity = record::identity(&self.config, stored)
+            .map(Arc::new)
             .map_err(|e| SessionError::Invalid(e.to_string()))?;
-        let resolved = Arc::new(Resolved {
-            identity: Arc::new(identity),
-            expires,
-        });
         if let (Some(cache), Some(epoch)) = (&self.cache, epoch) {
-            cache.insert(id.into_owned(), resolved.clone(), epoch);
+            let resolved = Resolved {
+                identity: identity.clone(),
+                expires,
+            };
+            cache.insert(id.into_owned(), Arc::new(resolved), epoch);
         }
         if let Some(ttl) = ttl {
             self.slide(key, ttl).await;
         }
-        Ok(resolved.identity.clone())
+        Ok(identity)
     }
 
     async fn fetch(
