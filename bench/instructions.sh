@@ -16,7 +16,9 @@
 # Targets: hyper-floor (examples/bare_proxy.rs), wristband (public route),
 # wristband-rs256 (verified-token cache on), wristband-rs256-nocache,
 # wristband-session (session cache on: after the first request, no Redis),
-# wristband-session-nocache (one HGETALL per request; Redis not counted).
+# wristband-session-nocache (one HGETALL per request; Redis not counted),
+# hyper-floor-session (hyper-floor plus one fred HGETALL per request; not in
+# the default list).
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -152,6 +154,10 @@ for target in $TARGETS; do
     log "$target"
     case $target in
         hyper-floor) count "$target" / "" 0 "$FLOOR_BIN" "127.0.0.1:$PORT" "127.0.0.1:$BACKEND_PORT" conn ;;
+        hyper-floor-session)
+            COMMAND_TIMEOUT_MS=10000 count "$target" / "" 0 "$FLOOR_BIN" "127.0.0.1:$PORT" "127.0.0.1:$BACKEND_PORT" \
+                conn "redis://127.0.0.1:$REDIS_PORT/0" sessions:bench-session-0123456789
+            ;;
         wristband) count "$target" / "" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         wristband-rs256) count "$target" /api "Authorization: Bearer $token" 100000 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         wristband-rs256-nocache) count "$target" /api "Authorization: Bearer $token" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;

@@ -17,6 +17,8 @@
 #   wristband-es256-nocache  an ES256 token, cache off
 #   wristband-session        session route, Redis on loopback, session cache on (tracking)
 #   wristband-session-nocache  the same with cache_ttl = "0s": one Redis lookup per request
+#   hyper-floor-session      hyper-floor plus one fred HGETALL per request: the stack's floor for
+#                            wristband-session-nocache (compare it with hyper-floor)
 # Sweeps (SWEEP=..., each against its baseline in the same run, interleaved):
 #   connections  nginx and wristband (public) at each of CONNECTIONS_LIST (default "1 64 512")
 #   routes       wristband with 1 route vs 10,000 routes (request to /r/9999, which exists)
@@ -35,7 +37,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-2}
 LAYOUT=${LAYOUT:-pinned}
-TARGETS=${TARGETS:-direct nginx haproxy haproxy-rs256 hyper-floor wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache}
+TARGETS=${TARGETS:-direct nginx haproxy haproxy-rs256 hyper-floor wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache hyper-floor-session}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 BUILD=${BUILD:-auto}
@@ -84,7 +86,7 @@ esac
 for t in $TARGETS; do
     case $t in
         direct | nginx | haproxy | haproxy-rs256 | hyper-floor | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
-        wristband-session | wristband-session-nocache) ;;
+        wristband-session | wristband-session-nocache | hyper-floor-session) ;;
         *) die "unknown target '$t' in TARGETS" ;;
     esac
 done
@@ -125,7 +127,9 @@ fi
 # Any wristband target needs the binary (and the JWT ones, wristband's and
 # HAProxy's, the bench tokens).
 WANT_WB=no
-[[ " $TARGETS " == *" wristband"* || " $TARGETS " == *" haproxy"* ]] && WANT_WB=yes
+# hyper-floor-session reads the session wristband's targets seed in their Redis.
+[[ " $TARGETS " == *" wristband"* || " $TARGETS " == *" haproxy"* || " $TARGETS " == *" hyper-floor-session "* ]] &&
+    WANT_WB=yes
 TOKENS_BIN=$TARGET_DIR/release/examples/bench_tokens
 FLOOR_BIN=$TARGET_DIR/release/examples/bare_proxy
 if [ $WANT_WB = yes ]; then
@@ -154,7 +158,7 @@ if [ $WANT_WB = yes ]; then
     [ -x "$WRISTBAND_BIN" ] || die "no wristband binary at $WRISTBAND_BIN"
 fi
 # hyper-floor: the stack without wristband (examples/bare_proxy.rs).
-if [[ " $TARGETS " == *" hyper-floor "* ]] && { [ ! -x "$FLOOR_BIN" ] ||
+if [[ " $TARGETS " == *" hyper-floor"* ]] && { [ ! -x "$FLOOR_BIN" ] ||
     [ -n "$(find "$REPO_DIR/examples/bare_proxy.rs" "$REPO_DIR/Cargo.lock" -newer "$FLOOR_BIN" -print -quit 2>/dev/null)" ]; }; then
     log "building the bare hyper proxy (cargo build --release --example bare_proxy)"
     (cd "$REPO_DIR" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --example bare_proxy) >&2 ||
@@ -558,7 +562,7 @@ for layout in "${LAYOUTS[@]}"; do
     # Every port the layout's servers bind, picked in one call: ports picked
     # apart can repeat (a port is only free until someone binds it).
     read -r BACKEND_PORT NGINX_PORT WB_PORT WB_ADMIN_PORT WBN_PORT WBN_ADMIN_PORT REDIS_PORT FLOOR_PORT \
-        <<<"$(free_ports 8)"
+        FLOOR_SESSION_PORT <<<"$(free_ports 9)"
     log "layout $layout: backend :$BACKEND_PORT, nginx :$NGINX_PORT, wristband :$WB_PORT (admin :$WB_ADMIN_PORT)"
 
     start_nginx "backend-$layout" "$BENCH_DIR/nginx-backend.conf.in" "$BACKEND_PORT" ||
@@ -613,6 +617,20 @@ for layout in "${LAYOUTS[@]}"; do
         start_wristband "$layout" off "$WBN_PORT" "$WBN_ADMIN_PORT" 0 0s
         WBN_PID=$STARTED_WB
         for pid in $WB_PID $WBN_PID; do layout_pids+=("$pid"); done
+    fi
+
+    FLOOR_SESSION_PID=
+    if [[ " $TARGETS " == *" hyper-floor-session "* ]]; then
+        floor_env=()
+        [ -n "$WORKERS" ] && floor_env=("TOKIO_WORKER_THREADS=$WORKERS")
+        env "${floor_env[@]}" "${PIN_SERVER[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_SESSION_PORT" \
+            "127.0.0.1:$BACKEND_PORT" conn "redis://127.0.0.1:$REDIS_PORT/0" "sessions:$BENCH_SESSION" \
+            >"$TMP/floor-session-$layout.log" 2>&1 &
+        FLOOR_SESSION_PID=$!
+        STARTED_PIDS+=("$FLOOR_SESSION_PID")
+        wait_ready "http://127.0.0.1:$FLOOR_SESSION_PORT/" "$FLOOR_SESSION_PID" "bare hyper proxy with Redis" ||
+            die "the bare hyper proxy with Redis did not start"
+        layout_pids+=("$FLOOR_SESSION_PID")
     fi
 
     HAPROXY_PID=
@@ -711,6 +729,10 @@ for layout in "${LAYOUTS[@]}"; do
                 nginx) run_wrk "$layout" "$round" nginx "$NGINX_PORT" "$BACKEND_PID" "$NGINX_PID" ;;
                 haproxy) run_wrk "$layout" "$round" haproxy "$HAPROXY_PORT" "$BACKEND_PID" "$HAPROXY_PID" ;;
                 hyper-floor) run_wrk "$layout" "$round" hyper-floor "$FLOOR_PORT" "$BACKEND_PID" "$FLOOR_PID" ;;
+                hyper-floor-session)
+                    run_wrk "$layout" "$round" hyper-floor-session "$FLOOR_SESSION_PORT" "$BACKEND_PID" \
+                        "$FLOOR_SESSION_PID" "$REDIS_PID"
+                    ;;
                 haproxy-rs256)
                     WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-rs256.txt")"
                     run_wrk "$layout" "$round" haproxy-rs256 "$HAPROXY_JWT_PORT" "$BACKEND_PID" "$HAPROXY_PID"

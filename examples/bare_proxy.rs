@@ -4,15 +4,22 @@
 //! What wristband costs above this is wristband's; what this costs above
 //! nginx is the stack's.
 //!
-//! `bare_proxy LISTEN BACKEND [conn|legacy]`: `conn` (the default) forwards
-//! through a minimal pool of `hyper::client::conn::http1` senders, as
-//! wristband does; `legacy` through hyper-util's pooled client. Like
-//! wristband, `TOKIO_WORKER_THREADS=1` gives a single-threaded runtime.
+//! `bare_proxy LISTEN BACKEND [conn|legacy] [REDIS_URL KEY]`: `conn` (the
+//! default) forwards through a minimal pool of `hyper::client::conn::http1`
+//! senders, as wristband does; `legacy` through hyper-util's pooled client.
+//! Like wristband, `TOKIO_WORKER_THREADS=1` gives a single-threaded runtime.
+//!
+//! With `REDIS_URL KEY`, every request first reads the hash at `KEY` through
+//! fred (`HGETALL`, with the 250 ms command timeout of wristband's default;
+//! `COMMAND_TIMEOUT_MS` sets another, for valgrind) and is forwarded only if
+//! it exists: the floor of a session route without a session cache, the
+//! store round trip and nothing of wristband's.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use fred::prelude::{ClientLike, HashesInterface, Value};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -87,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: bare_proxy LISTEN BACKEND [conn|legacy]";
+    let usage = "usage: bare_proxy LISTEN BACKEND [conn|legacy] [REDIS_URL KEY]";
     let listen: SocketAddr = args.next().ok_or(usage)?.parse()?;
     let backend: SocketAddr = args.next().ok_or(usage)?.parse()?;
     let upstream = match args.next().as_deref() {
@@ -102,16 +109,38 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         })),
         Some(_) => return Err(usage.into()),
     };
+    let session = match (args.next(), args.next()) {
+        (Some(url), Some(key)) => Some(Arc::new((store(&url).await?, key))),
+        (None, None) => None,
+        _ => return Err(usage.into()),
+    };
     let upstream = Arc::new(upstream);
     let listener = TcpListener::bind(listen).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let upstream = upstream.clone();
+        let session = session.clone();
         tokio::spawn(async move {
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let upstream = upstream.clone();
+                let session = session.clone();
                 async move {
+                    if let Some(session) = session {
+                        let (client, key) = &*session;
+                        // Boxed, as wristband boxes its store calls.
+                        let found = Box::pin(client.hgetall::<Value, _>(key.as_str())).await;
+                        let refused = match found {
+                            Ok(Value::Map(map)) if !map.is_empty() => None,
+                            Ok(_) => Some(StatusCode::UNAUTHORIZED),
+                            Err(_) => Some(StatusCode::SERVICE_UNAVAILABLE),
+                        };
+                        if let Some(status) = refused {
+                            let mut r = Response::new(Either::Right(http_body_util::Empty::new()));
+                            *r.status_mut() = status;
+                            return Ok::<_, Infallible>(r);
+                        }
+                    }
                     let result = match &*upstream {
                         Upstream::Legacy(client) => {
                             // The legacy client wants an absolute URI.
@@ -140,4 +169,22 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
                 .await;
         });
     }
+}
+
+/// A fred client set up as wristband's store is on the request path: one
+/// attempt, a command timeout, connected before the first request.
+async fn store(url: &str) -> Result<fred::prelude::Client, Box<dyn std::error::Error>> {
+    let config = fred::prelude::Config::from_url(url)?;
+    let timeout_ms = match std::env::var("COMMAND_TIMEOUT_MS") {
+        Ok(ms) => ms.parse()?,
+        Err(_) => 250,
+    };
+    let client = fred::prelude::Builder::from_config(config)
+        .with_performance_config(|perf| {
+            perf.default_command_timeout = std::time::Duration::from_millis(timeout_ms);
+        })
+        .with_connection_config(|conn| conn.max_command_attempts = 1)
+        .build()?;
+    client.init().await?;
+    Ok(client)
 }
