@@ -7,6 +7,7 @@
 //! [`error::Rejection`], mapped to HTTP in one place.
 
 pub mod auth;
+mod boxed;
 pub mod cli;
 pub mod client_tls;
 pub mod config;

@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use crate::auth::counters::{AuthCounters, Outcome};
 use crate::auth::redirect::Site;
 use crate::auth::{self, Authenticated, Authenticator};
+use crate::boxed::boxed;
 use crate::config::{Config, RouteConfig, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
 use crate::identity::{Identity, IdentityHeaders};
@@ -219,7 +220,7 @@ impl Proxy {
         // inline here is paid per idle keep-alive connection. The box lives
         // only while the request does (bench: SWEEP=idle, ~2 KB less per
         // idle connection for one allocation per request).
-        let result = Box::pin(self.pipeline(&gateway, conn, req, &request_id, &mut log)).await;
+        let result = boxed(|| self.pipeline(&gateway, conn, req, &request_id, &mut log)).await;
         self.metrics.in_flight.dec();
         let mut response = match result {
             Ok(response) => response,

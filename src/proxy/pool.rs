@@ -24,6 +24,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
 use super::upstream::UpstreamBody;
+use crate::boxed::boxed;
 use crate::config::Target;
 
 /// Why a request got no response.
@@ -145,7 +146,7 @@ impl Pool {
         // Boxed: dialling is rare with keep-alive, and the TLS and handshake
         // futures inline would add ~4 KB to every request's future, which
         // hyper keeps allocated for each idle client connection.
-        let mut sender = match Box::pin(self.connect()).await {
+        let mut sender = match boxed(|| self.connect()).await {
             Ok(sender) => sender,
             Err(error) => {
                 return Err(SendError::Connect {

@@ -20,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use super::balance::{Balancer, Candidate};
 use super::pool::{Pool, PooledBody, SendError};
+use crate::boxed::boxed;
 use crate::config::{Target, UpstreamConfig};
 use crate::error::Rejection;
 use crate::telemetry::Metrics;
@@ -205,7 +206,7 @@ impl Upstream {
             let started = Instant::now();
             let outcome = tokio::time::timeout(
                 self.config.response_timeout,
-                Box::pin(state.pool.send(unsent)),
+                boxed(|| state.pool.send(unsent)),
             )
             .await;
             self.duration.observe(started.elapsed().as_secs_f64());

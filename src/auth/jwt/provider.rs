@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::fetch::{FetchError, Fetcher};
 use super::keys::{self, VerifyingKey};
+use crate::boxed::boxed;
 use crate::config::{JwtAlgorithm, JwtProvider, KeySource};
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{ProviderLabel, ProviderResult};
@@ -157,7 +158,7 @@ impl ProviderKeys {
             }
         }
         // Boxed: the cold path should not size every request's future.
-        let fetched = Box::pin(self.refetch()).await?;
+        let fetched = boxed(|| self.refetch()).await?;
         let state = self.state.load();
         if !self.usable(&state) {
             return Err(KeyError::Unavailable(format!(

@@ -22,6 +22,7 @@ pub use memory::MemoryStore;
 pub use record::Stored;
 
 use super::credentials;
+use crate::boxed::boxed;
 use crate::config::{SessionsConfig, StoreConfig, StoreKind};
 use crate::error::Rejection;
 use crate::identity::Identity;
@@ -176,7 +177,7 @@ impl SessionAuth {
             // hyper keeps allocated for each idle keep-alive connection. One
             // allocation per Redis round trip buys ~6 KB per idle connection
             // (bench: SWEEP=idle).
-            Store::Redis(redis) => Box::pin(redis.fetch(key, self.config.format, with_ttl))
+            Store::Redis(redis) => boxed(|| redis.fetch(key, self.config.format, with_ttl))
                 .await
                 .map_err(SessionError::Unavailable),
         }
@@ -200,7 +201,7 @@ impl SessionAuth {
                 Ok(())
             }
             // Boxed: see `fetch`.
-            Store::Redis(redis) => Box::pin(redis.expire(&key, sliding)).await,
+            Store::Redis(redis) => boxed(|| redis.expire(&key, sliding)).await,
         };
         if let Err(error) = result {
             tracing::warn!(%error, "could not extend a session's TTL");
