@@ -42,7 +42,8 @@ headers = { "X-Auth-User" = "sub", "X-Auth-Roles" = "roles", "X-Auth-Email" = "e
 struct Setup<'a> {
     /// The `[store]` table's body.
     store: String,
-    sessions: &'a [(&'a str, &'a str)],
+    /// `[sessions]` overrides, applied in order.
+    sessions: Vec<&'a [(&'a str, &'a str)]>,
     auth: &'a str,
     upstream_keys: &'a str,
 }
@@ -51,14 +52,14 @@ impl<'a> Setup<'a> {
     fn redis(url: &str) -> Setup<'a> {
         Setup {
             store: format!("kind = \"redis\"\nurl = \"{url}\"\ncommand_timeout = \"250ms\""),
-            sessions: &[],
+            sessions: Vec::new(),
             auth: "required",
             upstream_keys: "",
         }
     }
 
     fn sessions(mut self, overrides: &'a [(&'a str, &'a str)]) -> Setup<'a> {
-        self.sessions = overrides;
+        self.sessions.push(overrides);
         self
     }
 
@@ -69,7 +70,7 @@ impl<'a> Setup<'a> {
 
     fn toml(&self, targets: &[SocketAddr]) -> String {
         let mut keys: Vec<(&str, &str)> = SESSIONS.to_vec();
-        for (k, v) in self.sessions {
+        for (k, v) in self.sessions.iter().copied().flatten() {
             match keys.iter_mut().find(|(name, _)| name == k) {
                 Some(slot) => slot.1 = v,
                 None => keys.push((k, v)),
@@ -702,20 +703,14 @@ async fn a_connect_redis_session_whose_cookie_expired_is_401() {
     assert_eq!(f.forwarded(), 0);
 }
 
-/// `EXPRESS` with the session cache on.
-const EXPRESS_CACHED: &[(&str, &str)] = &[
-    ("format", "\"json\""),
-    ("key_prefix", "\"sess:\""),
-    ("user_field", "\"/passport/user\""),
-    ("codec", "\"express\""),
-    ("secrets", "[\"tobiiscool\", \"old\"]"),
-    ("list_fields", "[]"),
-    ("cache_ttl", "\"30s\""),
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_connect_redis_session_is_refused_once_its_cookie_expires() {
-    let f = fixture(|url| Setup::redis(url).sessions(EXPRESS_CACHED)).await;
+    let f = fixture(|url| {
+        Setup::redis(url)
+            .sessions(EXPRESS)
+            .sessions(&[("cache_ttl", "\"30s\"")])
+    })
+    .await;
     let id = "CachedSess10nXyZ_-0123456789abcd";
     let expires = SystemTime::now() + Duration::from_secs(2);
     f.redis.cli(&[
