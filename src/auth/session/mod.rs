@@ -22,6 +22,7 @@ pub use memory::MemoryStore;
 pub use record::Stored;
 
 use super::credentials;
+use crate::boxed::boxed;
 use crate::config::{SessionsConfig, StoreConfig, StoreKind};
 use crate::error::Rejection;
 use crate::identity::Identity;
@@ -171,12 +172,12 @@ impl SessionAuth {
                 let ttl = with_ttl.then(|| memory.ttl(key)).flatten();
                 (stored, ttl)
             })),
-            // Not boxed on its own: fred's ~7 KB command future sits in the
-            // request pipeline's box, which no idle connection keeps
-            // (`Proxy::handle`); a second box would be one more large
-            // allocation per lookup.
-            Store::Redis(redis) => redis
-                .fetch(key, self.config.format, with_ttl)
+            // Boxed, like every Redis call here: fred's command futures are
+            // ~7 KB, and inline they would size every request's future, which
+            // hyper keeps allocated for each idle keep-alive connection. One
+            // allocation per Redis round trip buys ~6 KB per idle connection
+            // (bench: SWEEP=idle).
+            Store::Redis(redis) => boxed(|| redis.fetch(key, self.config.format, with_ttl))
                 .await
                 .map_err(SessionError::Unavailable),
         }
@@ -199,7 +200,8 @@ impl SessionAuth {
                 memory.expire(&key, sliding);
                 Ok(())
             }
-            Store::Redis(redis) => redis.expire(&key, sliding).await,
+            // Boxed: see `fetch`.
+            Store::Redis(redis) => boxed(|| redis.expire(&key, sliding)).await,
         };
         if let Err(error) = result {
             tracing::warn!(%error, "could not extend a session's TTL");
