@@ -39,11 +39,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
 /// credential. `name` is an RFC 6265 token (config validation).
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Rejection> {
     let mut found: Option<&str> = None;
-    let texts = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    for pair in texts.flat_map(|text| text.split(';')) {
+    for pair in cookie_texts(headers).flat_map(|text| text.split(';')) {
         let Some(value) = value_if_named(pair, name) else {
             continue;
         };
@@ -60,27 +56,24 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>,
 }
 
 /// The value of `pair` (`name=value`, blanks around either) when its name
-/// is `name`. The same answer as comparing [`cookie_pairs`]' names, since a
-/// token holds neither `=` nor blanks, without splitting every pair: this
-/// runs on every request of a session route.
+/// is `name`. The same answer as splitting the pair at its first `=` and
+/// comparing the trimmed name, since a token holds neither `=` nor blanks,
+/// without splitting every pair: this runs on every request of a session
+/// route.
 fn value_if_named<'p>(pair: &'p str, name: &str) -> Option<&'p str> {
     let rest = pair.trim_ascii_start().strip_prefix(name)?;
     let value = rest.trim_ascii_start().strip_prefix('=')?;
     Some(strip_quotes(value.trim_ascii()))
 }
 
-fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+/// Every `Cookie` header's text (HTTP/2 may split the cookies over several).
+/// `to_str` lets only visible ASCII and tabs through, so the ASCII trims
+/// used on the pairs are enough.
+fn cookie_texts(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=')?;
-            // `trim_ascii`: `to_str` passed only visible ASCII and tabs,
-            // and it is much cheaper than the Unicode `trim`.
-            Some((key.trim_ascii(), strip_quotes(value.trim_ascii())))
-        })
 }
 
 /// RFC 6265 allows a cookie value in double quotes.
@@ -94,17 +87,15 @@ fn strip_quotes(value: &str) -> &str {
 /// Removes cookie `name` from every `Cookie` header, keeping the others in
 /// order; a header left empty is dropped.
 pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
-    if !cookie_pairs(headers).any(|(key, _)| key == name) {
+    let named = |pair: &str| value_if_named(pair, name).is_some();
+    if !cookie_texts(headers).any(|text| text.split(';').any(named)) {
         return;
     }
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let kept: Vec<String> = cookie_texts(headers)
         .map(|v| {
             v.split(';')
-                .map(str::trim)
-                .filter(|pair| pair.split_once('=').is_none_or(|(k, _)| k.trim() != name))
+                .map(str::trim_ascii)
+                .filter(|pair| !named(pair))
                 .filter(|pair| !pair.is_empty())
                 .collect::<Vec<_>>()
                 .join("; ")
@@ -182,8 +173,13 @@ mod tests {
         ] {
             let h = headers(&[("cookie", header)]);
             assert_eq!(cookie(&h, "sid").ok().flatten(), expected, "{header:?}");
-            let by_pairs = cookie_pairs(&h).find(|(k, _)| *k == "sid").map(|(_, v)| v);
-            assert_eq!(by_pairs, expected, "cookie_pairs agrees: {header:?}");
+            // The plain way: split every pair at its first `=`.
+            let by_pairs = header
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| k.trim_ascii() == "sid")
+                .map(|(_, v)| strip_quotes(v.trim_ascii()));
+            assert_eq!(by_pairs, expected, "splitting agrees: {header:?}");
         }
     }
 
