@@ -49,6 +49,11 @@ impl TrackedCache {
         self.entries.get(id)
     }
 
+    /// Tracking is known to be on everywhere the store reads.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
     /// Taken before asking the store; see [`TrackedCache::insert`].
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)

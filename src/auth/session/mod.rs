@@ -12,6 +12,7 @@ mod cookie;
 pub mod memory;
 mod record;
 mod redis;
+mod tracking;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

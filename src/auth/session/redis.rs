@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::cache::TrackedCache;
 use super::record::Stored;
+use super::tracking::Tracking;
 use crate::config::{SessionFormat, StoreConfig};
 
 pub struct RedisStore {
@@ -23,6 +24,8 @@ pub struct RedisStore {
     clustered: bool,
     ready: Arc<AtomicBool>,
     errors: Counter,
+    /// Keeps the cache's tracking supervisor running while the store lives.
+    _tracking: Option<Arc<Tracking>>,
 }
 
 /// SPEC §3 URL forms to fred's: `redis-sentinel://h1:p1,h2:p2/name[/db]`
@@ -117,8 +120,13 @@ impl RedisStore {
             .with_connection_config(|conn| {
                 conn.connection_timeout = timeout.max(Duration::from_secs(1));
                 conn.internal_command_timeout = timeout.max(Duration::from_secs(1));
-                // One attempt: a failure is a 503 now, not a retry later.
-                conn.max_command_attempts = 1;
+                // fred spends an attempt on each write, and following a
+                // cluster redirection is a second write (after `ASKING`, or
+                // after re-reading the slots on MOVED): with one attempt a
+                // migrating slot's keys could never be read. The command
+                // timeout bounds all attempts together, so a failure is
+                // still a 503 within `command_timeout`, never a queue.
+                conn.max_command_attempts = 3;
                 if read_from_replicas && !clustered {
                     // fred connects lazily only where a slot names the
                     // primary (a cluster); elsewhere the replica connections
@@ -137,9 +145,7 @@ impl RedisStore {
                 anyhow::anyhow!("store: cannot build the Redis client ({:?})", e.kind())
             })?;
 
-        if let Some(cache) = cache {
-            wire_tracking(&client, cache);
-        }
+        let tracking = cache.map(|cache| Tracking::wire(&client, cache));
         let ready = Arc::new(AtomicBool::new(false));
         let store = Arc::new(RedisStore {
             client,
@@ -147,9 +153,14 @@ impl RedisStore {
             clustered,
             ready: ready.clone(),
             errors,
+            _tracking: tracking.clone(),
         });
-        store.client.connect();
+        spawn_connection(Arc::downgrade(&store));
         spawn_pinger(Arc::downgrade(&store));
+        if let Some(tracking) = tracking {
+            let store = Arc::downgrade(&store);
+            tracking.spawn_supervisor(move || store.upgrade().map(|s| s.client.clone()));
+        }
         Ok(store)
     }
 
@@ -274,44 +285,27 @@ fn hash_fields(reply: Value) -> Result<Vec<(String, String)>, &'static str> {
         .collect()
 }
 
-/// Client tracking: invalidations evict at once; any connection trouble
-/// empties the cache, and tracking is re-enabled after every reconnect.
-fn wire_tracking(client: &Client, cache: Arc<TrackedCache>) {
-    let on_invalidation = cache.clone();
-    client.on_invalidation(move |invalidation| {
-        if invalidation.keys.is_empty() {
-            // FLUSHALL/FLUSHDB, or the server dropped tracking state.
-            on_invalidation.clear(true);
-        }
-        for key in &invalidation.keys {
-            match key.as_str() {
-                Some(key) => on_invalidation.invalidate(key),
-                None => on_invalidation.clear(true),
+/// Drives fred's connection task, and starts it again if it ends: fred ends
+/// it on some errors (a failed cluster redirection, say), and every command
+/// of the client would time out from then on. The store must recover by
+/// itself. Ends once the store is dropped.
+fn spawn_connection(store: std::sync::Weak<RedisStore>) {
+    tokio::spawn(async move {
+        loop {
+            let Some(task) = store.upgrade().map(|s| s.client.connect()) else {
+                return;
+            };
+            let ended = task.await;
+            if store.strong_count() == 0 {
+                return;
             }
-        }
-        Ok(())
-    });
-    let on_error = cache.clone();
-    client.on_error(move |_| {
-        on_error.clear(false);
-        async { Ok(()) }
-    });
-    let on_unresponsive = cache.clone();
-    client.on_unresponsive(move |_| {
-        on_unresponsive.clear(false);
-        async { Ok(()) }
-    });
-    let tracker = client.clone();
-    client.on_reconnect(move |_| {
-        cache.clear(false);
-        let tracker = tracker.clone();
-        let cache = cache.clone();
-        async move {
-            match tracker.start_tracking((), false, false, false, false).await {
-                Ok(()) => cache.clear(true),
-                Err(error) => tracing::warn!(error = ?error.kind(), "cannot enable Redis client tracking; session cache off until the next reconnect"),
-            }
-            Ok(())
+            let reason = match &ended {
+                Ok(Ok(())) => "closed".to_owned(),
+                Ok(Err(error)) => format!("{:?}", error.kind()),
+                Err(_) => "task failed".to_owned(),
+            };
+            tracing::warn!(%reason, "Redis connection task ended; starting it again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
 }

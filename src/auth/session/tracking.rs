@@ -1,0 +1,171 @@
+//! Redis client tracking (RESP3) for the session cache: what keeps a cached
+//! session exact (guarantee 5) in every topology.
+//!
+//! The server remembers which keys a *connection* read and pushes an
+//! invalidation on that connection when one changes. So a cached session is
+//! only exact if the connection it was read on had tracking on, and every
+//! connection the store reads through is a new, untracked one after a
+//! reconnect, a failover or a cluster topology change. The rule here: any
+//! connection event empties the cache and stops it caching; a supervisor
+//! then turns tracking on, one connection at a time, on the primary (or on
+//! every primary of a cluster), and only when all of them said yes, with no
+//! connection event in between, does the cache start caching again.
+//! A tracking connection that is not there means "do not cache", never 503:
+//! lookups go to the store meanwhile.
+//!
+//! Tracking is enabled per node rather than with fred's `start_tracking`,
+//! which in cluster mode sends one command to all nodes: several of those
+//! in flight at once (one per node that reconnected) were seen to leave a
+//! connection waiting for a reply, reset as unresponsive, which fired
+//! another reconnect and so on, every session lookup 503 meanwhile.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fred::prelude::*;
+use fred::types::client::Toggle;
+use tokio::sync::Notify;
+
+use super::cache::TrackedCache;
+
+/// How often a failed attempt to turn tracking on is retried.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub struct Tracking {
+    cache: Arc<TrackedCache>,
+    /// Bumped on every connection event: an attempt that raced one does not
+    /// switch the cache on.
+    generation: AtomicU64,
+    wake: Notify,
+}
+
+impl Tracking {
+    /// Installs the invalidation and connection-event listeners. They hold
+    /// no client, so dropping the store's client ends them.
+    pub fn wire(client: &Client, cache: Arc<TrackedCache>) -> Arc<Tracking> {
+        let tracking = Arc::new(Tracking {
+            cache,
+            generation: AtomicU64::new(0),
+            wake: Notify::new(),
+        });
+        let on_invalidation = tracking.cache.clone();
+        client.on_invalidation(move |invalidation| {
+            if invalidation.keys.is_empty() {
+                // FLUSHALL/FLUSHDB, or the server dropped tracking state.
+                on_invalidation.clear(true);
+            }
+            for key in &invalidation.keys {
+                match key.as_str() {
+                    Some(key) => on_invalidation.invalidate(key),
+                    None => on_invalidation.clear(true),
+                }
+            }
+            Ok(())
+        });
+        let on_error = tracking.clone();
+        client.on_error(move |_| {
+            on_error.connection_changed();
+            async { Ok(()) }
+        });
+        let on_unresponsive = tracking.clone();
+        client.on_unresponsive(move |_| {
+            on_unresponsive.connection_changed();
+            async { Ok(()) }
+        });
+        let on_reconnect = tracking.clone();
+        client.on_reconnect(move |_| {
+            on_reconnect.connection_changed();
+            async { Ok(()) }
+        });
+        // A cluster learns of a new primary (failover, a node added) by
+        // re-reading the slots; that new connection is untracked.
+        let on_cluster_change = tracking.clone();
+        client.on_cluster_change(move |_| {
+            on_cluster_change.connection_changed();
+            async { Ok(()) }
+        });
+        tracking
+    }
+
+    /// Some connection dropped, was replaced or was added: nothing cached
+    /// can be trusted, and nothing is cached until tracking is back on
+    /// everywhere.
+    fn connection_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.clear(false);
+        self.wake.notify_one();
+    }
+
+    /// Keeps tracking on while `client()` returns the store's client; ends
+    /// within [`RETRY`] once the store is gone.
+    pub fn spawn_supervisor(
+        self: &Arc<Self>,
+        client: impl Fn() -> Option<Client> + Send + 'static,
+    ) {
+        let tracking = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut warned = false;
+            loop {
+                let Some(this) = tracking.upgrade() else {
+                    return;
+                };
+                let Some(client) = client() else { return };
+                // Before the first connection there is nothing to enable
+                // (and nothing to warn about); the connection wakes us.
+                if !this.cache.is_active() && client.is_connected() {
+                    let generation = this.generation.load(Ordering::Acquire);
+                    match enable(&client).await {
+                        // A connection event during the attempt may have
+                        // left a connection untracked: try again first.
+                        Ok(()) if this.generation.load(Ordering::Acquire) == generation => {
+                            this.cache.clear(true);
+                            warned = false;
+                            tracing::debug!("Redis client tracking on; session cache active");
+                        }
+                        Ok(()) => {}
+                        Err(error) if !warned => {
+                            warned = true;
+                            tracing::warn!(
+                                error = ?error.kind(),
+                                "cannot enable Redis client tracking; sessions are not cached until it is on"
+                            );
+                        }
+                        Err(_) => {}
+                    }
+                }
+                drop(client);
+                // The next connection event, or RETRY: a failed attempt is
+                // retried, and a store that is gone is noticed.
+                let _ = tokio::time::timeout(RETRY, this.wake.notified()).await;
+            }
+        });
+    }
+}
+
+/// `CLIENT TRACKING ON` on the connection to every primary the client reads
+/// from: the one primary, or each primary of the cluster's slot map.
+async fn enable(client: &Client) -> Result<(), Error> {
+    if !client.is_clustered() {
+        return client
+            .client_tracking::<(), _, _>(Toggle::On, None, (), false, false, false, false)
+            .await;
+    }
+    let primaries = client
+        .cached_cluster_state()
+        .map(|state| state.unique_primary_nodes())
+        .unwrap_or_default();
+    if primaries.is_empty() {
+        return Err(Error::new(
+            fred::error::ErrorKind::Cluster,
+            "no cluster slot map yet",
+        ));
+    }
+    for primary in primaries {
+        client
+            .with_cluster_node(primary)
+            .client_tracking::<(), _, _>(Toggle::On, None, (), false, false, false, false)
+            .await?;
+    }
+    Ok(())
+}
