@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::redis::{Cluster, RedisServer, SentinelSet, info_field};
+use common::redis::{Cluster, RedisServer, SentinelSet, info_field, key_slot};
 
 #[test]
 fn a_server_answers_on_its_own_port_and_restarts_on_the_same_one() {
@@ -139,4 +139,35 @@ fn a_cluster_serves_every_slot_from_three_masters() {
         let keys: u64 = node.cli(&["DBSIZE"]).parse().expect("DBSIZE is a number");
         assert!(keys > 0, "30 keys spread over every master");
     }
+}
+
+#[test]
+fn a_cluster_with_replicas_has_one_in_sync_replica_per_master_and_key_slot_agrees() {
+    let cluster = Cluster::start_with_replicas(3);
+    for master in 0..3 {
+        let replica = cluster.replica_of(master).expect("a replica");
+        assert_eq!(replica, master + 3, "replica i follows master i");
+        let info = cluster.nodes[replica].info("replication");
+        assert_eq!(
+            info_field(&info, "master_link_status").as_deref(),
+            Some("up")
+        );
+    }
+    // The tests pick session ids by slot with `key_slot`: it must agree
+    // with the server's own CLUSTER KEYSLOT, hash tags included.
+    for key in [
+        "sessions:a",
+        "sessions:mig17",
+        "{user1000}.following",
+        "a{}b",
+        "x{y}z{w}",
+    ] {
+        let slot: u16 = cluster.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("a slot number");
+        assert_eq!(key_slot(key), slot, "{key}");
+    }
+    let owner = cluster.owner(key_slot("sessions:a"));
+    assert!(owner < 3, "a master owns every slot");
 }

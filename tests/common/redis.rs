@@ -439,24 +439,35 @@ impl SentinelSet {
     }
 }
 
-/// A Redis Cluster of masters only, every slot assigned.
+/// A Redis Cluster: masters holding every slot, optionally a replica each.
 pub struct Cluster {
+    /// The masters first (`0..masters`), then replica `i` of master `i`.
     pub nodes: Vec<RedisServer>,
+    masters: usize,
 }
 
 impl Cluster {
     /// `masters` nodes (at least 3), each given an equal share of the 16384
-    /// slots and introduced to the first with `CLUSTER MEET`; returns once
-    /// every node knows every other and reports `cluster_state:ok`.
-    ///
+    /// slots; see [`Cluster::start_with_replicas`].
+    pub fn start(masters: usize) -> Cluster {
+        Cluster::build(masters, false)
+    }
+
+    /// `masters` masters and one replica each, in sync; returns once every
+    /// node knows every other and reports `cluster_state:ok`.
+    pub fn start_with_replicas(masters: usize) -> Cluster {
+        Cluster::build(masters, true)
+    }
+
     /// Built by hand rather than with `redis-cli --cluster create`: that
     /// tool's own join wait has no bound we control, and on a loaded CI
     /// machine it outlived the CLI time limit. Each node's cluster bus gets
     /// its own free port, because the default (port + 10000) can be taken
     /// or, above 55535, does not exist.
-    pub fn start(masters: usize) -> Cluster {
+    fn build(masters: usize, replicas: bool) -> Cluster {
         assert!(masters >= 3, "a cluster needs at least 3 masters");
-        let bus_ports: Vec<String> = (0..masters).map(|_| free_port().to_string()).collect();
+        let count = if replicas { masters * 2 } else { masters };
+        let bus_ports: Vec<String> = (0..count).map(|_| free_port().to_string()).collect();
         let nodes: Vec<RedisServer> = bus_ports
             .iter()
             .map(|bus_port| {
@@ -473,7 +484,7 @@ impl Cluster {
             })
             .collect();
         const SLOTS: usize = 16384;
-        for (i, node) in nodes.iter().enumerate() {
+        for (i, node) in nodes.iter().take(masters).enumerate() {
             let first = i * SLOTS / masters;
             let last = (i + 1) * SLOTS / masters - 1;
             let reply = node.cli(&[
@@ -496,46 +507,238 @@ impl Cluster {
             ]);
             assert_eq!(reply, "OK", "CLUSTER MEET from :{}", node.port());
         }
-        let cluster = Cluster { nodes };
-        let known = masters.to_string();
-        let ok = wait_until(Duration::from_secs(60), || {
+        let cluster = Cluster { nodes, masters };
+        let known = count.to_string();
+        let met = wait_until(Duration::from_secs(60), || {
             cluster.nodes.iter().all(|n| {
                 let info = n.cli(&["CLUSTER", "INFO"]);
-                info_field(&info, "cluster_state").as_deref() == Some("ok")
-                    && info_field(&info, "cluster_known_nodes").as_deref() == Some(&known)
+                info_field(&info, "cluster_known_nodes").as_deref() == Some(&known)
             })
         });
+        assert!(met, "the nodes never all met:\n{}", cluster.describe());
+        if replicas {
+            for i in 0..masters {
+                let id = cluster.node_id(i);
+                let replica = &cluster.nodes[masters + i];
+                // The replica must have learnt the master's id by gossip.
+                let ok = wait_until(Duration::from_secs(20), || {
+                    replica.cli(&["CLUSTER", "REPLICATE", &id]) == "OK"
+                });
+                assert!(ok, "CLUSTER REPLICATE on :{}", replica.port());
+            }
+        }
         assert!(
-            ok,
+            cluster.wait_ok(Duration::from_secs(60)),
             "cluster never reached cluster_state:ok within 60 s:\n{}",
-            cluster
-                .nodes
-                .iter()
-                .map(|n| format!(":{}\n{}", n.port(), n.cli(&["CLUSTER", "INFO"])))
-                .collect::<Vec<_>>()
-                .join("\n---\n")
+            cluster.describe()
         );
+        if replicas {
+            for i in 0..masters {
+                let replica = &cluster.nodes[masters + i];
+                let synced = wait_until(Duration::from_secs(30), || {
+                    let info = replica.info("replication");
+                    info_field(&info, "master_link_status").as_deref() == Some("up")
+                });
+                assert!(synced, "replica :{} never in sync", replica.port());
+            }
+        }
         cluster
     }
 
-    /// `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,...`
+    fn describe(&self) -> String {
+        self.live()
+            .map(|n| format!(":{}\n{}", n.port(), n.cli(&["CLUSTER", "NODES"])))
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    }
+
+    /// The nodes still running.
+    pub fn live(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes.iter().filter(|n| n.is_running())
+    }
+
+    /// True once every running node reports `cluster_state:ok` and they all
+    /// agree on which node owns each slot.
+    pub fn wait_ok(&self, limit: Duration) -> bool {
+        wait_until(limit, || {
+            let mut maps = Vec::new();
+            for node in self.live() {
+                let info = node.cli(&["CLUSTER", "INFO"]);
+                if info_field(&info, "cluster_state").as_deref() != Some("ok") {
+                    return false;
+                }
+                maps.push(slot_map(&node.cli(&["CLUSTER", "NODES"])));
+            }
+            maps.windows(2).all(|w| w[0] == w[1])
+        })
+    }
+
+    /// `CLUSTER MYID` of node `i`.
+    pub fn node_id(&self, i: usize) -> String {
+        self.nodes[i].cli(&["CLUSTER", "MYID"])
+    }
+
+    /// The index of the node that owns `slot`, as the running nodes see it.
+    pub fn owner(&self, slot: u16) -> usize {
+        let node = self.live().next().expect("a running node");
+        let nodes = node.cli(&["CLUSTER", "NODES"]);
+        let owner = slot_map(&nodes)
+            .into_iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&slot))
+            .map(|(_, _, port)| port)
+            .unwrap_or_else(|| panic!("nobody owns slot {slot}:\n{nodes}"));
+        self.nodes
+            .iter()
+            .position(|n| n.port() == owner)
+            .expect("the owner is one of ours")
+    }
+
+    /// The replica that follows master `i` now (after a failover the old
+    /// master may be it), if any runs.
+    pub fn replica_of(&self, i: usize) -> Option<usize> {
+        let id = self.node_id(i);
+        let node = self.live().next().expect("a running node");
+        let nodes = node.cli(&["CLUSTER", "NODES"]);
+        nodes.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(3) != Some(&id.as_str()) || !fields[2].contains("slave") {
+                return None;
+            }
+            let port: u16 = fields[1].split(['@', ':']).nth(1)?.parse().ok()?;
+            self.nodes
+                .iter()
+                .position(|n| n.port() == port && n.is_running())
+        })
+    }
+
+    /// `CLUSTER FAILOVER` on `replica`; returns once it is a master and the
+    /// cluster agrees.
+    pub fn manual_failover(&self, replica: usize) {
+        let node = &self.nodes[replica];
+        assert_eq!(node.cli(&["CLUSTER", "FAILOVER"]), "OK");
+        let promoted = wait_until(Duration::from_secs(30), || {
+            node.cli(&["ROLE"]).lines().next() == Some("master")
+        });
+        assert!(promoted, ":{} never became master", node.port());
+    }
+
+    /// SIGKILLs node `i` and returns once `replica` has been promoted.
+    pub fn kill_and_wait_for_promotion(&mut self, i: usize, replica: usize) {
+        self.nodes[i].stop();
+        let node = &self.nodes[replica];
+        let promoted = wait_until(Duration::from_secs(60), || {
+            node.cli(&["ROLE"]).lines().next() == Some("master")
+        });
+        assert!(
+            promoted,
+            ":{} never promoted:\n{}",
+            node.port(),
+            self.describe()
+        );
+    }
+
+    /// Starts moving `slot` from node `from` to node `to`: `IMPORTING` on
+    /// the destination, then `MIGRATING` on the source (the order
+    /// `redis-cli --cluster reshard` uses).
+    pub fn begin_migration(&self, slot: u16, from: usize, to: usize) {
+        let slot = slot.to_string();
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let to_node = &self.nodes[to];
+        let from_node = &self.nodes[from];
+        assert_eq!(
+            to_node.cli(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]),
+            "OK"
+        );
+        assert_eq!(
+            from_node.cli(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]),
+            "OK"
+        );
+    }
+
+    /// `MIGRATE`s `keys` from node `from` to node `to`.
+    pub fn migrate_keys(&self, from: usize, to: usize, keys: &[&str]) {
+        let port = self.nodes[to].port().to_string();
+        let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        args.extend_from_slice(keys);
+        assert_eq!(self.nodes[from].cli(&args), "OK", "MIGRATE {keys:?}");
+    }
+
+    /// Ends a migration: `slot` belongs to node `to`, told to every master.
+    pub fn finish_migration(&self, slot: u16, to: usize) {
+        let slot = slot.to_string();
+        let to_id = self.node_id(to);
+        for node in self.live() {
+            if node.cli(&["ROLE"]).lines().next() == Some("master") {
+                let reply = node.cli(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+                assert_eq!(reply, "OK", "SETSLOT NODE on :{}", node.port());
+            }
+        }
+    }
+
+    /// `redis-cluster://` naming the masters the cluster started with.
     pub fn url(&self) -> String {
-        let hosts: Vec<String> = self
-            .nodes
+        let hosts: Vec<String> = self.nodes[..self.masters]
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
         format!("redis-cluster://{}", hosts.join(","))
     }
 
-    /// `redis-cli -c -p P1 ARGS...` (follows MOVED redirects): trimmed stdout.
+    /// `redis-cli -c -p P ARGS...` on a running node (follows MOVED and
+    /// ASK redirects): trimmed stdout.
     pub fn cli_cluster(&self, args: &[&str]) -> String {
-        let mut all = vec![
-            "-c".to_owned(),
-            "-p".to_owned(),
-            self.nodes[0].port().to_string(),
-        ];
+        let node = self.live().next().expect("a running node");
+        let mut all = vec!["-c".to_owned(), "-p".to_owned(), node.port().to_string()];
         all.extend(args.iter().map(|a| (*a).to_owned()));
         run_cli(&all).unwrap_or_else(|| panic!("redis-cli -c {args:?} hung"))
     }
+}
+
+/// `(first, last, port)` of every slot range in `CLUSTER NODES` text,
+/// sorted; migration markers (`[slot->-id]`) are left out.
+fn slot_map(nodes: &str) -> Vec<(u16, u16, u16)> {
+    let mut map = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(port) = fields
+            .get(1)
+            .and_then(|a| a.split(['@', ':']).nth(1))
+            .and_then(|p| p.parse::<u16>().ok())
+        else {
+            continue;
+        };
+        for range in fields.iter().skip(8).filter(|r| !r.starts_with('[')) {
+            let (first, last) = range.split_once('-').unwrap_or((range, range));
+            if let (Ok(first), Ok(last)) = (first.parse(), last.parse()) {
+                map.push((first, last, port));
+            }
+        }
+    }
+    map.sort_unstable();
+    map
+}
+
+/// The cluster slot of `key` (CRC16/XMODEM of the key, or of its `{tag}`,
+/// modulo 16384), as the Cluster specification defines it.
+pub fn key_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let hashed = match key.find('{') {
+        Some(open) => match key[open + 1..].find('}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
 }
