@@ -29,8 +29,10 @@ use tokio::sync::Notify;
 
 use super::cache::TrackedCache;
 
-/// How often a failed attempt to turn tracking on is retried.
-const RETRY: Duration = Duration::from_secs(1);
+/// A failed attempt to turn tracking on is retried after this, doubling up
+/// to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const MAX_RETRY: Duration = Duration::from_secs(1);
 
 pub struct Tracking {
     cache: Arc<TrackedCache>,
@@ -98,7 +100,7 @@ impl Tracking {
     }
 
     /// Keeps tracking on while `client()` returns the store's client; ends
-    /// within [`RETRY`] once the store is gone.
+    /// within [`MAX_RETRY`] once the store is gone.
     pub fn spawn_supervisor(
         self: &Arc<Self>,
         client: impl Fn() -> Option<Client> + Send + 'static,
@@ -106,14 +108,13 @@ impl Tracking {
         let tracking = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut warned = false;
+            let mut retry = FIRST_RETRY;
             loop {
                 let Some(this) = tracking.upgrade() else {
                     return;
                 };
                 let Some(client) = client() else { return };
-                // Before the first connection there is nothing to enable
-                // (and nothing to warn about); the connection wakes us.
-                if !this.cache.is_active() && client.is_connected() {
+                if !this.cache.is_active() {
                     let generation = this.generation.load(Ordering::Acquire);
                     match enable(&client).await {
                         // A connection event during the attempt may have
@@ -121,10 +122,13 @@ impl Tracking {
                         Ok(()) if this.generation.load(Ordering::Acquire) == generation => {
                             this.cache.clear(true);
                             warned = false;
+                            retry = FIRST_RETRY;
                             tracing::debug!("Redis client tracking on; session cache active");
                         }
                         Ok(()) => {}
-                        Err(error) if !warned => {
+                        // Before the first connection there is nothing to
+                        // warn about.
+                        Err(error) if !warned && client.is_connected() => {
                             warned = true;
                             tracing::warn!(
                                 error = ?error.kind(),
@@ -135,9 +139,17 @@ impl Tracking {
                     }
                 }
                 drop(client);
-                // The next connection event, or RETRY: a failed attempt is
-                // retried, and a store that is gone is noticed.
-                let _ = tokio::time::timeout(RETRY, this.wake.notified()).await;
+                // The next connection event; while tracking is off, a retry
+                // after a growing pause too; and now and then, to notice a
+                // store that is gone.
+                let pause = if this.cache.is_active() {
+                    MAX_RETRY
+                } else {
+                    let pause = retry;
+                    retry = (retry * 2).min(MAX_RETRY);
+                    pause
+                };
+                let _ = tokio::time::timeout(pause, this.wake.notified()).await;
             }
         });
     }
