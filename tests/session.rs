@@ -367,16 +367,77 @@ async fn a_hash_without_the_user_field_or_with_an_empty_one_is_401() {
         let reply = f.with_cookie(&format!("sid={id}")).await;
         assert_401(&reply, "invalid_session", id);
     }
-    // A key of another type under the prefix is not a session either.
+    // A key of another type under the prefix is not a session either: the
+    // store answered, so 401 like a missing key (guarantee 5), never 503.
     f.redis.cli(&["SET", "sessions:astring", "user_id"]);
     let reply = f.with_cookie("sid=astring").await;
-    assert!(
-        reply.status == 401 || reply.status == 503,
-        "a non-hash key: {} {}",
-        reply.status,
-        reply.text()
+    assert_401(
+        &reply,
+        "invalid_session",
+        "a string where a hash is expected",
     );
     assert_eq!(f.forwarded(), 0);
+}
+
+/// `wristband_store_errors_total` (0 when absent).
+async fn store_errors(px: &TestProxy) -> f64 {
+    let metrics = get(px.admin, "/metrics", &[]).await.text();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("wristband_store_errors_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Regression (issue 13.4): Redis's WRONGTYPE reply was taken for a store
+/// failure (503, counted). The store answered: a key of another type is not
+/// a session, 401 like a missing key (guarantee 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_is_401_and_not_a_store_error_in_the_hash_format() {
+    let hash = default_fixture().await;
+    hash.redis.cli(&["SET", "sessions:astring", "user_id"]);
+    hash.redis
+        .cli(&["RPUSH", "sessions:alist", "user_id", "u1"]);
+    let errors = store_errors(&hash.px).await;
+    for (id, why) in [
+        ("astring", "hash format, a string key"),
+        ("alist", "hash format, a list key"),
+    ] {
+        let reply = hash.with_cookie(&format!("sid={id}")).await;
+        assert_401(&reply, "invalid_session", why);
+    }
+    assert_eq!(store_errors(&hash.px).await, errors, "not a store error");
+    assert_eq!(hash.forwarded(), 0);
+}
+
+/// Regression (issue 13.4), `format = "json"`: a hash where a string is
+/// expected is 401, not 503; a store that does not answer is still 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_is_401_and_not_a_store_error_in_the_json_format() {
+    let mut json = fixture(|url| Setup::redis(url).sessions(EXPRESS)).await;
+    let id = "HashNotJs0nSess10n_-0123456789ab";
+    json.redis
+        .cli(&["HSET", &format!("sess:{id}"), "passport", "u-1"]);
+    let errors = store_errors(&json.px).await;
+    let reply = json
+        .with_cookie(&format!("sid={}", express_cookie(id, "tobiiscool")))
+        .await;
+    assert_401(&reply, "invalid_session", "json format, a hash key");
+    assert_eq!(store_errors(&json.px).await, errors, "not a store error");
+    assert_eq!(json.forwarded(), 0);
+    // A store that does not answer is still 503.
+    json.redis.stop();
+    assert_unavailable(
+        &json
+            .with_cookie(&format!("sid={}", express_cookie(id, "tobiiscool")))
+            .await,
+        "Redis down",
+    );
+    assert!(
+        store_errors(&json.px).await > errors,
+        "a store that did not answer is a store error"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ use crate::telemetry::Metrics;
 use crate::telemetry::metrics::CacheLabel;
 use cache::{Resolved, TrackedCache};
 use prometheus_client::metrics::counter::Counter;
-use redis::RedisStore;
+use redis::{FetchError, RedisStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -179,7 +179,10 @@ impl SessionAuth {
             // (bench: SWEEP=idle).
             Store::Redis(redis) => boxed(|| redis.fetch(key, self.config.format, with_ttl))
                 .await
-                .map_err(SessionError::Unavailable),
+                .map_err(|e| match e {
+                    FetchError::Unavailable(reason) => SessionError::Unavailable(reason),
+                    FetchError::NotASession(reason) => SessionError::Invalid(reason.into()),
+                }),
         }
     }
 
