@@ -813,6 +813,43 @@ async fn a_cached_connect_redis_session_is_refused_once_its_cookie_expires() {
     assert_eq!(f.forwarded(), 2);
 }
 
+/// Regression (issue 13.7): `%+5` was decoded as the byte 5 (a sign read as
+/// a hex digit). An escape needs two hex digits; the cookie is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_express_cookie_with_a_signed_escape_is_401() {
+    let f = fixture(|url| Setup::redis(url).sessions(EXPRESS)).await;
+    let id = "SignedEscapeSess10n_-0123456789a";
+    f.redis.cli(&[
+        "SET",
+        &format!("sess:{id}"),
+        &connect_redis_session("2099-01-01T00:00:00.000Z", "u-6"),
+    ]);
+    let good = express_cookie(id, "tobiiscool");
+    assert_eq!(
+        f.with_cookie(&format!("sid={good}"))
+            .await
+            .seen()
+            .header("x-auth-user"),
+        Some("u-6")
+    );
+    let gets = f.redis.command_calls("get");
+    for (why, cookie) in [
+        ("%+5 in the prefix", good.replacen("%3A", "%+5%3A", 1)),
+        ("%+5 in the id", good.replacen("Escape", "Esc%+5ape", 1)),
+        ("%-5", good.replacen("Escape", "Esc%-5ape", 1)),
+        ("%+3A for the colon", good.replacen("%3A", "%+3A", 1)),
+    ] {
+        let reply = f.with_cookie(&format!("sid={cookie}")).await;
+        assert_401(&reply, "invalid_session", why);
+    }
+    assert_eq!(
+        f.redis.command_calls("get"),
+        gets,
+        "a malformed escape costs no Redis lookup"
+    );
+    assert_eq!(f.forwarded(), 1);
+}
+
 // ---------------------------------------------------------------------------
 // Weird cookies: 400/401, never 500, never forwarded
 
