@@ -813,6 +813,51 @@ async fn a_cached_connect_redis_session_is_refused_once_its_cookie_expires() {
     assert_eq!(f.forwarded(), 2);
 }
 
+/// Regression (issue 13.7): a `cookie.expires` that is not a date string
+/// was read two ways. One rule now, with the cache on and off: null or
+/// absent never expires; anything else that is not a date is an invalid
+/// session (fail closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_expires_that_is_not_a_date_is_401_with_the_cache_on_and_off() {
+    const UNCACHED: &[(&str, &str)] = &[("cache_ttl", "\"0s\"")];
+    const CACHED: &[(&str, &str)] = &[("cache_ttl", "\"30s\"")];
+    for cache in [UNCACHED, CACHED] {
+        let cache_ttl = cache[0].1;
+        let f = fixture(|url| Setup::redis(url).sessions(EXPRESS).sessions(cache)).await;
+        let user = |expires: &str| {
+            format!(
+                r#"{{"cookie":{{"expires":{expires},"path":"/"}},"passport":{{"user":"u-5"}}}}"#
+            )
+        };
+        for (n, expires, valid) in [
+            (0, "null", true),
+            (1, "\"2099-01-01T00:00:00.000Z\"", true),
+            (2, "\"not a date\"", false),
+            (3, "\"\"", false),
+            (4, "4102444800000", false),
+            (5, "true", false),
+            (6, "{}", false),
+            (7, "[\"2099-01-01T00:00:00.000Z\"]", false),
+        ] {
+            let id = format!("ExpiresCase{n}_-0123456789abcdefgh");
+            f.redis.cli(&["SET", &format!("sess:{id}"), &user(expires)]);
+            let cookie = format!("sid={}", express_cookie(&id, "tobiiscool"));
+            // Twice: the second answer may come from the cache.
+            for attempt in 0..2 {
+                let why =
+                    format!("cache_ttl = {cache_ttl}, expires = {expires}, attempt {attempt}");
+                let reply = f.with_cookie(&cookie).await;
+                if valid {
+                    assert_eq!(reply.seen().header("x-auth-user"), Some("u-5"), "{why}");
+                } else {
+                    assert_401(&reply, "invalid_session", &why);
+                }
+            }
+        }
+        assert_eq!(f.forwarded(), 4, "cache_ttl = {cache_ttl}");
+    }
+}
+
 /// Regression (issue 13.7): `%+5` was decoded as the byte 5 (a sign read as
 /// a hex digit). An escape needs two hex digits; the cookie is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
