@@ -1,6 +1,7 @@
 //! Unpadded base64 (RFC 4648): base64url for JWS segments, JWK members and
 //! key thumbprints (RFC 7515 §2, RFC 7638), the standard alphabet for
-//! express-session cookie signatures (cookie-signature).
+//! express-session cookie signatures (cookie-signature). And the hex digit
+//! of a percent-escape (RFC 3986 §2.1), one rule for every decoder here.
 
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -28,9 +29,34 @@ fn encode(bytes: &[u8], alphabet: &[u8; 64]) -> String {
     out
 }
 
+/// The value of one hex digit of a percent-escape (RFC 3986 §2.1 `HEXDIG`,
+/// either case). Nothing else: `u8::from_str_radix` would also take a
+/// leading `+` as a sign.
+pub fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_digits_are_exactly_rfc_3986_hexdig() {
+        let digits: Vec<(u8, u8)> = (0..=255u8)
+            .filter_map(|b| hex_digit(b).map(|v| (b, v)))
+            .collect();
+        let expected: Vec<(u8, u8)> = (b'0'..=b'9')
+            .zip(0..)
+            .chain((b'A'..=b'F').zip(10..))
+            .chain((b'a'..=b'f').zip(10..))
+            .collect();
+        assert_eq!(digits, expected, "in byte order: 0-9, A-F, a-f");
+    }
 
     #[test]
     fn base64url_matches_rfc4648_vectors() {

@@ -1297,6 +1297,83 @@ async fn known_keys_expire_after_max_stale_while_the_jwks_fails() {
     assert_eq!(f.upstream_calls(), calls, "fail closed");
 }
 
+/// Regression (issue 13.3): a token verified before the JWKS went down
+/// was served from the verified-token cache long after `max_stale`, since
+/// the cache hit skipped the provider's freshness check. Guarantee 6:
+/// cached verifications included, then 503 (and /readyz 503) until a fetch
+/// succeeds.
+#[tokio::test]
+async fn a_cached_verification_is_503_after_max_stale_until_the_jwks_answers_again() {
+    let max_stale = Duration::from_secs(3);
+    let f = Fixture::start(
+        "",
+        &[("max_stale", "\"3s\""), ("refresh_interval", "\"1s\"")],
+    )
+    .await;
+    let token = f.token().sign_rs256(&f.keys.rsa);
+    f.assert_accepted(&token, "fresh keys").await;
+    f.assert_accepted(&token, "fresh keys, from the verified cache")
+        .await;
+    assert!(jwt_cache_hits(&f.px).await >= 1, "the token is cached");
+
+    // The last successful fetch was at most one refresh_interval ago.
+    f.idp.fail_with(500);
+    let outage = Instant::now();
+    let fetches = f.idp.fetches();
+    let refused = loop {
+        let reply = f.bearer(&token).await;
+        if reply.status != 200 {
+            break reply;
+        }
+        assert!(
+            outage.elapsed() < max_stale + Duration::from_secs(3),
+            "a cached token still accepted {:?} into a JWKS outage with max_stale = 3s",
+            outage.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        outage.elapsed() >= max_stale - Duration::from_millis(1500),
+        "refused after {:?}, before max_stale could have passed: {} {}",
+        outage.elapsed(),
+        refused.status,
+        refused.text()
+    );
+    assert!(f.idp.fetches() > fetches, "the refresher kept trying");
+    assert_unavailable_reply(&refused, "cached token, keys older than max_stale");
+    assert_not_echoed(&refused, &token, "503");
+    let calls = f.upstream_calls();
+    let again = f.bearer(&token).await;
+    assert_unavailable_reply(&again, "cached token, still stale");
+    assert_eq!(f.upstream_calls(), calls, "fail closed");
+    let ready = get(f.px.admin, "/readyz", &[]).await;
+    assert_eq!(ready.status, 503, "readyz while stale: {}", ready.text());
+    assert!(
+        ready.text().contains("idp"),
+        "readyz names the provider: {}",
+        ready.text()
+    );
+
+    // A successful fetch makes the keys, and the cached verdict, usable again.
+    f.idp.serve();
+    let recovered = Instant::now();
+    loop {
+        let reply = f.bearer(&token).await;
+        if reply.status == 200 {
+            break;
+        }
+        assert_unavailable_reply(&reply, "stale until a fetch succeeds");
+        assert!(
+            recovered.elapsed() < Duration::from_secs(10),
+            "still refused 10 s after the JWKS answers again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    f.assert_accepted(&token, "after the JWKS recovered").await;
+    let ready = get(f.px.admin, "/readyz", &[]).await;
+    assert_eq!(ready.status, 200, "readyz after recovery: {}", ready.text());
+}
+
 #[tokio::test]
 async fn a_hanging_jwks_delays_an_unknown_kid_by_at_most_about_fetch_timeout() {
     let f = Fixture::start("", &[]).await;

@@ -384,3 +384,42 @@ async fn access_log_lines_are_json_objects_with_unique_keys_and_the_request_id()
         }
     }
 }
+
+/// Regression (issue 13.5): an access-log line had no `path`, so an
+/// operator could not tell which request it was. SPEC §3 `[log]`: the path
+/// as routed and forwarded (normalized), never the query, which may carry
+/// a token.
+#[tokio::test]
+async fn access_log_lines_carry_the_normalized_path_and_never_the_query() {
+    let up = upstream::echo().await;
+    let px = ProxyProcess::start(&config(up.addr, &public_route("/"))).await;
+    let reply = client::get(
+        px.addr,
+        "/a//b/../c?token=s3cr3t-query-value",
+        &["X-Request-Id: lifecycle-path-1"],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.seen().uri,
+        "/a/c?token=s3cr3t-query-value",
+        "the upstream gets the normalized path and the query"
+    );
+
+    let logged = eventually(Duration::from_secs(10), || {
+        px.stderr().contains("lifecycle-path-1")
+    })
+    .await;
+    assert!(logged, "an access-log line; stderr:\n{}", px.stderr());
+    let stderr = px.stderr();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("wristband::access") && l.contains("lifecycle-path-1"))
+        .unwrap_or_else(|| panic!("no access-log line for the request; stderr:\n{stderr}"));
+    let event: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(event["path"], "/a/c", "{line}");
+    assert!(!line.contains("s3cr3t"), "the query is logged: {line}");
+    assert!(!line.contains("token="), "the query is logged: {line}");
+    assert!(!stderr.contains("s3cr3t"), "the query is logged:\n{stderr}");
+}

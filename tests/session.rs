@@ -367,16 +367,77 @@ async fn a_hash_without_the_user_field_or_with_an_empty_one_is_401() {
         let reply = f.with_cookie(&format!("sid={id}")).await;
         assert_401(&reply, "invalid_session", id);
     }
-    // A key of another type under the prefix is not a session either.
+    // A key of another type under the prefix is not a session either: the
+    // store answered, so 401 like a missing key (guarantee 5), never 503.
     f.redis.cli(&["SET", "sessions:astring", "user_id"]);
     let reply = f.with_cookie("sid=astring").await;
-    assert!(
-        reply.status == 401 || reply.status == 503,
-        "a non-hash key: {} {}",
-        reply.status,
-        reply.text()
+    assert_401(
+        &reply,
+        "invalid_session",
+        "a string where a hash is expected",
     );
     assert_eq!(f.forwarded(), 0);
+}
+
+/// `wristband_store_errors_total` (0 when absent).
+async fn store_errors(px: &TestProxy) -> f64 {
+    let metrics = get(px.admin, "/metrics", &[]).await.text();
+    metrics
+        .lines()
+        .find(|l| l.starts_with("wristband_store_errors_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Regression (issue 13.4): Redis's WRONGTYPE reply was taken for a store
+/// failure (503, counted). The store answered: a key of another type is not
+/// a session, 401 like a missing key (guarantee 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_is_401_and_not_a_store_error_in_the_hash_format() {
+    let hash = default_fixture().await;
+    hash.redis.cli(&["SET", "sessions:astring", "user_id"]);
+    hash.redis
+        .cli(&["RPUSH", "sessions:alist", "user_id", "u1"]);
+    let errors = store_errors(&hash.px).await;
+    for (id, why) in [
+        ("astring", "hash format, a string key"),
+        ("alist", "hash format, a list key"),
+    ] {
+        let reply = hash.with_cookie(&format!("sid={id}")).await;
+        assert_401(&reply, "invalid_session", why);
+    }
+    assert_eq!(store_errors(&hash.px).await, errors, "not a store error");
+    assert_eq!(hash.forwarded(), 0);
+}
+
+/// Regression (issue 13.4), `format = "json"`: a hash where a string is
+/// expected is 401, not 503; a store that does not answer is still 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_another_type_is_401_and_not_a_store_error_in_the_json_format() {
+    let mut json = fixture(|url| Setup::redis(url).sessions(EXPRESS)).await;
+    let id = "HashNotJs0nSess10n_-0123456789ab";
+    json.redis
+        .cli(&["HSET", &format!("sess:{id}"), "passport", "u-1"]);
+    let errors = store_errors(&json.px).await;
+    let reply = json
+        .with_cookie(&format!("sid={}", express_cookie(id, "tobiiscool")))
+        .await;
+    assert_401(&reply, "invalid_session", "json format, a hash key");
+    assert_eq!(store_errors(&json.px).await, errors, "not a store error");
+    assert_eq!(json.forwarded(), 0);
+    // A store that does not answer is still 503.
+    json.redis.stop();
+    assert_unavailable(
+        &json
+            .with_cookie(&format!("sid={}", express_cookie(id, "tobiiscool")))
+            .await,
+        "Redis down",
+    );
+    assert!(
+        store_errors(&json.px).await > errors,
+        "a store that did not answer is a store error"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -750,6 +811,88 @@ async fn a_cached_connect_redis_session_is_refused_once_its_cookie_expires() {
         "the refusal did not come from the cache"
     );
     assert_eq!(f.forwarded(), 2);
+}
+
+/// Regression (issue 13.7): a `cookie.expires` that is not a date string
+/// was read two ways. One rule now, with the cache on and off: null or
+/// absent never expires; anything else that is not a date is an invalid
+/// session (fail closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cookie_expires_that_is_not_a_date_is_401_with_the_cache_on_and_off() {
+    const UNCACHED: &[(&str, &str)] = &[("cache_ttl", "\"0s\"")];
+    const CACHED: &[(&str, &str)] = &[("cache_ttl", "\"30s\"")];
+    for cache in [UNCACHED, CACHED] {
+        let cache_ttl = cache[0].1;
+        let f = fixture(|url| Setup::redis(url).sessions(EXPRESS).sessions(cache)).await;
+        let user = |expires: &str| {
+            format!(
+                r#"{{"cookie":{{"expires":{expires},"path":"/"}},"passport":{{"user":"u-5"}}}}"#
+            )
+        };
+        for (n, expires, valid) in [
+            (0, "null", true),
+            (1, "\"2099-01-01T00:00:00.000Z\"", true),
+            (2, "\"not a date\"", false),
+            (3, "\"\"", false),
+            (4, "4102444800000", false),
+            (5, "true", false),
+            (6, "{}", false),
+            (7, "[\"2099-01-01T00:00:00.000Z\"]", false),
+        ] {
+            let id = format!("ExpiresCase{n}_-0123456789abcdefgh");
+            f.redis.cli(&["SET", &format!("sess:{id}"), &user(expires)]);
+            let cookie = format!("sid={}", express_cookie(&id, "tobiiscool"));
+            // Twice: the second answer may come from the cache.
+            for attempt in 0..2 {
+                let why =
+                    format!("cache_ttl = {cache_ttl}, expires = {expires}, attempt {attempt}");
+                let reply = f.with_cookie(&cookie).await;
+                if valid {
+                    assert_eq!(reply.seen().header("x-auth-user"), Some("u-5"), "{why}");
+                } else {
+                    assert_401(&reply, "invalid_session", &why);
+                }
+            }
+        }
+        assert_eq!(f.forwarded(), 4, "cache_ttl = {cache_ttl}");
+    }
+}
+
+/// Regression (issue 13.7): `%+5` was decoded as the byte 5 (a sign read as
+/// a hex digit). An escape needs two hex digits; the cookie is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_express_cookie_with_a_signed_escape_is_401() {
+    let f = fixture(|url| Setup::redis(url).sessions(EXPRESS)).await;
+    let id = "SignedEscapeSess10n_-0123456789a";
+    f.redis.cli(&[
+        "SET",
+        &format!("sess:{id}"),
+        &connect_redis_session("2099-01-01T00:00:00.000Z", "u-6"),
+    ]);
+    let good = express_cookie(id, "tobiiscool");
+    assert_eq!(
+        f.with_cookie(&format!("sid={good}"))
+            .await
+            .seen()
+            .header("x-auth-user"),
+        Some("u-6")
+    );
+    let gets = f.redis.command_calls("get");
+    for (why, cookie) in [
+        ("%+5 in the prefix", good.replacen("%3A", "%+5%3A", 1)),
+        ("%+5 in the id", good.replacen("Escape", "Esc%+5ape", 1)),
+        ("%-5", good.replacen("Escape", "Esc%-5ape", 1)),
+        ("%+3A for the colon", good.replacen("%3A", "%+3A", 1)),
+    ] {
+        let reply = f.with_cookie(&format!("sid={cookie}")).await;
+        assert_401(&reply, "invalid_session", why);
+    }
+    assert_eq!(
+        f.redis.command_calls("get"),
+        gets,
+        "a malformed escape costs no Redis lookup"
+    );
+    assert_eq!(f.forwarded(), 1);
 }
 
 // ---------------------------------------------------------------------------

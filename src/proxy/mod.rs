@@ -189,6 +189,10 @@ pub struct Proxy {
 /// (pingora's per-request `CTX`).
 #[derive(Default)]
 struct RequestLog {
+    /// The normalized path, without the query (SPEC §3 `[log]`): what was
+    /// routed and forwarded. Empty when the path was refused (400), so the
+    /// field only ever holds a path that passed normalization.
+    path: String,
     /// Indexes into the gateway's routes, upstreams and their targets.
     route: Option<usize>,
     upstream: Option<usize>,
@@ -261,6 +265,7 @@ impl Proxy {
                 request_id = request_id.to_str().unwrap_or(""),
                 peer = %conn.peer.ip(),
                 method = %method,
+                path = log.path.as_str(),
                 route = name,
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
@@ -289,14 +294,16 @@ impl Proxy {
         check_head(&parts, config)?;
 
         // Route: the normalized path is what policy sees and what is forwarded.
-        let path = normalize_path(parts.uri.path()).map_err(BadRequest::Path)?;
+        // The access log keeps it; the pipeline borrows it from there.
+        log.path = normalize_path(parts.uri.path()).map_err(BadRequest::Path)?;
+        let path = log.path.as_str();
         // The proxy's own key set is answered here, never routed, so that no
         // route can shadow it.
         if path == JWKS_PATH {
             return jwks_response(gateway, &parts.method);
         }
         let host = client_host(&parts);
-        let index = gateway.route(host.as_ref(), &path, &parts.method)?;
+        let index = gateway.route(host.as_ref(), path, &parts.method)?;
         let route = &config.routes[index];
         let runtime = &gateway.routes[index];
         log.route = Some(index);
@@ -403,7 +410,7 @@ fn jwks_response(
 /// What the upstream is asked for: the normalized path (guarantee 3) and
 /// the query as sent. Unchanged by normalization (the common case), the
 /// request's own target is reused.
-fn upstream_path(parts: &Parts, path: String) -> Result<PathAndQuery, Rejection> {
+fn upstream_path(parts: &Parts, path: &str) -> Result<PathAndQuery, Rejection> {
     let target = match (parts.uri.path_and_query(), parts.uri.query()) {
         (Some(pq), _) if pq.path() == path => return Ok(pq.clone()),
         (_, Some(query)) => PathAndQuery::try_from(format!("{path}?{query}")),

@@ -14,6 +14,8 @@
 //! runs of `/` are merged; then dot segments are removed (§5.2.4), a `..` above
 //! the root being an error rather than clamped.
 
+use crate::encoding::hex_digit;
+
 /// Why a request path was refused. Every variant becomes a 400 `bad_request`
 /// (SPEC §4); the message is logged, so it never echoes the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -169,20 +171,11 @@ fn decode_segment(segment: &[u8], out: &mut String) -> Result<(), PathError> {
 
 /// The byte encoded by the escape starting at `bytes[at]` (a `%`).
 fn escape_at(bytes: &[u8], at: usize) -> Result<u8, PathError> {
-    let hi = bytes.get(at + 1).and_then(|&b| hex_value(b));
-    let lo = bytes.get(at + 2).and_then(|&b| hex_value(b));
+    let hi = bytes.get(at + 1).and_then(|&b| hex_digit(b));
+    let lo = bytes.get(at + 2).and_then(|&b| hex_digit(b));
     match (hi, lo) {
         (Some(hi), Some(lo)) => Ok(hi << 4 | lo),
         _ => Err(PathError::InvalidEscape),
-    }
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

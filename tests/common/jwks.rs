@@ -6,12 +6,13 @@
 //! - `/.well-known/openid-configuration`  `issuer` (its own base URL unless
 //!   overridden) and `jwks_uri`; counted separately
 //!
-//! Modes: serve, fail (503), or hang (the response never comes while the
-//! server lives — longer than any `fetch_timeout` a test sets).
+//! Modes: serve, fail (503, or any status a test names), or hang (the
+//! response never comes while the server lives — longer than any
+//! `fetch_timeout` a test sets).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -33,6 +34,8 @@ struct State {
     fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
     mode: AtomicU8,
+    /// What `FAIL` answers.
+    fail_status: AtomicU16,
     max_age: Mutex<Option<u64>>,
     discovery_issuer: Mutex<Option<String>>,
 }
@@ -110,6 +113,12 @@ impl JwksServer {
 
     /// Every request is answered 503 from now on.
     pub fn fail(&self) {
+        self.fail_with(503);
+    }
+
+    /// Every request is answered `status` (an error status) from now on.
+    pub fn fail_with(&self, status: u16) {
+        self.state.fail_status.store(status, Ordering::SeqCst);
         self.state.mode.store(FAIL, Ordering::SeqCst);
     }
 
@@ -161,7 +170,11 @@ async fn answer(
     };
     counter.fetch_add(1, Ordering::SeqCst);
     match state.mode.load(Ordering::SeqCst) {
-        FAIL => return respond(StatusCode::SERVICE_UNAVAILABLE, "{}".into()),
+        FAIL => {
+            let status = StatusCode::from_u16(state.fail_status.load(Ordering::SeqCst))
+                .expect("fail_with takes a valid status");
+            return respond(status, "{}".into());
+        }
         HANG => {
             // Held until the server (and its runtime) goes away.
             std::future::pending::<()>().await;

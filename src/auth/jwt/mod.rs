@@ -65,6 +65,15 @@ pub enum JwtError {
     Unavailable(String),
 }
 
+impl From<KeyError> for JwtError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::Unknown => JwtError::Invalid(Invalid::UnknownKey),
+            KeyError::Unavailable(reason) => JwtError::Unavailable(reason),
+        }
+    }
+}
+
 /// A token that verified once, by the hash of its text.
 struct Verified {
     provider: usize,
@@ -162,7 +171,9 @@ impl JwtAuth {
         if let (Some(cache), Some(digest)) = (&self.verified, &digest) {
             if let Some(hit) = cache.get(digest) {
                 let provider = &self.providers[hit.provider];
-                if hit.epoch == provider.epoch() {
+                // Stale keys (past `max_stale`) refuse cached verdicts too;
+                // the entry is kept, to count again once a fetch succeeds.
+                if hit.epoch == provider.usable_epoch()? {
                     self.cache_hits.inc();
                     claims::check(&provider.config, hit.identity.claims(), now)?;
                     return Ok(hit.identity.clone());
@@ -184,11 +195,7 @@ impl JwtAuth {
         let epoch = provider.epoch();
         let candidates = provider
             .keys_for(unverified.kid.as_deref(), unverified.alg)
-            .await
-            .map_err(|e| match e {
-                KeyError::Unknown => JwtError::Invalid(Invalid::UnknownKey),
-                KeyError::Unavailable(reason) => JwtError::Unavailable(reason),
-            })?;
+            .await?;
         // Without a kid, a few keys may fit; never try an unbounded number.
         let verified = candidates.iter().take(3).any(|key| {
             key.verify(

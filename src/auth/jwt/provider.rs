@@ -130,6 +130,22 @@ impl ProviderKeys {
         self.state.load().epoch
     }
 
+    /// The key epoch, if the keys may be used now: what a cached verdict
+    /// needs, in one load. Guarantee 6: past `max_stale` a verdict made
+    /// with these keys counts no more than the keys themselves.
+    pub fn usable_epoch(&self) -> Result<u64, KeyError> {
+        let state = self.state.load();
+        if self.usable(&state) {
+            Ok(state.epoch)
+        } else {
+            Err(self.no_fresh_keys())
+        }
+    }
+
+    fn no_fresh_keys(&self) -> KeyError {
+        KeyError::Unavailable(format!("provider {:?} has no fresh keys", self.config.name))
+    }
+
     /// Seconds since the last successful fetch (0 for static keys).
     pub fn age(&self) -> Option<Duration> {
         if self.is_static() {
@@ -161,10 +177,7 @@ impl ProviderKeys {
         let fetched = boxed(|| self.refetch()).await?;
         let state = self.state.load();
         if !self.usable(&state) {
-            return Err(KeyError::Unavailable(format!(
-                "provider {:?} has no fresh keys",
-                self.config.name
-            )));
+            return Err(self.no_fresh_keys());
         }
         let found = matching(&state.keys, kid, alg);
         if !found.is_empty() {

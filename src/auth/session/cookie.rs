@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use aws_lc_rs::hmac;
 
 use crate::config::{CookieCodec, Secret};
+use crate::encoding::hex_digit;
 
 /// Why a cookie value is not a session id (the reason is logged only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -87,15 +88,18 @@ impl Codec {
     }
 }
 
-/// `%XX` decoding (what `decodeURIComponent` does to a cookie value).
+/// `%XX` decoding (what `decodeURIComponent` does to a cookie value). A `%`
+/// not followed by two hex digits makes the whole value malformed (`None`),
+/// as `decodeURIComponent` throws on it.
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hi = hex_digit(*bytes.get(i + 1)?)?;
+            let lo = hex_digit(*bytes.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -153,6 +157,46 @@ mod tests {
             ("s%3", "bad escape"),
         ] {
             assert!(codec.session_id(value).is_err(), "{why}");
+        }
+    }
+
+    /// Regression (issue 13.7): `u8::from_str_radix` reads a leading `+`
+    /// as a sign, so `%+5` was decoded as the byte 5. RFC 3986 §2.1: an
+    /// escape is `%` and exactly two hex digits; anything else is refused.
+    #[test]
+    fn an_escape_is_a_percent_and_exactly_two_hex_digits() {
+        for bad in [
+            "%+5", "%-5", "% 5", "%5", "%", "%G0", "%0G", "a%+5b", "%+F", "%-0", "%\u{e9}0", "%%41",
+        ] {
+            assert_eq!(percent_decode(bad), None, "{bad:?} was decoded");
+        }
+        for (good, decoded) in [
+            ("%3A", ":"),
+            ("%3a", ":"),
+            ("s%3Aab%2Bc", "s:ab+c"),
+            ("%C3%A9", "\u{e9}"),
+            ("plain", "plain"),
+            ("", ""),
+        ] {
+            assert_eq!(percent_decode(good).as_deref(), Some(decoded), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn an_express_cookie_with_a_signed_escape_is_refused() {
+        let codec = express(&["tobiiscool"]);
+        let encoded = "s%3Ahello.DGDUkGlIkCzPz%2BC0B064FNgHdEjox7ch8tOBGslZ5QI";
+        assert_eq!(codec.session_id(encoded), Ok("hello".into()));
+        for bad in [
+            "s%+3Ahello.DGDUkGlIkCzPz%2BC0B064FNgHdEjox7ch8tOBGslZ5QI",
+            "s%3Ahel%+5lo.DGDUkGlIkCzPz%2BC0B064FNgHdEjox7ch8tOBGslZ5QI",
+            "s%3Ahello.DGDUkGlIkCzPz%+2BC0B064FNgHdEjox7ch8tOBGslZ5QI",
+        ] {
+            assert_eq!(
+                codec.session_id(bad),
+                Err(CookieError::MalformedId),
+                "{bad:?}"
+            );
         }
     }
 

@@ -15,7 +15,7 @@ mod redis;
 mod tracking;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::HeaderMap;
 
@@ -31,7 +31,7 @@ use crate::telemetry::Metrics;
 use crate::telemetry::metrics::CacheLabel;
 use cache::{Resolved, TrackedCache};
 use prometheus_client::metrics::counter::Counter;
-use redis::RedisStore;
+use redis::{FetchError, RedisStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -141,19 +141,15 @@ impl SessionAuth {
             .fetch(&key, check_ttl)
             .await?
             .ok_or_else(|| SessionError::Invalid("unknown session".into()))?;
-        // Kept only for the cache: an uncached session is checked right
-        // here, by `record::identity`, and its document is not parsed twice.
-        let expires = match (&self.cache, &stored) {
-            (Some(_), Stored::Json(text)) => json_expiry(text),
-            _ => None,
-        };
-        let identity = record::identity(&self.config, stored)
-            .map(Arc::new)
+        // `cookie.expires` is read and checked once, in `record`; the cache
+        // keeps what was read there and re-checks it on every hit.
+        let session = record::session(&self.config, stored)
             .map_err(|e| SessionError::Invalid(e.to_string()))?;
+        let identity = Arc::new(session.identity);
         if let (Some(cache), Some(epoch)) = (&self.cache, epoch) {
             let resolved = Resolved {
                 identity: identity.clone(),
-                expires,
+                expires: session.expires,
             };
             cache.insert(id.into_owned(), Arc::new(resolved), epoch);
         }
@@ -180,7 +176,10 @@ impl SessionAuth {
             // (bench: SWEEP=idle).
             Store::Redis(redis) => boxed(|| redis.fetch(key, self.config.format, with_ttl))
                 .await
-                .map_err(SessionError::Unavailable),
+                .map_err(|e| match e {
+                    FetchError::Unavailable(reason) => SessionError::Unavailable(reason),
+                    FetchError::NotASession(reason) => SessionError::Invalid(reason.into()),
+                }),
         }
     }
 
@@ -210,18 +209,8 @@ impl SessionAuth {
     }
 }
 
+/// A cached session, checked against `cookie.expires` as a fresh one is.
 fn still_valid(hit: &Resolved) -> Result<Arc<Identity>, SessionError> {
-    match hit.expires {
-        Some(at) if at <= SystemTime::now() => Err(SessionError::Invalid(
-            "session cookie.expires has passed".into(),
-        )),
-        _ => Ok(hit.identity.clone()),
-    }
-}
-
-/// connect-redis `cookie.expires`, for cached sessions.
-fn json_expiry(text: &str) -> Option<SystemTime> {
-    let doc: serde_json::Value = serde_json::from_str(text).ok()?;
-    let expires = doc.get("cookie")?.get("expires")?.as_str()?;
-    humantime::parse_rfc3339_weak(expires).ok()
+    record::check_expiry(hit.expires).map_err(|e| SessionError::Invalid(e.to_string()))?;
+    Ok(hit.identity.clone())
 }

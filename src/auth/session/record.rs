@@ -1,6 +1,8 @@
 //! A stored session turned into an identity (SPEC §3): hash fields (the
 //! `list_fields` split on `,`) or the JSON document's top-level keys become
-//! claims, and `user_field` becomes `sub`.
+//! claims, and `user_field` becomes `sub`. A JSON session's
+//! `cookie.expires` is read here, once, by one rule that holds whether the
+//! session is then cached or not.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -28,12 +30,50 @@ pub enum RecordError {
     NotJson,
     #[error("session cookie.expires has passed")]
     Expired,
+    #[error("session cookie.expires is not a date")]
+    BadExpiry,
 }
 
-pub fn identity(config: &SessionsConfig, stored: Stored) -> Result<Identity, RecordError> {
+/// A valid session: who, and when its app says it ends (connect-redis
+/// `cookie.expires`), which a cached copy re-checks on every use.
+#[derive(Debug)]
+pub struct Session {
+    pub identity: Identity,
+    pub expires: Option<SystemTime>,
+}
+
+pub fn session(config: &SessionsConfig, stored: Stored) -> Result<Session, RecordError> {
     match stored {
-        Stored::Hash(fields) => from_hash(config, fields),
+        Stored::Hash(fields) => Ok(Session {
+            identity: from_hash(config, fields)?,
+            expires: None,
+        }),
         Stored::Json(text) => from_json(config, &text),
+    }
+}
+
+/// Whether a session with this end is still valid now: the one check for
+/// fresh and cached sessions alike.
+pub fn check_expiry(expires: Option<SystemTime>) -> Result<(), RecordError> {
+    match expires {
+        Some(at) if at <= SystemTime::now() => Err(RecordError::Expired),
+        _ => Ok(()),
+    }
+}
+
+/// connect-redis stores express-session's cookie with the session, and its
+/// `expires` is when the app considers the session over. Absent or `null`
+/// (a browser-session cookie): no end. Anything else must be a date as
+/// `Date.prototype.toJSON` writes it; a value that is not one (an
+/// unparseable string, a number, an object) makes the session invalid,
+/// never endless: fail closed.
+fn cookie_expiry(doc: &serde_json::Map<String, Value>) -> Result<Option<SystemTime>, RecordError> {
+    match doc.get("cookie").and_then(|cookie| cookie.get("expires")) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => humantime::parse_rfc3339_weak(text)
+            .map(Some)
+            .map_err(|_| RecordError::BadExpiry),
+        Some(_) => Err(RecordError::BadExpiry),
     }
 }
 
@@ -65,21 +105,11 @@ fn from_hash(
     Ok(Identity::new(sub, claims))
 }
 
-fn from_json(config: &SessionsConfig, text: &str) -> Result<Identity, RecordError> {
+fn from_json(config: &SessionsConfig, text: &str) -> Result<Session, RecordError> {
     let doc: serde_json::Map<String, Value> =
         serde_json::from_str(text).map_err(|_| RecordError::NotJson)?;
-    // connect-redis stores express-session's cookie with the session: an
-    // `expires` in the past means the app considers the session over.
-    if let Some(expires) = doc
-        .get("cookie")
-        .and_then(|c| c.get("expires"))
-        .and_then(Value::as_str)
-    {
-        match humantime::parse_rfc3339_weak(expires) {
-            Ok(at) if at > SystemTime::now() => {}
-            _ => return Err(RecordError::Expired),
-        }
-    }
+    let expires = cookie_expiry(&doc)?;
+    check_expiry(expires)?;
     let root = Value::Object(doc);
     let user = if config.user_field.starts_with('/') {
         root.pointer(&config.user_field)
@@ -94,7 +124,10 @@ fn from_json(config: &SessionsConfig, text: &str) -> Result<Identity, RecordErro
     let Value::Object(doc) = root else {
         return Err(RecordError::NotJson);
     };
-    Ok(Identity::new(sub, doc.into_iter().collect()))
+    Ok(Session {
+        identity: Identity::new(sub, doc.into_iter().collect()),
+        expires,
+    })
 }
 
 #[cfg(test)]
@@ -117,6 +150,10 @@ mod tests {
             cache_ttl: Duration::ZERO,
             sliding_ttl: Duration::ZERO,
         }
+    }
+
+    fn identity(config: &SessionsConfig, stored: Stored) -> Result<Identity, RecordError> {
+        session(config, stored).map(|s| s.identity)
     }
 
     fn hash(pairs: &[(&str, &str)]) -> Stored {
@@ -181,6 +218,52 @@ mod tests {
                 .ok(),
             Some("7".into())
         );
+    }
+
+    /// Regression (issue 13.7): a `cookie.expires` that is not a date
+    /// string was "never expires" here (a number, an object) and on the
+    /// cached path. One rule: absent or null never expires; anything else
+    /// must be a date, else the session is invalid (fail closed).
+    #[test]
+    fn a_cookie_expires_that_is_not_a_date_string_is_invalid() {
+        let c = config(SessionFormat::Json, "user");
+        for expires in [
+            json!("not a date"),
+            json!(""),
+            json!(4_102_444_800_000_u64),
+            json!(true),
+            json!({}),
+            json!(["2099-01-01T00:00:00.000Z"]),
+        ] {
+            let doc = json!({"cookie": {"expires": expires}, "user": "u"});
+            assert_eq!(
+                identity(&c, Stored::Json(doc.to_string())).err(),
+                Some(RecordError::BadExpiry),
+                "expires = {expires}"
+            );
+        }
+        for doc in [
+            json!({"cookie": {"expires": null}, "user": "u"}),
+            json!({"cookie": {}, "user": "u"}),
+            json!({"user": "u"}),
+        ] {
+            let session = session(&c, Stored::Json(doc.to_string()))
+                .unwrap_or_else(|e| panic!("{doc} was refused: {e}"));
+            assert_eq!(session.expires, None, "{doc} never ends");
+        }
+        // The end a cached copy re-checks is the one read here.
+        let doc = json!({"cookie": {"expires": "2099-01-01T00:00:00.000Z"}, "user": "u"});
+        let session = session(&c, Stored::Json(doc.to_string())).expect("a valid session");
+        assert_eq!(
+            session.expires,
+            humantime::parse_rfc3339("2099-01-01T00:00:00Z").ok()
+        );
+        assert_eq!(check_expiry(session.expires), Ok(()));
+        assert_eq!(
+            check_expiry(Some(SystemTime::now() - Duration::from_secs(1))),
+            Err(RecordError::Expired)
+        );
+        assert_eq!(check_expiry(None), Ok(()));
     }
 
     #[test]

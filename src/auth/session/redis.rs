@@ -174,7 +174,7 @@ impl RedisStore {
         key: &str,
         format: SessionFormat,
         with_ttl: bool,
-    ) -> Result<Option<(Stored, Option<i64>)>, String> {
+    ) -> Result<Option<(Stored, Option<i64>)>, FetchError> {
         let mut found = None;
         if self.read_from_replicas {
             found = self.read_replica(key, format).await;
@@ -190,7 +190,7 @@ impl RedisStore {
                 self.client
                     .ttl::<i64, _>(key)
                     .await
-                    .map_err(|e| self.failed(e))?,
+                    .map_err(|e| FetchError::Unavailable(self.failed(e)))?,
             )
         } else {
             None
@@ -222,18 +222,20 @@ impl RedisStore {
         client: &C,
         key: &str,
         format: SessionFormat,
-    ) -> Result<Option<Stored>, String> {
+    ) -> Result<Option<Stored>, FetchError> {
         match format {
             SessionFormat::Hash => {
                 // As fred's `Value`, read once: asking fred for a
                 // `HashMap<String, String>` builds a second map from its own,
                 // ~2,500 instructions per lookup (bench/instructions.sh).
-                let reply: Value = client.hgetall(key).await.map_err(|e| self.failed(e))?;
-                let fields = hash_fields(reply).map_err(|what| self.bad_reply(what))?;
+                let reply: Value = client.hgetall(key).await.map_err(|e| self.read_failed(e))?;
+                let fields = hash_fields(reply)
+                    .map_err(|what| FetchError::Unavailable(self.bad_reply(what)))?;
                 Ok((!fields.is_empty()).then_some(Stored::Hash(fields)))
             }
             SessionFormat::Json => {
-                let text: Option<String> = client.get(key).await.map_err(|e| self.failed(e))?;
+                let text: Option<String> =
+                    client.get(key).await.map_err(|e| self.read_failed(e))?;
                 Ok(text.map(Stored::Json))
             }
         }
@@ -245,6 +247,17 @@ impl RedisStore {
             .expire::<(), _>(key, seconds, None)
             .await
             .map_err(|e| self.failed(e))
+    }
+
+    /// A read that did not give a session: the key holds another type
+    /// (the store answered: not a session, and not a store error), or the
+    /// store failed.
+    fn read_failed(&self, error: Error) -> FetchError {
+        if is_wrong_type(&error) {
+            FetchError::NotASession("the session key holds another Redis type")
+        } else {
+            FetchError::Unavailable(self.failed(error))
+        }
     }
 
     /// Counts the error; the message names its kind only (a fred error may
@@ -260,6 +273,30 @@ impl RedisStore {
         self.errors.inc();
         format!("redis: {what}")
     }
+}
+
+/// Why [`RedisStore::fetch`] has no session to give.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FetchError {
+    /// The store could not be asked, or answered nonsense: 503, counted in
+    /// `wristband_store_errors_total`.
+    Unavailable(String),
+    /// The store answered, and the key is not a session (guarantee 5: a key
+    /// of another type): 401, like a missing key.
+    NotASession(&'static str),
+}
+
+/// Redis's `WRONGTYPE` error reply: the key exists and holds another type
+/// (HGETALL on a string, GET on a hash). fred has no kind of its own for it:
+/// it files the reply under `InvalidArgument`, which it also uses for
+/// argument errors it raises itself, and keeps the server's reply as the
+/// details. So the kind narrows, and the reply's error code decides: RESP
+/// defines the first word of an error reply, up to a space or newline, as
+/// its kind, and `WRONGTYPE` is the code Redis sends for this case. That is
+/// Redis's protocol, not fred's message text.
+fn is_wrong_type(error: &Error) -> bool {
+    *error.kind() == ErrorKind::InvalidArgument
+        && error.details().split([' ', '\r', '\n']).next() == Some("WRONGTYPE")
 }
 
 /// An `HGETALL` reply as fred maps it (a field/value array under RESP2, a
@@ -381,6 +418,27 @@ mod tests {
             ]
         );
         assert_eq!(hash_fields(reply(&[])), Ok(vec![]));
+    }
+
+    #[test]
+    fn only_a_wrongtype_reply_is_a_key_of_another_type() {
+        let wrong_type = Error::new(
+            ErrorKind::InvalidArgument,
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        );
+        assert!(is_wrong_type(&wrong_type));
+        for other in [
+            // fred's own argument errors share the kind.
+            Error::new(ErrorKind::InvalidArgument, "Cannot convert to key."),
+            Error::new(ErrorKind::InvalidArgument, "WRONGTYPEX is not a code"),
+            // The code under another kind is not a reply fred parsed as one.
+            Error::new(ErrorKind::Unknown, "WRONGTYPE Operation"),
+            Error::new(ErrorKind::IO, "connection reset"),
+            Error::new(ErrorKind::Timeout, "Request timed out."),
+            Error::new(ErrorKind::Unknown, "ERR unknown command"),
+        ] {
+            assert!(!is_wrong_type(&other), "{other:?}");
+        }
     }
 
     #[test]
