@@ -422,4 +422,29 @@ async fn access_log_lines_carry_the_normalized_path_and_never_the_query() {
     assert!(!line.contains("s3cr3t"), "the query is logged: {line}");
     assert!(!line.contains("token="), "the query is logged: {line}");
     assert!(!stderr.contains("s3cr3t"), "the query is logged:\n{stderr}");
+
+    // A servlet session id in a path parameter is an id: never logged.
+    let reply = client::get(
+        px.addr,
+        "/cart;jsessionid=S3SS10N-ID/items",
+        &["X-Request-Id: lifecycle-path-2"],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let logged = eventually(Duration::from_secs(10), || {
+        px.stderr().contains("lifecycle-path-2")
+    })
+    .await;
+    assert!(logged, "an access-log line; stderr:\n{}", px.stderr());
+    let stderr = px.stderr();
+    assert!(
+        !stderr.contains("S3SS10N"),
+        "a session id is logged:\n{stderr}"
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("lifecycle-path-2"))
+        .expect("the line");
+    let event: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    assert_eq!(event["path"], "/cart;…/items", "{line}");
 }

@@ -33,6 +33,7 @@ use crate::error::{BadRequest, Rejection, Side};
 use crate::identity::{Identity, IdentityHeaders};
 use crate::routing::{Router, normalize_path};
 use crate::telemetry::Metrics;
+use crate::telemetry::logging::LoggedPath;
 use crate::telemetry::metrics::{RouteLabel, StatusCounters};
 use prometheus_client::metrics::histogram::Histogram;
 use upstream::Upstream;
@@ -265,7 +266,7 @@ impl Proxy {
                 request_id = request_id.to_str().unwrap_or(""),
                 peer = %conn.peer.ip(),
                 method = %method,
-                path = log.path.as_str(),
+                path = %LoggedPath(&log.path),
                 route = name,
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
