@@ -287,7 +287,7 @@ impl JwtAlgorithm {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
     /// Never empty.
@@ -339,7 +339,7 @@ pub enum Balance {
     UserHash,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
     pub path: String,
     pub interval: Duration,
