@@ -17,13 +17,255 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::client::{Reply, get, raw};
-use common::upstream;
+use common::jwks::JwksServer;
+use common::process::accepts;
+use common::tokens::{RsaKey, Token, now, random_id};
+use common::upstream::{self, TestUpstream};
 use common::{TestProxy, closed_port, metric_sample, start_proxy, upstream_toml};
+use serde_json::json;
 
 /// Reads `/metrics` and returns one sample (`None` when absent).
 async fn metric(px: &TestProxy, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let metrics = get(px.admin, "/metrics", &[]).await.text();
     metric_sample(&metrics, name, labels)
+}
+
+// ---------------------------------------------------------------------------
+// JWT: keys, their age and the verified-token cache (guarantee 6).
+
+/// `/readyz` as it answers right now (no waiting: a reload must not make
+/// the proxy unready, even for a moment).
+async fn assert_ready_now(px: &TestProxy, why: &str) {
+    let reply = get(px.admin, "/readyz", &[]).await;
+    assert_eq!(reply.status, 200, "{why}: /readyz {}", reply.text());
+}
+
+/// The identity provider: a real JWKS endpoint serving one RSA key.
+struct Idp {
+    key: RsaKey,
+    server: JwksServer,
+}
+
+/// A provider `idp` (`jwks_url`, audience `app`) in front of an echo
+/// upstream, on a required route `/api`.
+struct JwtFixture {
+    idp: Idp,
+    up: TestUpstream,
+    px: TestProxy,
+}
+
+/// The provider table with `overrides` (same key: replaced).
+fn provider_toml(server: &JwksServer, overrides: &[(&str, &str)]) -> String {
+    let mut keys: Vec<(String, String)> = vec![
+        ("name".into(), "\"idp\"".into()),
+        ("issuer".into(), format!("\"{}\"", server.base_url())),
+        ("jwks_url".into(), format!("\"{}\"", server.jwks_url())),
+        ("audiences".into(), "[\"app\"]".into()),
+        ("algorithms".into(), "[\"RS256\"]".into()),
+        // Refreshes come quickly, so a test sees a fetch fail soon after
+        // the JWKS server stops.
+        ("refresh_interval".into(), "\"1s\"".into()),
+        ("min_refresh_interval".into(), "\"1s\"".into()),
+        ("fetch_timeout".into(), "\"500ms\"".into()),
+    ];
+    for (key, value) in overrides {
+        keys.retain(|(k, _)| k != key);
+        keys.push(((*key).to_owned(), (*value).to_owned()));
+    }
+    let mut text = String::from("[[jwt.providers]]\n");
+    for (k, v) in keys {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    text
+}
+
+impl JwtFixture {
+    async fn start(overrides: &[(&str, &str)]) -> JwtFixture {
+        let key = RsaKey::generate("k1");
+        let server = JwksServer::start(vec![key.jwk()]).await;
+        let up = upstream::echo().await;
+        let idp = Idp { key, server };
+        let px = start_proxy(&jwt_config(&idp.server, &up, overrides)).await;
+        common::wait_ready(&px).await;
+        JwtFixture { idp, up, px }
+    }
+
+    fn reload(&self, overrides: &[(&str, &str)]) {
+        self.px
+            .reload(&jwt_config(&self.idp.server, &self.up, overrides));
+    }
+
+    /// A valid token of `alice` for `aud`, signed with the published key.
+    fn token(&self, aud: &str) -> String {
+        self.token_with_kid(aud, "k1")
+    }
+
+    fn token_with_kid(&self, aud: &str, kid: &str) -> String {
+        let now = now();
+        Token::new()
+            .kid(kid)
+            .claim("iss", json!(self.idp.server.base_url()))
+            .claim("sub", json!("alice"))
+            .claim("aud", json!(aud))
+            .claim("iat", json!(now))
+            .claim("exp", json!(now + 300))
+            .sign_rs256(&self.idp.key)
+    }
+
+    async fn bearer(&self, token: &str) -> Reply {
+        let auth = format!("Authorization: Bearer {token}");
+        get(self.px.addr, "/api/x", &[&auth]).await
+    }
+
+    async fn assert_accepted(&self, token: &str, why: &str) {
+        let reply = self.bearer(token).await;
+        assert_eq!(reply.status, 200, "{why}: {}", reply.text());
+        assert_eq!(reply.seen().header("x-auth-user"), Some("alice"), "{why}");
+    }
+
+    async fn jwt_cache_hits(&self) -> f64 {
+        metric(&self.px, "wristband_cache_hits_total", &[("cache", "jwt")])
+            .await
+            .unwrap_or(0.0)
+    }
+
+    /// Stops the JWKS server and waits until the proxy has seen a refresh
+    /// fail, so that what it serves from now on are stale keys.
+    async fn stop_the_idp(&mut self) {
+        self.idp.server.stop().await;
+        assert!(
+            !accepts(self.idp.server.addr),
+            "the JWKS port still accepts"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let failed = metric(
+                &self.px,
+                "wristband_jwks_refresh_total",
+                &[("provider", "idp"), ("result", "error")],
+            )
+            .await;
+            if failed.is_some_and(|n| n >= 1.0) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no failed JWKS refresh in 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn jwt_config(server: &JwksServer, up: &TestUpstream, overrides: &[(&str, &str)]) -> String {
+    let routes = format!(
+        "{}\n[identity]\nheaders = {{ \"X-Auth-User\" = \"sub\" }}\n\n[[routes]]\nname = \"api\"\npath = \"/api\"\nupstream = \"app\"\n",
+        provider_toml(server, overrides)
+    );
+    upstream_toml(&[up.addr], "", &routes)
+}
+
+/// The bug of issue 13 (item 6): keys fetched, the JWKS server gone, stale
+/// keys serving as designed — then a reload to `changes` must leave JWT
+/// routes up and `/readyz` ready, with the same keys (no new key set that
+/// would need a fetch the dead server cannot give). Returns the fixture
+/// and the token it used.
+async fn stale_keys_survive_a_reload_to(changes: &[(&str, &str)]) -> (JwtFixture, String) {
+    let mut f = JwtFixture::start(&[]).await;
+    let token = f.token("app");
+    f.assert_accepted(&token, "fresh keys").await;
+    f.stop_the_idp().await;
+    f.assert_accepted(&token, "stale keys, JWKS server stopped")
+        .await;
+
+    f.reload(changes);
+    assert_ready_now(&f.px, "after the reload").await;
+    f.assert_accepted(&token, "after the reload, JWKS server stopped")
+        .await;
+    (f, token)
+}
+
+#[tokio::test]
+async fn sighup_while_the_idp_is_down_keeps_the_keys_and_the_verified_cache() {
+    let (f, token) = stale_keys_survive_a_reload_to(&[]).await;
+    let hits = f.jwt_cache_hits().await;
+    f.assert_accepted(&token, "again").await;
+    assert_eq!(
+        f.jwt_cache_hits().await,
+        hits + 1.0,
+        "the verified-token cache was kept over the reload"
+    );
+}
+
+#[tokio::test]
+async fn sighup_while_the_idp_is_down_with_an_audience_added_keeps_the_keys() {
+    let (f, _) = stale_keys_survive_a_reload_to(&[("audiences", "[\"app\", \"other\"]")]).await;
+    f.assert_accepted(&f.token("other"), "the new audience, old keys")
+        .await;
+}
+
+#[tokio::test]
+async fn sighup_while_the_idp_is_down_with_new_fetch_settings_keeps_the_keys() {
+    // Only when and how to fetch changed: the keys and their age carry over.
+    let (f, token) = stale_keys_survive_a_reload_to(&[
+        ("refresh_interval", "\"2s\""),
+        ("fetch_timeout", "\"400ms\""),
+        ("max_stale", "\"12h\""),
+    ])
+    .await;
+    let hits = f.jwt_cache_hits().await;
+    f.assert_accepted(&token, "again").await;
+    assert_eq!(
+        f.jwt_cache_hits().await,
+        hits + 1.0,
+        "the verified-token cache was kept: the keys are the same"
+    );
+}
+
+/// Claims are checked against the current config on every cache hit: a
+/// token cached under the old rules is refused once they no longer hold.
+#[tokio::test]
+async fn sighup_dropping_an_audience_refuses_a_token_cached_for_it() {
+    let mut f = JwtFixture::start(&[]).await;
+    let token = f.token("app");
+    f.assert_accepted(&token, "cached").await;
+    f.stop_the_idp().await;
+
+    f.reload(&[("audiences", "[\"other\"]")]);
+    let calls = f.up.requests.load(Ordering::SeqCst);
+    let reply = f.bearer(&token).await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert_eq!(reply.json()["error"], "invalid_token");
+    assert_eq!(f.up.requests.load(Ordering::SeqCst), calls, "fail closed");
+}
+
+/// Guarantee 6 holds across reloads: the start-up fetch counts once, not
+/// once per reload, and the `min_refresh_interval` cooldown carries over.
+#[tokio::test]
+async fn sighup_with_an_unchanged_key_source_fetches_no_keys() {
+    let slow = [
+        ("refresh_interval", "\"1h\""),
+        ("min_refresh_interval", "\"10m\""),
+    ];
+    let f = JwtFixture::start(&slow).await;
+    assert_eq!(f.idp.server.fetches(), 1, "the start-up fetch");
+    let variants: [&[(&str, &str)]; 3] = [
+        &slow,
+        &[slow[0], slow[1], ("audiences", "[\"app\", \"other\"]")],
+        &[("refresh_interval", "\"2h\""), slow[1]],
+    ];
+    for changes in variants {
+        f.reload(changes);
+        common::wait_ready(&f.px).await;
+        f.assert_accepted(&f.token("app"), "after the reload").await;
+        assert_eq!(
+            f.idp.server.fetches(),
+            1,
+            "a reload to {changes:?} fetched the keys again"
+        );
+    }
+    // Within the cooldown an unknown kid is 401 at once (SPEC §6a).
+    let unknown = f.token_with_kid("app", &random_id());
+    let reply = f.bearer(&unknown).await;
+    assert_eq!(reply.status, 401, "{}", reply.text());
+    assert_eq!(f.idp.server.fetches(), 1, "no fetch during the cooldown");
 }
 
 // ---------------------------------------------------------------------------

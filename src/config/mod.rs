@@ -194,7 +194,7 @@ pub struct JwtConfig {
     pub providers: Vec<JwtProvider>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwtProvider {
     pub name: String,
     pub issuer: String,
@@ -216,7 +216,7 @@ pub struct JwtProvider {
     pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KeySource {
     JwksUrl(String),
     /// OIDC discovery from `issuer`.

@@ -120,7 +120,7 @@ impl Gateway {
             .get_or_create(&RouteLabel { route: "".into() })
             .clone();
         let unrouted_requests = StatusCounters::new(&metrics.requests, "".into());
-        let auth = Authenticator::new(&config, metrics)?;
+        let auth = Authenticator::new(&config, metrics, previous.map(|p| &p.auth), &mut reuse)?;
         let gateway = Arc::new(Gateway {
             auth,
             router: Router::new(&config.routes),
