@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::client::{Reply, get, raw};
 use common::jwks::JwksServer;
-use common::process::accepts;
+use common::process::{accepts, eventually};
+use common::redis::RedisServer;
 use common::tokens::{RsaKey, Token, now, random_id};
 use common::upstream::{self, TestUpstream};
 use common::{TestProxy, closed_port, metric_sample, start_proxy, upstream_toml};
@@ -266,6 +267,181 @@ async fn sighup_with_an_unchanged_key_source_fetches_no_keys() {
     let reply = f.bearer(&unknown).await;
     assert_eq!(reply.status, 401, "{}", reply.text());
     assert_eq!(f.idp.server.fetches(), 1, "no fetch during the cooldown");
+}
+
+// ---------------------------------------------------------------------------
+// Sessions: the Redis client, its connection and its cache (guarantee 5).
+
+struct SessionFixture {
+    redis: RedisServer,
+    up: TestUpstream,
+    px: TestProxy,
+}
+
+/// Redis with the session cache on. `store` and `sessions` are more lines
+/// for those tables, never a key the base already sets (TOML refuses a key
+/// given twice).
+fn session_config(redis: &RedisServer, up: &TestUpstream, store: &str, sessions: &str) -> String {
+    let tables = format!(
+        "[store]\nkind = \"redis\"\nurl = \"{url}\"\n{store}\n\n\
+         [sessions]\ncookie = \"sid\"\nkey_prefix = \"sessions:\"\ncache_ttl = \"30s\"\n{sessions}\n\n\
+         [identity]\nheaders = {{ \"X-Auth-User\" = \"sub\" }}\n\n\
+         [[routes]]\nname = \"app\"\npath = \"/\"\nupstream = \"app\"\naccept = [\"session\"]\n",
+        url = redis.url()
+    );
+    upstream_toml(&[up.addr], "", &tables)
+}
+
+const USER_ID: &str = "user_field = \"user_id\"";
+const TIMEOUT: &str = "command_timeout = \"250ms\"";
+
+impl SessionFixture {
+    async fn start() -> SessionFixture {
+        let redis = RedisServer::start();
+        let up = upstream::echo().await;
+        let px = start_proxy(&session_config(&redis, &up, TIMEOUT, USER_ID)).await;
+        common::wait_ready(&px).await;
+        SessionFixture { redis, up, px }
+    }
+
+    fn reload(&self, store: &str, sessions: &str) {
+        self.px
+            .reload(&session_config(&self.redis, &self.up, store, sessions));
+    }
+
+    /// The `X-Auth-User` the upstream saw for `sid=id`.
+    async fn user(&self, id: &str) -> Option<String> {
+        let reply = get(self.px.addr, "/", &[&format!("Cookie: sid={id}")]).await;
+        reply.seen().header("x-auth-user").map(str::to_owned)
+    }
+
+    async fn cache_hits(&self) -> f64 {
+        metric(
+            &self.px,
+            "wristband_cache_hits_total",
+            &[("cache", "sessions")],
+        )
+        .await
+        .unwrap_or(0.0)
+    }
+
+    /// Caches session `id`: looked up once, then served from the cache.
+    async fn cache(&self, id: &str) {
+        assert!(self.user(id).await.is_some(), "the first lookup");
+        let lookups = self.redis.command_calls("hgetall");
+        let hits = self.cache_hits().await;
+        assert!(self.user(id).await.is_some(), "the second lookup");
+        assert_eq!(
+            self.redis.command_calls("hgetall"),
+            lookups,
+            "the second lookup is a cache hit"
+        );
+        assert_eq!(self.cache_hits().await, hits + 1.0);
+    }
+
+    /// The ids of the connections the proxy holds to Redis: `CLIENT LIST`
+    /// without the `redis-cli` asking (Redis 7 names its command
+    /// `client|list`; the proxy's may be `client|tracking`).
+    fn proxy_connections(&self) -> Vec<String> {
+        self.redis
+            .cli(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|line| !line.contains("cmd=client|list"))
+            .filter_map(|line| line.split(' ').find(|f| f.starts_with("id=")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Guarantee 5 still holds: a DEL ends the session within 100 ms.
+    async fn assert_delete_ends_it_within_100ms(&self, id: &str) {
+        let key = format!("sessions:{id}");
+        assert_eq!(self.redis.cli(&["DEL", &key]), "1");
+        let deleted = Instant::now();
+        loop {
+            let reply = get(self.px.addr, "/", &[&format!("Cookie: sid={id}")]).await;
+            if reply.status == 401 {
+                break;
+            }
+            assert!(
+                deleted.elapsed() <= Duration::from_millis(100),
+                "still served 100 ms after the DEL: {} {}",
+                reply.status,
+                reply.text()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_keeps_the_session_cache_and_a_delete_still_ends_the_session() {
+    let f = SessionFixture::start().await;
+    f.redis.cli(&["HSET", "sessions:s1", "user_id", "u1"]);
+    f.cache("s1").await;
+    let connections = f.proxy_connections();
+    let lookups = f.redis.command_calls("hgetall");
+
+    f.reload(TIMEOUT, USER_ID);
+    assert_eq!(f.user("s1").await.as_deref(), Some("u1"));
+    assert_eq!(
+        f.redis.command_calls("hgetall"),
+        lookups,
+        "the first request after the reload is a cache hit"
+    );
+    assert_eq!(f.proxy_connections(), connections, "the same connection");
+    f.assert_delete_ends_it_within_100ms("s1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_new_user_field_keeps_the_connection_and_forgets_cached_identities() {
+    let f = SessionFixture::start().await;
+    f.redis.cli(&[
+        "HSET",
+        "sessions:s1",
+        "user_id",
+        "u1",
+        "email",
+        "u1@example.com",
+    ]);
+    f.cache("s1").await;
+    let connections = f.proxy_connections();
+
+    f.reload(TIMEOUT, "user_field = \"email\"");
+    assert_eq!(
+        f.user("s1").await.as_deref(),
+        Some("u1@example.com"),
+        "an identity cached under the old rules is not served"
+    );
+    assert_eq!(f.proxy_connections(), connections, "the same connection");
+    // The cache still works, and is still kept honest by tracking.
+    let lookups = f.redis.command_calls("hgetall");
+    assert_eq!(f.user("s1").await.as_deref(), Some("u1@example.com"));
+    assert_eq!(f.redis.command_calls("hgetall"), lookups, "cached again");
+    f.assert_delete_ends_it_within_100ms("s1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_new_store_closes_the_old_connection() {
+    let f = SessionFixture::start().await;
+    f.redis.cli(&["HSET", "sessions:s1", "user_id", "u1"]);
+    f.cache("s1").await;
+    let old = f.proxy_connections();
+    assert_eq!(old.len(), 1, "one connection: {old:?}");
+
+    f.reload("command_timeout = \"300ms\"", USER_ID);
+    let closed = eventually(Duration::from_secs(10), || {
+        let now = f.proxy_connections();
+        now.len() == 1 && now != old
+    })
+    .await;
+    assert!(
+        closed,
+        "the replaced client's connection is still open: {:?} (was {old:?})",
+        f.proxy_connections()
+    );
+    common::wait_ready(&f.px).await;
+    assert_eq!(f.user("s1").await.as_deref(), Some("u1"));
+    f.assert_delete_ends_it_within_100ms("s1").await;
 }
 
 // ---------------------------------------------------------------------------

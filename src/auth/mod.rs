@@ -144,7 +144,13 @@ impl Authenticator {
                 previous.and_then(|p| p.jwt.as_deref()),
                 reuse,
             )?,
-            session: SessionAuth::new(config.sessions.as_ref(), &config.store, metrics)?,
+            session: SessionAuth::new(
+                config.sessions.as_ref(),
+                &config.store,
+                metrics,
+                previous.and_then(|p| p.session.as_deref()),
+                reuse,
+            )?,
         })
     }
 

@@ -130,7 +130,7 @@ pub enum LogFormat {
     Pretty,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     pub kind: StoreKind,
     /// Redis only; may carry a password, hence a secret.
@@ -155,7 +155,7 @@ impl StoreKind {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionsConfig {
     pub cookie: String,
     pub codec: CookieCodec,
