@@ -16,6 +16,7 @@ pub mod encoding;
 pub mod error;
 pub mod identity;
 pub mod proxy;
+pub mod reuse;
 pub mod routing;
 pub mod server;
 pub mod telemetry;

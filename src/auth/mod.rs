@@ -24,6 +24,7 @@ use http::request::Parts;
 use crate::config::{AuthMode, Config, CredentialKind, RouteConfig};
 use crate::error::Rejection;
 use crate::identity::Identity;
+use crate::reuse::Reuse;
 use crate::telemetry::Metrics;
 use counters::{AuthCounters, Outcome};
 use jwt::{Invalid, JwtAuth, JwtError};
@@ -128,10 +129,28 @@ where
 }
 
 impl Authenticator {
-    pub fn new(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Self> {
+    /// The kinds `config` configures; on a reload, `previous` gives the
+    /// keys, caches and store connection that still hold.
+    pub fn new(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Authenticator>,
+        reuse: &mut Reuse,
+    ) -> anyhow::Result<Self> {
         Ok(Authenticator {
-            jwt: JwtAuth::new(&config.jwt, metrics)?,
-            session: SessionAuth::new(config.sessions.as_ref(), &config.store, metrics)?,
+            jwt: JwtAuth::new(
+                &config.jwt,
+                metrics,
+                previous.and_then(|p| p.jwt.as_deref()),
+                reuse,
+            )?,
+            session: SessionAuth::new(
+                config.sessions.as_ref(),
+                &config.store,
+                metrics,
+                previous.and_then(|p| p.session.as_deref()),
+                reuse,
+            )?,
         })
     }
 
@@ -149,7 +168,7 @@ impl Authenticator {
             .jwt
             .iter()
             .flat_map(|jwt| jwt.providers.iter())
-            .filter(|p| !p.has_keys())
+            .filter(|p| !p.keys.has_keys())
             .map(|p| format!("jwt provider {}", p.config.name))
             .collect();
         if self.session.as_ref().is_some_and(|s| !s.is_ready()) {
@@ -161,7 +180,7 @@ impl Authenticator {
     /// Refreshes gauges that are computed, not counted.
     pub fn export_gauges(&self) {
         for provider in self.jwt.iter().flat_map(|jwt| jwt.providers.iter()) {
-            provider.export_age();
+            provider.keys.export_age();
         }
     }
 

@@ -130,7 +130,7 @@ pub enum LogFormat {
     Pretty,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreConfig {
     pub kind: StoreKind,
     /// Redis only; may carry a password, hence a secret.
@@ -155,7 +155,7 @@ impl StoreKind {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionsConfig {
     pub cookie: String,
     pub codec: CookieCodec,
@@ -194,7 +194,7 @@ pub struct JwtConfig {
     pub providers: Vec<JwtProvider>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwtProvider {
     pub name: String,
     pub issuer: String,
@@ -216,7 +216,7 @@ pub struct JwtProvider {
     pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KeySource {
     JwksUrl(String),
     /// OIDC discovery from `issuer`.
@@ -287,7 +287,7 @@ impl JwtAlgorithm {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
     /// Never empty.
@@ -339,7 +339,7 @@ pub enum Balance {
     UserHash,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
     pub path: String,
     pub interval: Duration,

@@ -31,6 +31,7 @@ use crate::boxed::boxed;
 use crate::config::{Config, RouteConfig, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
 use crate::identity::{Identity, IdentityHeaders};
+use crate::reuse::Reuse;
 use crate::routing::{Router, normalize_path};
 use crate::telemetry::Metrics;
 use crate::telemetry::logging::LoggedPath;
@@ -43,7 +44,8 @@ use upstream::Upstream;
 pub type ResponseBody = Either<pool::PooledBody, Full<Bytes>>;
 
 /// Everything derived from one version of the config. Swapped whole on
-/// SIGHUP; requests in flight keep the version they started with.
+/// SIGHUP, carrying over the state that still holds ([`crate::reuse`]);
+/// requests in flight keep the version they started with.
 pub struct Gateway {
     pub config: Arc<Config>,
     router: Router,
@@ -84,18 +86,31 @@ impl Gateway {
     /// Builds the runtime state and starts the health checkers. Must run
     /// inside the tokio runtime.
     pub fn new(config: Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Gateway>> {
+        Gateway::build(config, metrics, None).map(|(gateway, _)| gateway)
+    }
+
+    /// As [`Gateway::new`], carrying over from `previous` the state of
+    /// every part whose config did not change (see [`crate::reuse`]), and
+    /// saying which.
+    pub fn reload(
+        previous: &Gateway,
+        config: Config,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<(Arc<Gateway>, Reuse)> {
+        Gateway::build(config, metrics, Some(previous))
+    }
+
+    fn build(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Gateway>,
+    ) -> anyhow::Result<(Arc<Gateway>, Reuse)> {
+        let mut reuse = Reuse::default();
         let tls = match &config.server.tls {
             Some(tls) => Some(crate::server::tls::acceptor(tls)?),
             None => None,
         };
-        let upstreams: Vec<Arc<Upstream>> = config
-            .upstreams
-            .iter()
-            .map(|u| Upstream::new(u, metrics, config.server.idle_timeout))
-            .collect();
-        for u in &upstreams {
-            health::spawn(u);
-        }
+        let upstreams = upstreams(&config, metrics, previous, &mut reuse);
         let routes = config
             .routes
             .iter()
@@ -106,8 +121,9 @@ impl Gateway {
             .get_or_create(&RouteLabel { route: "".into() })
             .clone();
         let unrouted_requests = StatusCounters::new(&metrics.requests, "".into());
-        Ok(Arc::new(Gateway {
-            auth: Authenticator::new(&config, metrics)?,
+        let auth = Authenticator::new(&config, metrics, previous.map(|p| &p.auth), &mut reuse)?;
+        let gateway = Arc::new(Gateway {
+            auth,
             router: Router::new(&config.routes),
             identity: IdentityHeaders::new(&config.identity)
                 .context("identity.assertion.key_file")?,
@@ -117,8 +133,42 @@ impl Gateway {
             unrouted_requests,
             tls,
             config: Arc::new(config),
-        }))
+        });
+        Ok((gateway, reuse))
     }
+}
+
+/// The config's upstreams: the previous gateway's own where the upstream's
+/// config (and `server.idle_timeout`, which its pools use) is unchanged, so
+/// that pools, health verdicts and passive ejections survive the reload
+/// (a dead target must not count as healthy again) and no second health
+/// checker starts; new ones, with their checkers, otherwise.
+fn upstreams(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    previous: Option<&Gateway>,
+    reuse: &mut Reuse,
+) -> Vec<Arc<Upstream>> {
+    let idle_timeout = config.server.idle_timeout;
+    let reusable = previous
+        .filter(|p| p.config.server.idle_timeout == idle_timeout)
+        .map_or(&[][..], |p| &p.upstreams[..]);
+    config
+        .upstreams
+        .iter()
+        .map(|wanted| {
+            let kept = reusable.iter().find(|u| u.config == *wanted);
+            reuse.record(kept.is_some(), format!("upstream {}", wanted.name));
+            match kept {
+                Some(upstream) => upstream.clone(),
+                None => {
+                    let upstream = Upstream::new(wanted, metrics, idle_timeout);
+                    health::spawn(&upstream);
+                    upstream
+                }
+            }
+        })
+        .collect()
 }
 
 impl Gateway {

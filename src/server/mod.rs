@@ -98,8 +98,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 }
 
 impl Running {
-    /// Swaps in a new config for new requests. Listener addresses and
-    /// `max_connections` are fixed at start; a change to them is logged.
+    /// Swaps in a new config for new requests, keeping the state of every
+    /// part it leaves unchanged (see [`crate::reuse`]). Listener addresses
+    /// and `max_connections` are fixed at start; a change to them is logged.
     pub fn reload(&self, config: Config) -> anyhow::Result<()> {
         let old = self.proxy.gateway.load_full();
         if old.config.server.listen != config.server.listen
@@ -110,8 +111,15 @@ impl Running {
                 "server.listen, admin.listen and server.max_connections apply only at start; restart to change them"
             );
         }
-        let gateway = Gateway::new(config, &self.proxy.metrics)?;
+        let source = config.source.clone();
+        let (gateway, reuse) = Gateway::reload(&old, config, &self.proxy.metrics)?;
         self.proxy.gateway.store(gateway);
+        tracing::info!(
+            config = %source.display(),
+            kept = %reuse.kept_list(),
+            rebuilt = %reuse.rebuilt_list(),
+            "config reloaded"
+        );
         Ok(())
     }
 
@@ -161,10 +169,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = hangup.recv() => match Config::load(&source) {
-                Ok(config) => match running.reload(config) {
-                    Ok(()) => tracing::info!(config = %source.display(), "config reloaded"),
-                    Err(error) => tracing::error!(error = %format!("{error:#}"), "reload failed; the previous config keeps serving"),
-                },
+                Ok(config) => {
+                    if let Err(error) = running.reload(config) {
+                        tracing::error!(error = %format!("{error:#}"), "reload failed; the previous config keeps serving");
+                    }
+                }
                 Err(errors) => {
                     for error in &errors.0 {
                         tracing::error!(%error, "invalid config");

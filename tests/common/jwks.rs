@@ -8,7 +8,7 @@
 //!
 //! Modes: serve, fail (503, or any status a test names), or hang (the
 //! response never comes while the server lives — longer than any
-//! `fetch_timeout` a test sets).
+//! `fetch_timeout` a test sets); or gone altogether (`stop`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -63,12 +63,16 @@ impl JwksServer {
         *state.keys.lock().expect("keys lock") = keys;
         let shared = state.clone();
         let task = tokio::spawn(async move {
+            // Held by the accept task, so that ending it (`stop`, drop) also
+            // ends every keep-alive connection a client still holds.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
+                while connections.try_join_next().is_some() {}
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let state = shared.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let service = service_fn(move |req| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(answer(req, addr, state).await) }
@@ -80,6 +84,14 @@ impl JwksServer {
             }
         });
         JwksServer { addr, state, task }
+    }
+
+    /// The identity provider goes away: the port stops accepting and every
+    /// connection it had is closed (a pooled keep-alive connection would
+    /// otherwise keep answering).
+    pub async fn stop(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
     }
 
     /// `http://127.0.0.1:PORT` — the issuer, and the discovery base.

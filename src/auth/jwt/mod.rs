@@ -22,13 +22,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-pub use provider::{KeyError, ProviderKeys};
+pub use provider::{Carried, KeyError, ProviderKeys};
 use token::Claims;
 
 use super::credentials;
-use crate::config::JwtConfig;
+use crate::config::{JwtConfig, JwtProvider};
 use crate::error::Rejection;
 use crate::identity::Identity;
+use crate::reuse::Reuse;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::CacheLabel;
 use prometheus_client::metrics::counter::Counter;
@@ -87,30 +88,64 @@ struct Verified {
 const CACHE_TTL: Duration = Duration::from_secs(300);
 const JWT_CACHE: CacheLabel = CacheLabel { cache: "jwt" };
 
+/// One configured provider: its claim rules, and the key set it verifies
+/// signatures with, which a reload may carry over (`ProviderKeys::reload`).
+pub struct Provider {
+    pub config: JwtProvider,
+    pub keys: Arc<ProviderKeys>,
+}
+
 pub struct JwtAuth {
     header: bool,
     cookie: Option<String>,
     forward_token: bool,
     max_token_bytes: usize,
-    pub providers: Vec<Arc<ProviderKeys>>,
+    pub providers: Vec<Provider>,
     by_issuer: HashMap<String, usize>,
     /// `None` with `verified_cache_size = 0`.
-    verified: Option<moka::sync::Cache<[u8; 32], Arc<Verified>>>,
+    verified: Option<VerifiedCache>,
     cache_hits: Counter,
     cache_misses: Counter,
 }
 
+type VerifiedCache = moka::sync::Cache<[u8; 32], Arc<Verified>>;
+
 impl JwtAuth {
-    /// `None` when no provider is configured: the kind is off.
-    pub fn new(config: &JwtConfig, metrics: &Arc<Metrics>) -> anyhow::Result<Option<Arc<Self>>> {
+    /// `None` when no provider is configured: the kind is off. On a reload,
+    /// `previous` passes on the keys of every provider whose key settings
+    /// are unchanged, and its verified-token cache when it still holds.
+    pub fn new(
+        config: &JwtConfig,
+        metrics: &Arc<Metrics>,
+        previous: Option<&JwtAuth>,
+        reuse: &mut Reuse,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
         if config.providers.is_empty() {
             return Ok(None);
         }
-        let providers = config
-            .providers
-            .iter()
-            .map(|p| ProviderKeys::new(p, metrics))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut carried = Vec::with_capacity(config.providers.len());
+        let mut providers = Vec::with_capacity(config.providers.len());
+        for wanted in &config.providers {
+            let old = previous.and_then(|p| p.provider(&wanted.issuer));
+            let (keys, how) = ProviderKeys::reload(wanted, old.map(|o| &o.keys), metrics)?;
+            reuse.record(
+                how != Carried::Fresh,
+                format!("jwt keys of {}", wanted.name),
+            );
+            carried.push(how);
+            providers.push(Provider {
+                config: wanted.clone(),
+                keys,
+            });
+        }
+        let keep_verdicts = previous.is_some_and(|p| p.verdicts_hold(config, &carried));
+        let verified = match previous {
+            Some(previous) if keep_verdicts => previous.verified.clone(),
+            _ => verified_cache(config.verified_cache_size),
+        };
+        if verified.is_some() {
+            reuse.record(keep_verdicts, "jwt verified-token cache");
+        }
         let by_issuer = config
             .providers
             .iter()
@@ -124,15 +159,35 @@ impl JwtAuth {
             max_token_bytes: config.max_token_bytes,
             providers,
             by_issuer,
-            verified: (config.verified_cache_size > 0).then(|| {
-                moka::sync::Cache::builder()
-                    .max_capacity(config.verified_cache_size)
-                    .time_to_live(CACHE_TTL)
-                    .build()
-            }),
+            verified,
             cache_hits: metrics.cache_hits.get_or_create(&JWT_CACHE).clone(),
             cache_misses: metrics.cache_misses.get_or_create(&JWT_CACHE).clone(),
         })))
+    }
+
+    fn provider(&self, issuer: &str) -> Option<&Provider> {
+        self.by_issuer.get(issuer).map(|&i| &self.providers[i])
+    }
+
+    /// Whether this config's verified-token cache can serve `config`: a
+    /// verdict names its provider by index and vouches only for the
+    /// signature, made with that provider's keys. So: same size, the same
+    /// providers in the same order, each still holding the keys it had
+    /// (`carried`, by new index). Claims are checked on every hit anyway,
+    /// against the config of the moment.
+    fn verdicts_hold(&self, config: &JwtConfig, carried: &[Carried]) -> bool {
+        let size = self
+            .verified
+            .as_ref()
+            .and_then(|c| c.policy().max_capacity());
+        size == Some(config.verified_cache_size)
+            && self.providers.len() == config.providers.len()
+            && self
+                .providers
+                .iter()
+                .zip(&config.providers)
+                .all(|(old, new)| old.config.issuer == new.issuer)
+            && carried.iter().all(|how| *how != Carried::Fresh)
     }
 
     /// The presented token: the `Authorization` header first, then the JWT
@@ -173,7 +228,7 @@ impl JwtAuth {
                 let provider = &self.providers[hit.provider];
                 // Stale keys (past `max_stale`) refuse cached verdicts too;
                 // the entry is kept, to count again once a fetch succeeds.
-                if hit.epoch == provider.usable_epoch()? {
+                if hit.epoch == provider.keys.usable_epoch()? {
                     self.cache_hits.inc();
                     claims::check(&provider.config, hit.identity.claims(), now)?;
                     return Ok(hit.identity.clone());
@@ -192,8 +247,9 @@ impl JwtAuth {
         if !provider.config.algorithms.contains(&unverified.alg) {
             return Err(Invalid::Algorithm("not in the provider's algorithms").into());
         }
-        let epoch = provider.epoch();
+        let epoch = provider.keys.epoch();
         let candidates = provider
+            .keys
             .keys_for(unverified.kid.as_deref(), unverified.alg)
             .await?;
         // Without a kid, a few keys may fit; never try an unbounded number.
@@ -222,6 +278,16 @@ impl JwtAuth {
         }
         Ok(identity)
     }
+}
+
+/// `None` for size 0: every token is verified.
+fn verified_cache(size: u64) -> Option<VerifiedCache> {
+    (size > 0).then(|| {
+        moka::sync::Cache::builder()
+            .max_capacity(size)
+            .time_to_live(CACHE_TTL)
+            .build()
+    })
 }
 
 fn identity(claims: Claims) -> Result<Arc<Identity>, JwtError> {

@@ -7,6 +7,9 @@
 //! own task, so a request that stops waiting never cancels one.
 //! SPEC §3 `max_stale`: after the last successful fetch, keys are served for
 //! that long while fetches fail; then the provider is unavailable (503).
+//! A reload keeps all of that — keys, their age, the cooldown — whenever the
+//! issuer and key source are unchanged (`ProviderKeys::reload`): rebuilt, a
+//! provider whose identity provider is down would have no keys at all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -31,6 +34,7 @@ pub enum KeyError {
     Unavailable(String),
 }
 
+#[derive(Clone)]
 struct KeyState {
     keys: Vec<Arc<VerifyingKey>>,
     last_success: Option<Instant>,
@@ -41,7 +45,11 @@ struct KeyState {
 }
 
 pub struct ProviderKeys {
-    pub config: JwtProvider,
+    /// What these keys were loaded or fetched with. Only the issuer, the
+    /// key source, the algorithms, the CA and the fetch settings are read
+    /// here; a provider's claim rules live with it (`jwt::Provider`), so
+    /// that one key set can outlive a reload that changes them.
+    pub settings: JwtProvider,
     /// `None` for keys that never change (jwks_file, hmac_secret).
     fetcher: Option<Fetcher>,
     state: ArcSwap<KeyState>,
@@ -53,6 +61,48 @@ pub struct ProviderKeys {
     /// The key server's `Cache-Control: max-age` at the last success.
     max_age: Mutex<Option<Duration>>,
     metrics: Arc<Metrics>,
+}
+
+/// How a provider's keys came through a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// The previous key set itself: same settings.
+    Shared,
+    /// A new set holding the previous one's keys, their age, its epoch and
+    /// its fetch schedule: only when or how to fetch changed (or, for
+    /// static keys, the file still holds the same keys).
+    Copied,
+    /// Keys loaded, or to be fetched, anew.
+    Fresh,
+}
+
+/// What decides which keys a provider trusts, and how each key is bound to
+/// algorithms (keys are parsed per algorithm list). Only key sets whose
+/// identities are equal ever pass keys (and verdicts made with them) on.
+fn same_key_identity(a: &JwtProvider, b: &JwtProvider) -> bool {
+    a.issuer == b.issuer
+        && a.key_source == b.key_source
+        && a.algorithms == b.algorithms
+        && a.ca_file == b.ca_file
+}
+
+/// Everything a key set reads: equal, the set itself can serve the new
+/// config. `name` labels its metrics and logs. A CA file cannot be
+/// compared by its path (it may have been renewed in place), so a set that
+/// reads one is copied instead, and its fetcher reads the file again.
+fn same_key_settings(a: &JwtProvider, b: &JwtProvider) -> bool {
+    same_key_identity(a, b)
+        && a.ca_file.is_none()
+        && a.name == b.name
+        && a.refresh_interval == b.refresh_interval
+        && a.min_refresh_interval == b.min_refresh_interval
+        && a.fetch_timeout == b.fetch_timeout
+        && a.max_stale == b.max_stale
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ProviderKeys {
@@ -84,14 +134,113 @@ impl ProviderKeys {
                 (Some(Fetcher::new(config)?), Vec::new())
             }
         };
-        let provider = Arc::new(ProviderKeys {
-            config: config.clone(),
-            state: ArcSwap::from_pointee(KeyState {
-                keys,
-                last_success: None,
-                last_fetch_failed: false,
-                epoch: 0,
-            }),
+        let state = KeyState {
+            keys,
+            last_success: None,
+            last_fetch_failed: false,
+            epoch: 0,
+        };
+        Ok(ProviderKeys::start(config, fetcher, state, metrics))
+    }
+
+    /// The keys for `config` on a reload, given the previous set for the
+    /// same issuer: that set itself when everything it reads is unchanged;
+    /// a copy of its state when only when-and-how-to-fetch changed, so
+    /// that an identity provider down at reload time costs nothing (stale
+    /// keys keep serving up to `max_stale` after the last success, and
+    /// guarantee 6's cooldown carries over); else new keys. Static keys
+    /// are read again (a file may change behind the same path) and count
+    /// as carried only if they are the same keys.
+    pub fn reload(
+        config: &JwtProvider,
+        previous: Option<&Arc<ProviderKeys>>,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<(Arc<Self>, Carried)> {
+        let Some(old) = previous.filter(|old| same_key_identity(&old.settings, config)) else {
+            return Ok((ProviderKeys::new(config, metrics)?, Carried::Fresh));
+        };
+        if old.is_static() {
+            let new = ProviderKeys::new(config, metrics)?;
+            let carried = if new.fingerprints() == old.fingerprints() {
+                Carried::Copied
+            } else {
+                Carried::Fresh
+            };
+            return Ok((new, carried));
+        }
+        if same_key_settings(&old.settings, config) {
+            return Ok((old.clone(), Carried::Shared));
+        }
+        Ok((ProviderKeys::copied(config, old, metrics)?, Carried::Copied))
+    }
+
+    /// A fetched key set that starts where `old` is: its keys, their age,
+    /// its epoch, its last attempt (the cooldown) and what it learnt of the
+    /// key server; a fetch `old` has in flight counts as this set's own.
+    fn copied(
+        config: &JwtProvider,
+        old: &Arc<ProviderKeys>,
+        metrics: &Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
+        // In this order: a fetch that starts after the attempt was read
+        // may at worst be made again; one that ends after the state was
+        // copied is never lost (see `adopt_fetch`).
+        let last_attempt = *lock(&old.last_attempt);
+        let mut in_flight = old.fetched.subscribe();
+        let adopt = old.fetching.load(Ordering::Acquire);
+        let state = KeyState::clone(&old.state.load());
+        let provider = ProviderKeys::assemble(config, Some(Fetcher::new(config)?), state, metrics);
+        *lock(&provider.last_attempt) = last_attempt;
+        *lock(&provider.discovered) = lock(&old.discovered).clone();
+        *lock(&provider.max_age) = *lock(&old.max_age);
+        let provider = Arc::new(provider);
+        if adopt {
+            provider.fetching.store(true, Ordering::Release);
+            let (new, old) = (Arc::downgrade(&provider), old.clone());
+            tokio::spawn(async move {
+                let _ = in_flight.changed().await;
+                if let Some(new) = new.upgrade() {
+                    new.adopt_fetch(&old);
+                }
+            });
+        }
+        spawn_refresher(Arc::downgrade(&provider));
+        Ok(provider)
+    }
+
+    /// Takes the outcome of `old`'s fetch, which this set was waiting for
+    /// in place of its own, and wakes whoever waits on this set.
+    fn adopt_fetch(&self, old: &ProviderKeys) {
+        self.state.store(old.state.load_full());
+        *lock(&self.discovered) = lock(&old.discovered).clone();
+        *lock(&self.max_age) = *lock(&old.max_age);
+        self.fetching.store(false, Ordering::Release);
+        self.fetched.send_modify(|n| *n += 1);
+    }
+
+    /// The set, with its refresher running if its keys are fetched.
+    fn start(
+        config: &JwtProvider,
+        fetcher: Option<Fetcher>,
+        state: KeyState,
+        metrics: &Arc<Metrics>,
+    ) -> Arc<Self> {
+        let provider = Arc::new(ProviderKeys::assemble(config, fetcher, state, metrics));
+        if provider.fetcher.is_some() {
+            spawn_refresher(Arc::downgrade(&provider));
+        }
+        provider
+    }
+
+    fn assemble(
+        config: &JwtProvider,
+        fetcher: Option<Fetcher>,
+        state: KeyState,
+        metrics: &Arc<Metrics>,
+    ) -> ProviderKeys {
+        ProviderKeys {
+            settings: config.clone(),
+            state: ArcSwap::from_pointee(state),
             fetcher,
             fetching: AtomicBool::new(false),
             fetched: watch::channel(0).0,
@@ -99,11 +248,20 @@ impl ProviderKeys {
             discovered: Mutex::new(None),
             max_age: Mutex::new(None),
             metrics: metrics.clone(),
-        });
-        if provider.fetcher.is_some() {
-            spawn_refresher(Arc::downgrade(&provider));
         }
-        Ok(provider)
+    }
+
+    /// What identifies the keys held now.
+    fn fingerprints(&self) -> Vec<String> {
+        let mut prints: Vec<String> = self
+            .state
+            .load()
+            .keys
+            .iter()
+            .map(|k| k.fingerprint.clone())
+            .collect();
+        prints.sort();
+        prints
     }
 
     fn is_static(&self) -> bool {
@@ -116,7 +274,7 @@ impl ProviderKeys {
         }
         state
             .last_success
-            .is_some_and(|t| t.elapsed() <= self.config.max_stale)
+            .is_some_and(|t| t.elapsed() <= self.settings.max_stale)
     }
 
     /// Readiness: this provider can verify tokens now.
@@ -143,7 +301,10 @@ impl ProviderKeys {
     }
 
     fn no_fresh_keys(&self) -> KeyError {
-        KeyError::Unavailable(format!("provider {:?} has no fresh keys", self.config.name))
+        KeyError::Unavailable(format!(
+            "provider {:?} has no fresh keys",
+            self.settings.name
+        ))
     }
 
     /// Seconds since the last successful fetch (0 for static keys).
@@ -185,7 +346,7 @@ impl ProviderKeys {
         } else if fetched && state.last_fetch_failed {
             Err(KeyError::Unavailable(format!(
                 "provider {:?}: key refetch failed",
-                self.config.name
+                self.settings.name
             )))
         } else {
             Err(KeyError::Unknown)
@@ -193,8 +354,8 @@ impl ProviderKeys {
     }
 
     fn cooldown_over(&self) -> bool {
-        let last = *self.last_attempt.lock().unwrap_or_else(|p| p.into_inner());
-        last.is_none_or(|t| t.elapsed() >= self.config.min_refresh_interval)
+        let last = *lock(&self.last_attempt);
+        last.is_none_or(|t| t.elapsed() >= self.settings.min_refresh_interval)
     }
 
     /// Joins the fetch in flight, or starts one if the cooldown allows, and
@@ -206,11 +367,11 @@ impl ProviderKeys {
         if !self.fetching.load(Ordering::Acquire) && !self.start_fetch() {
             return Ok(false);
         }
-        match tokio::time::timeout(self.config.fetch_timeout, done.changed()).await {
+        match tokio::time::timeout(self.settings.fetch_timeout, done.changed()).await {
             Ok(_) => Ok(true),
             Err(_) => Err(KeyError::Unavailable(format!(
                 "provider {:?}: key fetch still running after {:?}",
-                self.config.name, self.config.fetch_timeout
+                self.settings.name, self.settings.fetch_timeout
             ))),
         }
     }
@@ -228,7 +389,7 @@ impl ProviderKeys {
             // Another request started it a moment ago: wait for that one.
             return true;
         }
-        *self.last_attempt.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *lock(&self.last_attempt) = Some(Instant::now());
         let this = self.clone();
         tokio::spawn(async move {
             this.fetch_now().await;
@@ -242,7 +403,7 @@ impl ProviderKeys {
         let result = self.fetch_keys().await;
         let old = self.state.load_full();
         let labels = |result: &'static str| ProviderResult {
-            provider: self.config.name.clone(),
+            provider: self.settings.name.clone(),
             result,
         };
         match result {
@@ -251,18 +412,18 @@ impl ProviderKeys {
                     .keys
                     .iter()
                     .any(|k| !keys.iter().any(|n| n.fingerprint == k.fingerprint));
-                tracing::debug!(provider = %self.config.name, keys = keys.len(), "keys fetched");
+                tracing::debug!(provider = %self.settings.name, keys = keys.len(), "keys fetched");
                 self.state.store(Arc::new(KeyState {
                     keys,
                     last_success: Some(Instant::now()),
                     last_fetch_failed: false,
                     epoch: old.epoch + u64::from(dropped),
                 }));
-                *self.max_age.lock().unwrap_or_else(|p| p.into_inner()) = max_age;
+                *lock(&self.max_age) = max_age;
                 self.metrics.jwks_refresh.get_or_create(&labels("ok")).inc();
             }
             Err(reason) => {
-                tracing::warn!(provider = %self.config.name, %reason, "key fetch failed");
+                tracing::warn!(provider = %self.settings.name, %reason, "key fetch failed");
                 self.state.store(Arc::new(KeyState {
                     keys: old.keys.clone(),
                     last_success: old.last_success,
@@ -281,23 +442,18 @@ impl ProviderKeys {
         let Some(fetcher) = &self.fetcher else {
             return Err("static keys are not fetched".into());
         };
-        let url = match &self.config.key_source {
+        let url = match &self.settings.key_source {
             KeySource::JwksUrl(url) => url.clone(),
             _ => {
-                let known = self
-                    .discovered
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
+                let known = lock(&self.discovered).clone();
                 match known {
                     Some(url) => url,
                     None => {
                         let url = fetcher
-                            .discover_jwks_uri(&self.config.issuer)
+                            .discover_jwks_uri(&self.settings.issuer)
                             .await
                             .map_err(|e| e.to_string())?;
-                        *self.discovered.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(url.clone());
+                        *lock(&self.discovered) = Some(url.clone());
                         url
                     }
                 }
@@ -305,12 +461,41 @@ impl ProviderKeys {
         };
         let fetched = fetcher.get(&url).await.map_err(|e: FetchError| {
             // A stale discovered URL is looked up again next time.
-            *self.discovered.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *lock(&self.discovered) = None;
             e.to_string()
         })?;
-        let keys = keys::parse_jwks(&fetched.body, &self.config.algorithms)
+        let keys = keys::parse_jwks(&fetched.body, &self.settings.algorithms)
             .map_err(|e| format!("{url}: {e}"))?;
         Ok((keys, fetched.max_age))
+    }
+
+    /// Time left before the refresher's next fetch: none before the first.
+    fn until_next_refresh(&self) -> Duration {
+        match *lock(&self.last_attempt) {
+            Some(last) => self.refresh_period().saturating_sub(last.elapsed()),
+            None => Duration::ZERO,
+        }
+    }
+
+    fn refresh_period(&self) -> Duration {
+        let settings = &self.settings;
+        if self.state.load().last_fetch_failed {
+            return settings.min_refresh_interval;
+        }
+        let max_age = lock(&self.max_age).unwrap_or(settings.refresh_interval);
+        settings
+            .refresh_interval
+            .min(max_age)
+            .max(settings.min_refresh_interval)
+    }
+
+    /// Starts a fetch, or joins the one running, and waits for its end.
+    async fn refresh(self: &Arc<Self>) {
+        let mut done = self.fetched.subscribe();
+        let started = !self.fetching.load(Ordering::Acquire) && self.start_fetch();
+        if started || self.fetching.load(Ordering::Acquire) {
+            let _ = done.changed().await;
+        }
     }
 
     /// Updates `wristband_jwks_age_seconds` (called when metrics are read).
@@ -319,7 +504,7 @@ impl ProviderKeys {
         self.metrics
             .jwks_age
             .get_or_create(&ProviderLabel {
-                provider: self.config.name.clone(),
+                provider: self.settings.name.clone(),
             })
             .set(age);
     }
@@ -339,36 +524,159 @@ fn matching(
 
 /// Refreshes every `refresh_interval`, or sooner when the server's
 /// `Cache-Control: max-age` says so, never more often than
-/// `min_refresh_interval`; after a failure, retries at that minimum.
+/// `min_refresh_interval`; after a failure, retries at that minimum. The
+/// schedule counts from the last attempt, so a set copied over a reload
+/// keeps the one it had, and a refetch for an unknown kid moves it too.
 fn spawn_refresher(provider: Weak<ProviderKeys>) {
     tokio::spawn(async move {
         loop {
-            let next = {
-                let Some(provider) = provider.upgrade() else {
-                    return;
-                };
-                let mut done = provider.fetched.subscribe();
-                let started = !provider.fetching.load(Ordering::Acquire) && provider.start_fetch();
-                if started || provider.fetching.load(Ordering::Acquire) {
-                    let _ = done.changed().await;
-                }
-                let config = &provider.config;
-                if provider.state.load().last_fetch_failed {
-                    config.min_refresh_interval
-                } else {
-                    config
-                        .refresh_interval
-                        .min(
-                            provider
-                                .max_age
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .unwrap_or(config.refresh_interval),
-                        )
-                        .max(config.min_refresh_interval)
-                }
+            let wait = match provider.upgrade() {
+                Some(provider) => provider.until_next_refresh(),
+                None => return,
             };
-            tokio::time::sleep(next).await;
+            tokio::time::sleep(wait).await;
+            let Some(provider) = provider.upgrade() else {
+                return;
+            };
+            provider.refresh().await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use std::collections::BTreeMap;
+
+    fn provider(key_source: KeySource, algorithms: Vec<JwtAlgorithm>) -> JwtProvider {
+        JwtProvider {
+            name: "idp".into(),
+            issuer: "https://idp.example".into(),
+            key_source,
+            audiences: vec!["app".into()],
+            audience_claim: "aud".into(),
+            algorithms,
+            leeway: Duration::from_secs(30),
+            max_token_lifetime: None,
+            claims: BTreeMap::new(),
+            refresh_interval: Duration::from_secs(3600),
+            min_refresh_interval: Duration::from_secs(600),
+            fetch_timeout: Duration::from_millis(300),
+            max_stale: Duration::from_secs(86400),
+            ca_file: None,
+        }
+    }
+
+    fn hmac(secret: &str) -> JwtProvider {
+        provider(
+            KeySource::HmacSecret(Secret::new(secret)),
+            vec![JwtAlgorithm::HS256],
+        )
+    }
+
+    fn carried(config: &JwtProvider, previous: &Arc<ProviderKeys>) -> Carried {
+        let metrics = Arc::new(Metrics::new());
+        ProviderKeys::reload(config, Some(previous), &metrics)
+            .expect("keys")
+            .1
+    }
+
+    #[test]
+    fn static_keys_carry_over_only_while_they_are_the_same_keys() {
+        let metrics = Arc::new(Metrics::new());
+        let first = ProviderKeys::new(&hmac("s1"), &metrics).expect("keys");
+        let rules_changed = JwtProvider {
+            audiences: vec!["other".into()],
+            ..hmac("s1")
+        };
+        assert_eq!(carried(&rules_changed, &first), Carried::Copied);
+        assert_eq!(carried(&hmac("s2"), &first), Carried::Fresh);
+        let algorithms_changed = JwtProvider {
+            algorithms: vec![JwtAlgorithm::HS384],
+            ..hmac("s1")
+        };
+        assert_eq!(carried(&algorithms_changed, &first), Carried::Fresh);
+        let issuer_changed = JwtProvider {
+            issuer: "https://other.example".into(),
+            ..hmac("s1")
+        };
+        assert_eq!(carried(&issuer_changed, &first), Carried::Fresh);
+    }
+
+    /// A JWKS URL on a loopback port that accepts and never answers: every
+    /// fetch runs until `fetch_timeout`.
+    async fn silent_jwks() -> (tokio::net::TcpListener, JwtProvider) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let url = format!("http://{addr}/jwks.json");
+        (
+            listener,
+            provider(KeySource::JwksUrl(url), vec![JwtAlgorithm::RS256]),
+        )
+    }
+
+    async fn fetch_started(keys: &ProviderKeys) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !keys.fetching.load(Ordering::Acquire) {
+            assert!(
+                Instant::now() < deadline,
+                "the start-up fetch never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn fetched_keys_are_shared_while_only_claim_rules_change() {
+        let (_jwks, config) = silent_jwks().await;
+        let metrics = Arc::new(Metrics::new());
+        let first = ProviderKeys::new(&config, &metrics).expect("keys");
+        let rules_changed = JwtProvider {
+            audiences: vec!["other".into()],
+            leeway: Duration::ZERO,
+            ..config.clone()
+        };
+        let (kept, how) =
+            ProviderKeys::reload(&rules_changed, Some(&first), &metrics).expect("keys");
+        assert_eq!(how, Carried::Shared);
+        assert!(Arc::ptr_eq(&kept, &first));
+        let moved = JwtProvider {
+            key_source: KeySource::JwksUrl("http://127.0.0.1:1/other.json".into()),
+            ..config
+        };
+        assert_eq!(carried(&moved, &first), Carried::Fresh);
+    }
+
+    /// New fetch settings: a copy that keeps the cooldown, and that takes
+    /// the outcome of the fetch the previous set had in flight rather than
+    /// starting its own (guarantee 6: one fetch per `min_refresh_interval`).
+    #[tokio::test]
+    async fn a_copied_key_set_keeps_the_cooldown_and_adopts_the_fetch_in_flight() {
+        let (_jwks, config) = silent_jwks().await;
+        let metrics = Arc::new(Metrics::new());
+        let first = ProviderKeys::new(&config, &metrics).expect("keys");
+        fetch_started(&first).await;
+        let slower = JwtProvider {
+            refresh_interval: Duration::from_secs(7200),
+            ..config
+        };
+        let (copy, how) = ProviderKeys::reload(&slower, Some(&first), &metrics).expect("keys");
+        assert_eq!(how, Carried::Copied);
+        assert!(!Arc::ptr_eq(&copy, &first));
+        assert_eq!(*lock(&copy.last_attempt), *lock(&first.last_attempt));
+        assert!(!copy.cooldown_over(), "the cooldown carried over");
+        assert!(copy.fetching.load(Ordering::Acquire), "joins the fetch");
+
+        let mut done = copy.fetched.subscribe();
+        tokio::time::timeout(Duration::from_secs(5), done.changed())
+            .await
+            .expect("the adopted fetch ends within 5 s")
+            .expect("fetched channel");
+        assert!(!copy.fetching.load(Ordering::Acquire));
+        assert!(copy.state.load().last_fetch_failed, "its outcome adopted");
+        assert_eq!(*lock(&copy.last_attempt), *lock(&first.last_attempt));
+    }
 }

@@ -16,6 +16,9 @@ use crate::identity::Identity;
 pub struct Resolved {
     pub identity: Arc<Identity>,
     pub expires: Option<SystemTime>,
+    /// The generation of identity rules it was resolved under (a reload
+    /// may change them while the cache lives on).
+    pub rules: u64,
 }
 
 /// Entries are keyed by session id, not by Redis key: a hit then costs no
@@ -80,6 +83,15 @@ impl TrackedCache {
         }
     }
 
+    /// A reload changed how a session becomes an identity: every entry
+    /// was resolved under the old rules. Tracking stays as it is. The epoch
+    /// moves too, so a lookup still in flight under the old rules is not
+    /// cached after this.
+    pub fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.entries.invalidate_all();
+    }
+
     /// The connection dropped or tracking is being re-enabled: nothing
     /// cached can be trusted any more.
     pub fn clear(&self, tracking_active: bool) {
@@ -100,6 +112,7 @@ mod tests {
         Arc::new(Resolved {
             identity: Arc::new(Identity::new(sub, BTreeMap::new())),
             expires: None,
+            rules: 0,
         })
     }
 

@@ -27,6 +27,7 @@ use crate::boxed::boxed;
 use crate::config::{SessionsConfig, StoreConfig, StoreKind};
 use crate::error::Rejection;
 use crate::identity::Identity;
+use crate::reuse::Reuse;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::CacheLabel;
 use cache::{Resolved, TrackedCache};
@@ -43,6 +44,7 @@ pub enum SessionError {
     Unavailable(String),
 }
 
+#[derive(Clone)]
 enum Store {
     Memory(Arc<MemoryStore>),
     Redis(Arc<RedisStore>),
@@ -50,10 +52,16 @@ enum Store {
 
 pub struct SessionAuth {
     config: SessionsConfig,
+    /// What the store was built from, for the next reload to compare.
+    store_config: StoreConfig,
     codec: cookie::Codec,
     store: Store,
     /// `cache_ttl > 0` with Redis: kept exact by client tracking.
     cache: Option<Arc<TrackedCache>>,
+    /// The generation of the rules that turn a session into an identity
+    /// (see `same_identity_rules`): an entry made under other rules, by a
+    /// config a reload replaced, is never served.
+    rules: u64,
     /// Keys whose TTL was looked at in the last minute (sliding TTL).
     slid: Option<moka::sync::Cache<String, ()>>,
     cache_hits: Counter,
@@ -63,24 +71,26 @@ pub struct SessionAuth {
 const SESSION_CACHE: CacheLabel = CacheLabel { cache: "sessions" };
 
 impl SessionAuth {
-    /// `None` without a `[sessions]` table.
+    /// `None` without a `[sessions]` table. On a reload, `previous` passes
+    /// on its store (client, connections, tracking) and its cache when
+    /// nothing they depend on changed.
     pub fn new(
         sessions: Option<&SessionsConfig>,
         store: &StoreConfig,
         metrics: &Metrics,
+        previous: Option<&SessionAuth>,
+        reuse: &mut Reuse,
     ) -> anyhow::Result<Option<Arc<Self>>> {
         let Some(config) = sessions else {
             return Ok(None);
         };
-        let cache = (store.kind == StoreKind::Redis && !config.cache_ttl.is_zero())
-            .then(|| TrackedCache::new(config.cache_ttl, &config.key_prefix));
-        let backend = match store.kind {
-            StoreKind::Memory => Store::Memory(MemoryStore::shared()),
-            StoreKind::Redis => Store::Redis(RedisStore::start(
-                store,
-                cache.clone(),
-                metrics.store_errors.clone(),
-            )?),
+        let carried = previous.and_then(|p| p.carry_store(store, config, reuse));
+        let backend = match carried {
+            Some(carried) => carried,
+            None => {
+                reuse.rebuilt("session store");
+                connect(config, store, metrics)?
+            }
         };
         let slid = (!config.sliding_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
@@ -91,12 +101,48 @@ impl SessionAuth {
         Ok(Some(Arc::new(SessionAuth {
             codec: cookie::Codec::new(config.codec, &config.secrets),
             config: config.clone(),
-            store: backend,
-            cache,
+            store_config: store.clone(),
+            store: backend.store,
+            cache: backend.cache,
+            rules: backend.rules,
             slid,
             cache_hits: metrics.cache_hits.get_or_create(&SESSION_CACHE).clone(),
             cache_misses: metrics.cache_misses.get_or_create(&SESSION_CACHE).clone(),
         })))
+    }
+
+    /// This store and its cache, for a reload whose `[store]` and cache
+    /// settings are unchanged: a new client would start disconnected, with
+    /// an empty cache that serves nothing until tracking is on again. If
+    /// the rules that built the cached identities changed, the entries are
+    /// dropped (tracking stays on) and the new rules get a new generation,
+    /// so that an entry the replaced config still inserts is never served.
+    fn carry_store(
+        &self,
+        store: &StoreConfig,
+        config: &SessionsConfig,
+        reuse: &mut Reuse,
+    ) -> Option<Backend> {
+        if self.store_config != *store
+            || cache_settings(&self.config, store) != cache_settings(config, store)
+        {
+            return None;
+        }
+        reuse.kept("session store");
+        let mut rules = self.rules;
+        if let Some(cache) = &self.cache {
+            let rules_kept = same_identity_rules(&self.config, config);
+            if !rules_kept {
+                rules += 1;
+                cache.forget_all();
+            }
+            reuse.record(rules_kept, "session cache entries");
+        }
+        Some(Backend {
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            rules,
+        })
     }
 
     /// The session cookie's value, if one was sent.
@@ -125,7 +171,7 @@ impl SessionAuth {
             .session_id(cookie_value)
             .map_err(|e| SessionError::Invalid(e.to_string()))?;
         if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(&id) {
+            if let Some(hit) = cache.get(&id).filter(|hit| hit.rules == self.rules) {
                 self.cache_hits.inc();
                 return still_valid(&hit);
             }
@@ -150,6 +196,7 @@ impl SessionAuth {
             let resolved = Resolved {
                 identity: identity.clone(),
                 expires: session.expires,
+                rules: self.rules,
             };
             cache.insert(id.into_owned(), Arc::new(resolved), epoch);
         }
@@ -207,6 +254,55 @@ impl SessionAuth {
             tracing::warn!(%error, "could not extend a session's TTL");
         }
     }
+}
+
+/// A store, its cache, and the generation of identity rules its cache
+/// entries are made under.
+struct Backend {
+    store: Store,
+    cache: Option<Arc<TrackedCache>>,
+    rules: u64,
+}
+
+/// A new store for `store`, with the session cache when `cache_ttl > 0`
+/// and the store is Redis (tracking keeps it exact).
+fn connect(
+    config: &SessionsConfig,
+    store: &StoreConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<Backend> {
+    let cache = cache_settings(config, store).map(|(ttl, prefix)| TrackedCache::new(ttl, prefix));
+    let backend = match store.kind {
+        StoreKind::Memory => Store::Memory(MemoryStore::shared()),
+        StoreKind::Redis => Store::Redis(RedisStore::start(
+            store,
+            cache.clone(),
+            metrics.store_errors.clone(),
+        )?),
+    };
+    Ok(Backend {
+        store: backend,
+        cache,
+        rules: 0,
+    })
+}
+
+/// What the cache is built from (`None`: no cache): its TTL, and the key
+/// prefix that maps the Redis keys invalidations name to session ids. Wired
+/// into the client's tracking, it cannot change without a new client.
+fn cache_settings<'c>(
+    config: &'c SessionsConfig,
+    store: &StoreConfig,
+) -> Option<(Duration, &'c str)> {
+    (store.kind == StoreKind::Redis && !config.cache_ttl.is_zero())
+        .then_some((config.cache_ttl, config.key_prefix.as_str()))
+}
+
+/// What turns a stored session into the identity a cache entry holds
+/// (`record::session`). The cookie codec is not among them:
+/// entries are keyed by session id, found before the cache is asked.
+fn same_identity_rules(a: &SessionsConfig, b: &SessionsConfig) -> bool {
+    a.format == b.format && a.user_field == b.user_field && a.list_fields == b.list_fields
 }
 
 /// A cached session, checked against `cookie.expires` as a fresh one is.

@@ -28,6 +28,23 @@ pub struct RedisStore {
     _tracking: Option<Arc<Tracking>>,
 }
 
+/// A store a reload replaced closes its connections. fred's connection
+/// task (and the tracking handlers) keep the client alive: dropping the
+/// last handle would leave it connected, and reconnecting, for good.
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        // Outside a runtime (the process is ending) there is nothing to close.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = client.quit().await {
+                    tracing::debug!(error = ?error.kind(), "closing a replaced Redis client");
+                }
+            });
+        }
+    }
+}
+
 /// SPEC §3 URL forms to fred's: `redis-sentinel://h1:p1,h2:p2/name[/db]`
 /// becomes `redis-sentinel://h1:p1[/db]?node=h2:p2&sentinelServiceName=name`,
 /// `redis-cluster://h1:p1,h2:p2` becomes `redis-cluster://h1:p1?node=h2:p2`.
