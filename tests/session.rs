@@ -443,6 +443,45 @@ async fn a_key_of_another_type_is_401_and_not_a_store_error_in_the_json_format()
 // ---------------------------------------------------------------------------
 // Guarantee 5: the local cache and invalidation
 
+/// FLUSHALL reaches a tracking client as an invalidation without keys:
+/// everything cached goes at once, and the cache keeps caching (tracking
+/// stayed on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_empties_the_cache_at_once_and_caching_goes_on() {
+    let f = fixture(|url| Setup::redis(url).sessions(&[("cache_ttl", "\"30s\"")])).await;
+    f.redis.cli(&["HSET", "sessions:fl1", "user_id", "f-1"]);
+    for _ in 0..2 {
+        assert_eq!(f.with_cookie("sid=fl1").await.status, 200);
+    }
+    let hits = session_cache_hits(&f.px).await.unwrap_or(0.0);
+    assert!(hits >= 1.0, "served from the cache before the flush");
+
+    assert_eq!(f.redis.cli(&["FLUSHALL"]), "OK");
+    let refused = answers_within(
+        f.px.addr,
+        "sid=fl1",
+        401,
+        Duration::from_millis(5),
+        Duration::from_millis(100),
+    )
+    .await;
+    assert!(
+        refused.is_some(),
+        "a flushed session outlived FLUSHALL by 100 ms"
+    );
+
+    f.redis.cli(&["HSET", "sessions:fl2", "user_id", "f-2"]);
+    let lookups = f.redis.command_calls("hgetall");
+    for _ in 0..2 {
+        assert_eq!(f.with_cookie("sid=fl2").await.status, 200);
+    }
+    assert_eq!(
+        f.redis.command_calls("hgetall") - lookups,
+        1,
+        "after the flush the second lookup is a cache hit again"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_session_is_refused_within_100ms_on_two_instances_with_a_cache() {
     let redis = RedisServer::start();

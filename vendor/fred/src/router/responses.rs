@@ -92,14 +92,22 @@ fn broadcast_resp3_invalidation(inner: &RefCount<ClientInner>, server: &Server, 
 
     // RESP3 example: Push { data: [BlobString { data: b"invalidate", attributes: None }, Array { data:
     //                [BlobString { data: b"foo", attributes: None }], attributes: None }], attributes: None }
-    if let Resp3Frame::Array { data, .. } = data[1].take() {
-      inner.notifications.broadcast_invalidation(Invalidation {
+    match data[1].take() {
+      Resp3Frame::Array { data, .. } => inner.notifications.broadcast_invalidation(Invalidation {
         keys:   data
           .into_iter()
           .filter_map(|f| f.as_bytes().map(|b| b.into()))
           .collect(),
         server: server.clone(),
-      })
+      }),
+      // wristband patch: FLUSHALL/FLUSHDB invalidate every key, sent as a
+      // null in place of the key array. Dropped, a client cache kept every
+      // flushed key; passed on with no keys, as the RESP2 path already does.
+      Resp3Frame::Null => inner.notifications.broadcast_invalidation(Invalidation {
+        keys:   Vec::new(),
+        server: server.clone(),
+      }),
+      _ => {},
     }
   }
 }
