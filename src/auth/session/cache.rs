@@ -83,10 +83,10 @@ impl TrackedCache {
         }
     }
 
-    /// A reload changed how a session becomes an identity: every entry
-    /// was resolved under the old rules. Tracking stays as it is. The epoch
-    /// moves too, so a lookup still in flight under the old rules is not
-    /// cached after this.
+    /// Every entry goes, and tracking stays as it is: the server flushed
+    /// (FLUSHALL, or it dropped its tracking state), or a reload changed how
+    /// a session becomes an identity. The epoch moves too, so a lookup still
+    /// in flight is not cached after this.
     pub fn forget_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
@@ -143,6 +143,30 @@ mod tests {
         cache.invalidate("sessions:a1");
         cache.insert("a1".into(), resolved("a1"), epoch);
         assert!(cache.get("a1").is_none());
+    }
+
+    #[test]
+    fn forgetting_everything_never_switches_tracking_on() {
+        let cache = TrackedCache::new(Duration::from_secs(60), "");
+        cache.clear(true);
+        cache.insert("a1".into(), resolved("a1"), cache.epoch());
+        let before = cache.epoch();
+        cache.forget_all();
+        assert!(cache.get("a1").is_none(), "emptied");
+        assert!(cache.is_active(), "tracking still on");
+        cache.insert("a2".into(), resolved("a2"), before);
+        assert!(
+            cache.get("a2").is_none(),
+            "a lookup from before is not cached"
+        );
+
+        // A flush while tracking is off (a connection just changed) must
+        // not turn caching back on before tracking is.
+        cache.clear(false);
+        cache.forget_all();
+        assert!(!cache.is_active());
+        cache.insert("a3".into(), resolved("a3"), cache.epoch());
+        assert!(cache.get("a3").is_none());
     }
 
     #[test]

@@ -53,41 +53,38 @@ impl Tracking {
         });
         let on_invalidation = tracking.cache.clone();
         client.on_invalidation(move |invalidation| {
+            // No keys: FLUSHALL/FLUSHDB, or the server dropped its tracking
+            // state. Either empties the cache; neither says anything about
+            // whether tracking is on, which only the supervisor decides.
             if invalidation.keys.is_empty() {
-                // FLUSHALL/FLUSHDB, or the server dropped tracking state.
-                on_invalidation.clear(true);
+                on_invalidation.forget_all();
             }
             for key in &invalidation.keys {
                 match key.as_str() {
                     Some(key) => on_invalidation.invalidate(key),
-                    None => on_invalidation.clear(true),
+                    None => on_invalidation.forget_all(),
                 }
             }
             Ok(())
         });
-        let on_error = tracking.clone();
-        client.on_error(move |_| {
-            on_error.connection_changed();
-            async { Ok(()) }
-        });
-        let on_unresponsive = tracking.clone();
-        client.on_unresponsive(move |_| {
-            on_unresponsive.connection_changed();
-            async { Ok(()) }
-        });
-        let on_reconnect = tracking.clone();
-        client.on_reconnect(move |_| {
-            on_reconnect.connection_changed();
-            async { Ok(()) }
-        });
+        client.on_error(tracking.on_connection_event());
+        client.on_unresponsive(tracking.on_connection_event());
+        client.on_reconnect(tracking.on_connection_event());
         // A cluster learns of a new primary (failover, a node added) by
         // re-reading the slots; that new connection is untracked.
-        let on_cluster_change = tracking.clone();
-        client.on_cluster_change(move |_| {
-            on_cluster_change.connection_changed();
-            async { Ok(()) }
-        });
+        client.on_cluster_change(tracking.on_connection_event());
         tracking
+    }
+
+    /// A listener for any of fred's connection events, whatever it carries.
+    fn on_connection_event<T>(
+        self: &Arc<Self>,
+    ) -> impl Fn(T) -> std::future::Ready<Result<(), Error>> + Send + 'static {
+        let tracking = self.clone();
+        move |_| {
+            tracking.connection_changed();
+            std::future::ready(Ok(()))
+        }
     }
 
     /// Some connection dropped, was replaced or was added: nothing cached
