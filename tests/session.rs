@@ -411,6 +411,25 @@ async fn a_key_of_another_type_is_401_and_not_a_store_error_in_the_hash_format()
     assert_eq!(hash.forwarded(), 0);
 }
 
+/// Bytes that are not UTF-8 in a session key: the store answered, and
+/// what it holds is not a session: 401, not a store error (guarantee 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_holding_bytes_that_are_not_text_is_401_and_not_a_store_error() {
+    let f = default_fixture().await;
+    // redis-cli takes text arguments: the byte 0xFF is written by a script.
+    f.redis.cli(&[
+        "EVAL",
+        "redis.call('HSET', KEYS[1], 'user_id', string.char(255)) return 1",
+        "1",
+        "sessions:binary",
+    ]);
+    let errors = store_errors(&f.px).await;
+    let reply = f.with_cookie("sid=binary").await;
+    assert_401(&reply, "invalid_session", "a field value that is not UTF-8");
+    assert_eq!(store_errors(&f.px).await, errors, "not a store error");
+    assert_eq!(f.forwarded(), 0);
+}
+
 /// Regression (issue 13.4), `format = "json"`: a hash where a string is
 /// expected is 401, not 503; a store that does not answer is still 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -246,13 +246,12 @@ impl RedisStore {
                 // `HashMap<String, String>` builds a second map from its own,
                 // ~2,500 instructions per lookup (bench/instructions.sh).
                 let reply: Value = client.hgetall(key).await.map_err(|e| self.read_failed(e))?;
-                let fields = hash_fields(reply)
-                    .map_err(|what| FetchError::Unavailable(self.bad_reply(what)))?;
+                let fields = hash_fields(reply).map_err(|bad| self.bad_reply(bad))?;
                 Ok((!fields.is_empty()).then_some(Stored::Hash(fields)))
             }
             SessionFormat::Json => {
-                let text: Option<String> =
-                    client.get(key).await.map_err(|e| self.read_failed(e))?;
+                let reply: Value = client.get(key).await.map_err(|e| self.read_failed(e))?;
+                let text = json_text(reply).map_err(|bad| self.bad_reply(bad))?;
                 Ok(text.map(Stored::Json))
             }
         }
@@ -284,11 +283,18 @@ impl RedisStore {
         format!("redis: {:?}", error.kind())
     }
 
-    /// A reply that is not a session: counted like any store error, and
-    /// never quoted (an error reply may name the key).
-    fn bad_reply(&self, what: &str) -> String {
-        self.errors.inc();
-        format!("redis: {what}")
+    /// A reply that gives no session. Never quoted (it may hold session
+    /// data). Bytes that are not text are what the key holds: not a
+    /// session, like a key of another type. A reply the command cannot
+    /// give is the store misbehaving: counted like any store error.
+    fn bad_reply(&self, bad: BadReply) -> FetchError {
+        match bad {
+            BadReply::NotText(what) => FetchError::NotASession(what),
+            BadReply::Unexpected(what) => {
+                self.errors.inc();
+                FetchError::Unavailable(format!("redis: {what}"))
+            }
+        }
     }
 }
 
@@ -316,27 +322,52 @@ fn is_wrong_type(error: &Error) -> bool {
         && error.details().split([' ', '\r', '\n']).next() == Some("WRONGTYPE")
 }
 
+/// Why a reply holds no session.
+#[derive(Debug, PartialEq, Eq)]
+enum BadReply {
+    /// The key holds bytes that are not UTF-8: the store answered, and
+    /// what it holds is not a session (401).
+    NotText(&'static str),
+    /// Not a reply the command can give: the store misbehaves (503).
+    Unexpected(&'static str),
+}
+
 /// An `HGETALL` reply as fred maps it (a field/value array under RESP2, a
-/// map under RESP3). An error reply never gets here (fred returns it as an
-/// error); anything else that is not a map of strings is a store failure,
-/// not an empty session.
-fn hash_fields(reply: Value) -> Result<Vec<(String, String)>, &'static str> {
+/// map under RESP3), fields and values being bulk strings: fred's `String`
+/// when they are UTF-8, `Bytes` when not. An error reply never gets here
+/// (fred returns it as an error).
+fn hash_fields(reply: Value) -> Result<Vec<(String, String)>, BadReply> {
     let Value::Map(map) = reply else {
-        return Err("HGETALL replied with something other than a hash");
+        return Err(BadReply::Unexpected(
+            "HGETALL replied with something other than a hash",
+        ));
     };
     map.inner()
         .into_iter()
         .map(|(name, value)| {
             let name = name
                 .into_string()
-                .ok_or("a session field name is not UTF-8")?;
+                .ok_or(BadReply::NotText("a session field name is not UTF-8"))?;
             let value = match value {
                 Value::String(text) => text.to_string(),
-                _ => return Err("a session field is not a UTF-8 string"),
+                Value::Bytes(_) => return Err(BadReply::NotText("a session field is not UTF-8")),
+                _ => return Err(BadReply::Unexpected("a hash field is not a string")),
             };
             Ok((name, value))
         })
         .collect()
+}
+
+/// A `GET` reply: nothing, or the document, which must be UTF-8 text.
+fn json_text(reply: Value) -> Result<Option<String>, BadReply> {
+    match reply {
+        Value::Null => Ok(None),
+        Value::String(text) => Ok(Some(text.to_string())),
+        Value::Bytes(_) => Err(BadReply::NotText("the session document is not UTF-8")),
+        _ => Err(BadReply::Unexpected(
+            "GET replied with something other than a string",
+        )),
+    }
 }
 
 /// Drives fred's connection task, and starts it again if it ends: fred ends
@@ -468,7 +499,7 @@ mod tests {
         let number = reply(&[("user_id", Value::Integer(1))]);
         let array = Value::Array(vec![Value::from("user_id"), Value::from("u1")]);
         for odd in [
-            not_utf8,
+            not_utf8.clone(),
             nested,
             number,
             array,
@@ -480,5 +511,26 @@ mod tests {
                 "{odd:?} was taken for a session"
             );
         }
+        // Which side: bytes the key holds are not a session (401); a reply
+        // HGETALL cannot give is the store's failure (503).
+        assert!(matches!(hash_fields(not_utf8), Err(BadReply::NotText(_))));
+        assert!(matches!(
+            hash_fields(Value::Integer(0)),
+            Err(BadReply::Unexpected(_))
+        ));
+    }
+
+    #[test]
+    fn get_replies_are_a_document_nothing_or_not_a_session() {
+        assert_eq!(json_text(Value::Null), Ok(None));
+        assert_eq!(json_text(Value::from("{}")), Ok(Some("{}".to_owned())));
+        assert!(matches!(
+            json_text(Value::Bytes(bytes::Bytes::from_static(b"\xff"))),
+            Err(BadReply::NotText(_))
+        ));
+        assert!(matches!(
+            json_text(Value::Integer(1)),
+            Err(BadReply::Unexpected(_))
+        ));
     }
 }
