@@ -77,7 +77,7 @@ impl Setup {
     /// The proxy config: `jwt_table` (may be empty), one provider `idp`
     /// with `overrides` (value "-" removes a default key), the routes.
     fn config(&self, jwt_table: &str, overrides: &[(&str, &str)]) -> String {
-        let provider = provider_toml(&self.idp, overrides);
+        let provider = common::jwks::provider_toml(&self.idp, overrides);
         one_upstream(self.up.addr, &format!("{jwt_table}\n{provider}\n{ROUTES}"))
     }
 
@@ -106,29 +106,6 @@ fn good_claims(token: Token, issuer: &str) -> Token {
         .claim("aud", json!("app"))
         .claim("iat", json!(now))
         .claim("exp", json!(now + 300))
-}
-
-fn provider_toml(idp: &JwksServer, overrides: &[(&str, &str)]) -> String {
-    let mut keys: Vec<(String, String)> = vec![
-        ("name".into(), "\"idp\"".into()),
-        ("issuer".into(), format!("\"{}\"", idp.base_url())),
-        ("jwks_url".into(), format!("\"{}\"", idp.jwks_url())),
-        ("audiences".into(), "[\"app\"]".into()),
-        ("algorithms".into(), "[\"RS256\", \"ES256\"]".into()),
-        ("min_refresh_interval".into(), "\"1s\"".into()),
-        ("fetch_timeout".into(), "\"500ms\"".into()),
-    ];
-    for (key, value) in overrides {
-        keys.retain(|(k, _)| k != key);
-        if *value != "-" {
-            keys.push(((*key).to_owned(), (*value).to_owned()));
-        }
-    }
-    let mut text = String::from("[[jwt.providers]]\n");
-    for (k, v) in keys {
-        text.push_str(&format!("{k} = {v}\n"));
-    }
-    text
 }
 
 /// Polls `condition` (a state the test cannot await directly) for up to 10 s.
@@ -663,8 +640,8 @@ async fn a_token_signed_by_one_provider_naming_another_issuer_is_rejected() {
     let b = JwksServer::start(b_keys.all()).await;
     let providers = format!(
         "{}\n{}",
-        provider_toml(&a.idp, &[]),
-        provider_toml(&b, &[("name", "\"other\"")])
+        common::jwks::provider_toml(&a.idp, &[]),
+        common::jwks::provider_toml(&b, &[("name", "\"other\"")])
     );
     let toml = one_upstream(a.up.addr, &format!("{providers}\n{ROUTES}"));
     let px = start_proxy(&toml).await;

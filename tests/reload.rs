@@ -55,29 +55,15 @@ struct JwtFixture {
     px: TestProxy,
 }
 
-/// The provider table with `overrides` (same key: replaced).
+/// The provider table with `overrides` (same key: replaced): one RS256
+/// key set refreshed every second, so a test sees a fetch fail soon after
+/// the JWKS server stops.
 fn provider_toml(server: &JwksServer, overrides: &[(&str, &str)]) -> String {
-    let mut keys: Vec<(String, String)> = vec![
-        ("name".into(), "\"idp\"".into()),
-        ("issuer".into(), format!("\"{}\"", server.base_url())),
-        ("jwks_url".into(), format!("\"{}\"", server.jwks_url())),
-        ("audiences".into(), "[\"app\"]".into()),
-        ("algorithms".into(), "[\"RS256\"]".into()),
-        // Refreshes come quickly, so a test sees a fetch fail soon after
-        // the JWKS server stops.
-        ("refresh_interval".into(), "\"1s\"".into()),
-        ("min_refresh_interval".into(), "\"1s\"".into()),
-        ("fetch_timeout".into(), "\"500ms\"".into()),
+    const RELOAD: &[(&str, &str)] = &[
+        ("algorithms", "[\"RS256\"]"),
+        ("refresh_interval", "\"1s\""),
     ];
-    for (key, value) in overrides {
-        keys.retain(|(k, _)| k != key);
-        keys.push(((*key).to_owned(), (*value).to_owned()));
-    }
-    let mut text = String::from("[[jwt.providers]]\n");
-    for (k, v) in keys {
-        text.push_str(&format!("{k} = {v}\n"));
-    }
-    text
+    common::jwks::provider_toml(server, &[RELOAD, overrides].concat())
 }
 
 impl JwtFixture {
@@ -122,6 +108,13 @@ impl JwtFixture {
         let reply = self.bearer(token).await;
         assert_eq!(reply.status, 200, "{why}: {}", reply.text());
         assert_eq!(reply.seen().header("x-auth-user"), Some("alice"), "{why}");
+    }
+
+    /// Accepted, and the verdict came from the verified-token cache.
+    async fn assert_accepted_from_the_cache(&self, token: &str, why: &str) {
+        let hits = self.jwt_cache_hits().await;
+        self.assert_accepted(token, why).await;
+        assert_eq!(self.jwt_cache_hits().await, hits + 1.0, "{why}");
     }
 
     async fn jwt_cache_hits(&self) -> f64 {
@@ -183,13 +176,8 @@ async fn stale_keys_survive_a_reload_to(changes: &[(&str, &str)]) -> (JwtFixture
 #[tokio::test]
 async fn sighup_while_the_idp_is_down_keeps_the_keys_and_the_verified_cache() {
     let (f, token) = stale_keys_survive_a_reload_to(&[]).await;
-    let hits = f.jwt_cache_hits().await;
-    f.assert_accepted(&token, "again").await;
-    assert_eq!(
-        f.jwt_cache_hits().await,
-        hits + 1.0,
-        "the verified-token cache was kept over the reload"
-    );
+    f.assert_accepted_from_the_cache(&token, "the verified-token cache was kept over the reload")
+        .await;
 }
 
 #[tokio::test]
@@ -208,13 +196,11 @@ async fn sighup_while_the_idp_is_down_with_new_fetch_settings_keeps_the_keys() {
         ("max_stale", "\"12h\""),
     ])
     .await;
-    let hits = f.jwt_cache_hits().await;
-    f.assert_accepted(&token, "again").await;
-    assert_eq!(
-        f.jwt_cache_hits().await,
-        hits + 1.0,
-        "the verified-token cache was kept: the keys are the same"
-    );
+    f.assert_accepted_from_the_cache(
+        &token,
+        "the verified-token cache was kept: the keys are the same",
+    )
+    .await;
 }
 
 /// Claims are checked against the current config on every cache hit: a

@@ -222,3 +222,29 @@ async fn answer(
     }
     resp
 }
+
+/// A `[[jwt.providers]]` table `idp` whose keys come from `idp`'s JWKS URL,
+/// audience `app`, RS256 and ES256, a 1 s cooldown; `overrides` replace a
+/// key of the same name, in order, and a value of `"-"` removes the key.
+pub fn provider_toml(idp: &JwksServer, overrides: &[(&str, &str)]) -> String {
+    let mut keys: Vec<(String, String)> = vec![
+        ("name".into(), "\"idp\"".into()),
+        ("issuer".into(), format!("\"{}\"", idp.base_url())),
+        ("jwks_url".into(), format!("\"{}\"", idp.jwks_url())),
+        ("audiences".into(), "[\"app\"]".into()),
+        ("algorithms".into(), "[\"RS256\", \"ES256\"]".into()),
+        ("min_refresh_interval".into(), "\"1s\"".into()),
+        ("fetch_timeout".into(), "\"500ms\"".into()),
+    ];
+    for (key, value) in overrides {
+        keys.retain(|(k, _)| k != key);
+        if *value != "-" {
+            keys.push(((*key).to_owned(), (*value).to_owned()));
+        }
+    }
+    let mut text = String::from("[[jwt.providers]]\n");
+    for (k, v) in keys {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
+    text
+}
