@@ -1182,6 +1182,65 @@ async fn after_a_sentinel_failover_sessions_are_served_without_restart() {
     );
 }
 
+/// Guarantee 5 through a Sentinel failover with the cache on: the cache
+/// caches again once tracking is on on the new primary, and a DEL there
+/// still evicts within 100 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_cache_on_a_sentinel_failover_keeps_deletes_exact_on_the_new_primary() {
+    let mut set = SentinelSet::start("cachemaster");
+    set.primary
+        .cli(&["HSET", "sessions:sc1", "user_id", "sc-1"]);
+    let replicated = common::redis::wait_until(Duration::from_secs(5), || {
+        set.replica.cli(&["HGET", "sessions:sc1", "user_id"]) == "sc-1"
+    });
+    assert!(replicated, "replica has the session");
+    let up = upstream::echo().await;
+    let px = Setup::redis(&set.url())
+        .sessions(&[("cache_ttl", "\"30s\"")])
+        .start(&[up.addr])
+        .await;
+    assert_eq!(session_get(px.addr, "sid=sc1").await.status, 200);
+
+    set.kill_primary_and_wait_for_failover();
+    let took = answers_within(
+        px.addr,
+        "sid=sc1",
+        200,
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(took.is_some(), "not serving 30 s after the failover");
+    // Caching resumes on the new primary: a lookup there, then hits.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lookups = set.replica.command_calls("hgetall");
+        assert_eq!(session_get(px.addr, "sid=sc1").await.status, 200);
+        if set.replica.command_calls("hgetall") == lookups {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cache never served again after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    set.replica.cli(&["DEL", "sessions:sc1"]);
+    let refused = answers_within(
+        px.addr,
+        "sid=sc1",
+        401,
+        Duration::from_millis(5),
+        Duration::from_millis(100),
+    )
+    .await;
+    assert!(
+        refused.is_some(),
+        "a session cached after the failover outlived its DEL on the new primary by 100 ms"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_cache_on_read_from_replicas_reads_the_primary_so_a_delete_still_evicts() {
     let primary = RedisServer::start();
