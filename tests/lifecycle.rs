@@ -419,6 +419,24 @@ async fn access_log_lines_carry_the_normalized_path_and_never_the_query() {
     let event: serde_json::Value =
         serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     assert_eq!(event["path"], "/a/c", "{line}");
+    // SPEC §3 `[log]`: every field an access-log line promises.
+    for field in [
+        "timestamp",
+        "request_id",
+        "peer",
+        "method",
+        "path",
+        "route",
+        "status",
+        "duration_ms",
+        "auth",
+        "upstream_target",
+    ] {
+        assert!(!event[field].is_null(), "no {field}: {line}");
+    }
+    assert_eq!(event["request_id"], "lifecycle-path-1", "{line}");
+    assert_eq!(event["method"], "GET", "{line}");
+    assert_eq!(event["status"], 200, "{line}");
     assert!(!line.contains("s3cr3t"), "the query is logged: {line}");
     assert!(!line.contains("token="), "the query is logged: {line}");
     assert!(!stderr.contains("s3cr3t"), "the query is logged:\n{stderr}");
