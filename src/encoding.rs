@@ -31,14 +31,12 @@ fn encode(bytes: &[u8], alphabet: &[u8; 64]) -> String {
 
 /// The value of one hex digit of a percent-escape (RFC 3986 §2.1 `HEXDIG`,
 /// either case). Nothing else: `u8::from_str_radix` would also take a
-/// leading `+` as a sign.
+/// leading `+` as a sign; `char::to_digit` takes ASCII digits and letters
+/// only.
 pub fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
