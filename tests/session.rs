@@ -703,6 +703,32 @@ async fn readyz_names_the_store_while_redis_is_down_and_recovers() {
     common::wait_ready(&f.px).await;
 }
 
+/// A proxy started while Redis is down serves 503 (never a pass) and
+/// recovers by itself once Redis comes up: fred ends its connection task
+/// when the first connection fails, and the store starts it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_started_while_redis_is_down_recovers_when_it_comes_up() {
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let up = upstream::echo().await;
+    let px = start_proxy(&Setup::redis(&redis.url()).toml(&[up.addr])).await;
+    assert_unavailable(&session_get(px.addr, "sid=late1").await, "Redis not up yet");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+
+    redis.restart();
+    redis.cli(&["HSET", "sessions:late1", "user_id", "l-1"]);
+    let took = answers_within(
+        px.addr,
+        "sid=late1",
+        200,
+        Duration::from_millis(50),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(took.is_some(), "not serving 10 s after Redis came up");
+    common::wait_ready(&px).await;
+}
+
 // ---------------------------------------------------------------------------
 // express-session / connect-redis
 

@@ -34,7 +34,12 @@ pub struct RedisStore {
 impl Drop for RedisStore {
     fn drop(&mut self) {
         let client = self.client.clone();
-        // Outside a runtime (the process is ending) there is nothing to close.
+        // Stopped (between two connection attempts) there is nothing to
+        // close, and the restart loop ends by itself. Outside a runtime the
+        // process is ending.
+        if client.state() == fred::types::ClientState::Disconnected {
+            return;
+        }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(error) = client.quit().await {
@@ -370,27 +375,42 @@ fn json_text(reply: Value) -> Result<Option<String>, BadReply> {
     }
 }
 
-/// Drives fred's connection task, and starts it again if it ends: fred ends
-/// it on some errors (a failed cluster redirection, say), and every command
-/// of the client would time out from then on. The store must recover by
-/// itself. Ends once the store is dropped.
+/// Drives fred's connection task, and starts it again if it ends. fred ends
+/// it when the first connection fails (Redis down when the proxy starts) and
+/// on some errors later; every command of the client would fail from then
+/// on, and the store must recover by itself. Restarts back off from 100 ms
+/// to 2 s, like the reconnect policy, and are logged once per outage. Ends
+/// once the store is dropped.
 fn spawn_connection(store: std::sync::Weak<RedisStore>) {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(2);
     tokio::spawn(async move {
+        let mut pause = FIRST;
         loop {
             let Some(task) = store.upgrade().map(|s| s.client.connect()) else {
                 return;
             };
+            let started = tokio::time::Instant::now();
             let ended = task.await;
             if store.strong_count() == 0 {
                 return;
+            }
+            // A task that ran a while had connected: a new outage.
+            if started.elapsed() > MAX {
+                pause = FIRST;
             }
             let reason = match &ended {
                 Ok(Ok(())) => "closed".to_owned(),
                 Ok(Err(error)) => format!("{:?}", error.kind()),
                 Err(_) => "task failed".to_owned(),
             };
-            tracing::warn!(%reason, "Redis connection task ended; starting it again");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            if pause == FIRST {
+                tracing::warn!(%reason, "Redis connection ended; connecting again until it answers");
+            } else {
+                tracing::debug!(%reason, "Redis connection attempt failed");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX);
         }
     });
 }
