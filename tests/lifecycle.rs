@@ -98,18 +98,7 @@ async fn sighup_with_an_invalid_config_keeps_the_old_one_serving_and_logs_why() 
     ));
     px.signal("HUP");
 
-    let logged = eventually(Duration::from_secs(10), || {
-        px.stderr().contains("routes[1].upstream")
-    })
-    .await;
-    assert!(logged, "the error is logged; stderr:\n{}", px.stderr());
-    let stderr = px.stderr();
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("routes[1].upstream"))
-        .expect("the line found above");
-    let event: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    let (line, event) = logged_line(&px, "routes[1].upstream").await;
     assert_eq!(event["level"], "ERROR", "{line}");
 
     assert!(px.exited().is_none(), "the process died on a bad reload");
@@ -406,18 +395,8 @@ async fn access_log_lines_carry_the_normalized_path_and_never_the_query() {
         "the upstream gets the normalized path and the query"
     );
 
-    let logged = eventually(Duration::from_secs(10), || {
-        px.stderr().contains("lifecycle-path-1")
-    })
-    .await;
-    assert!(logged, "an access-log line; stderr:\n{}", px.stderr());
-    let stderr = px.stderr();
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("wristband::access") && l.contains("lifecycle-path-1"))
-        .unwrap_or_else(|| panic!("no access-log line for the request; stderr:\n{stderr}"));
-    let event: serde_json::Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    let (line, event) = logged_line(&px, "lifecycle-path-1").await;
+    assert_eq!(event["target"], "wristband::access", "{line}");
     assert_eq!(event["path"], "/a/c", "{line}");
     // SPEC §3 `[log]`: every field an access-log line promises.
     for field in [
@@ -439,6 +418,7 @@ async fn access_log_lines_carry_the_normalized_path_and_never_the_query() {
     assert_eq!(event["status"], 200, "{line}");
     assert!(!line.contains("s3cr3t"), "the query is logged: {line}");
     assert!(!line.contains("token="), "the query is logged: {line}");
+    let stderr = px.stderr();
     assert!(!stderr.contains("s3cr3t"), "the query is logged:\n{stderr}");
 
     // A servlet session id in a path parameter is an id: never logged.
@@ -449,20 +429,26 @@ async fn access_log_lines_carry_the_normalized_path_and_never_the_query() {
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    let logged = eventually(Duration::from_secs(10), || {
-        px.stderr().contains("lifecycle-path-2")
-    })
-    .await;
-    assert!(logged, "an access-log line; stderr:\n{}", px.stderr());
+    let (line, event) = logged_line(&px, "lifecycle-path-2").await;
     let stderr = px.stderr();
     assert!(
         !stderr.contains("S3SS10N"),
         "a session id is logged:\n{stderr}"
     );
+    assert_eq!(event["path"], "/cart;…/items", "{line}");
+}
+
+/// The first stderr line holding `needle`, within 10 s, and its JSON.
+async fn logged_line(px: &ProxyProcess, needle: &str) -> (String, serde_json::Value) {
+    let logged = eventually(Duration::from_secs(10), || px.stderr().contains(needle)).await;
+    assert!(logged, "no line with {needle:?}; stderr:\n{}", px.stderr());
+    let stderr = px.stderr();
     let line = stderr
         .lines()
-        .find(|l| l.contains("lifecycle-path-2"))
-        .expect("the line");
-    let event: serde_json::Value = serde_json::from_str(line).expect("JSON");
-    assert_eq!(event["path"], "/cart;…/items", "{line}");
+        .find(|l| l.contains(needle))
+        .expect("the line found above")
+        .to_owned();
+    let event =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    (line, event)
 }
