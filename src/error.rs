@@ -12,6 +12,11 @@ use http::header::{ALLOW, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE}
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::auth::counters::AuthOutcome;
+use crate::auth::error::AuthError;
+use crate::identity::AssertionUnsigned;
+use crate::upstream::ForwardError;
+
 /// Which side caused a rejection: picks the log level and tells operators
 /// where to look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +27,9 @@ pub enum Side {
     Internal,
 }
 
-/// Why a request was answered by the proxy instead of the upstream.
+/// Why a request was answered by the proxy instead of the upstream. Each
+/// stage's own error is a variant's source; text is made from the chain
+/// only for the log line ([`crate::telemetry::logging::chain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Rejection {
     /// RFC 9110 §15.5.5: no route matches host and path.
@@ -32,47 +39,28 @@ pub enum Rejection {
     #[error("method not allowed on this route")]
     MethodNotAllowed { allow: HeaderValue },
     /// RFC 9110 §15.5.1: the request target or a header is unacceptable.
-    #[error("bad request: {0}")]
+    #[error("bad request")]
     BadRequest(#[source] BadRequest),
-    /// Two different credentials of one kind: never guess which one counts.
-    #[error("ambiguous credentials: {0}")]
-    AmbiguousCredentials(&'static str),
     /// RFC 6585 §5: the header section exceeds `server.max_header_bytes`.
     #[error("request header fields too large")]
     HeadersTooLarge,
-    /// No credential on a `required` route (RFC 6750 §3: no error code).
-    #[error("no credential presented")]
-    Unauthenticated { redirect: Option<String> },
-    /// A JWT was presented and is not valid (RFC 6750 §3.1 `invalid_token`).
-    #[error("invalid token: {reason}")]
-    InvalidToken {
-        reason: String,
-        redirect: Option<String>,
-    },
-    /// A session cookie was presented and is not valid.
-    #[error("invalid session: {reason}")]
-    InvalidSession {
-        reason: String,
-        redirect: Option<String>,
-    },
-    /// RFC 9110 §15.5.4: authenticated, but the route's rules do not hold.
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// RFC 9110 §15.6.4: the store or the JWKS could not be consulted.
-    #[error("credential check unavailable: {0}")]
-    Unavailable(String),
-    /// RFC 9110 §15.6.3: the upstream refused, reset or broke the exchange.
-    #[error("bad gateway: {0}")]
-    BadGateway(String),
-    /// RFC 9110 §15.6.5: the upstream did not answer in time.
-    #[error("gateway timeout: {0}")]
-    GatewayTimeout(String),
+    /// Authentication or authorization refused (400, 401, 403 or 503).
+    #[error("refused")]
+    Auth(#[from] AuthError),
+    /// The identity assertion could not be signed: the identity never goes
+    /// upstream without it, as a backend may rely on it alone (503).
+    #[error("identity not forwarded")]
+    AssertionUnsigned(#[from] AssertionUnsigned),
+    /// RFC 9110 §15.6.3 and §15.6.5: the upstream refused, reset, broke
+    /// the exchange, or did not answer in time.
+    #[error("upstream failed")]
+    Upstream(#[from] ForwardError),
 }
 
 /// The reasons for a 400 that are not about credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum BadRequest {
-    #[error("path: {0}")]
+    #[error("path")]
     Path(#[from] crate::routing::PathError),
     #[error("request target is not origin-form or absolute-form")]
     Target,
@@ -88,19 +76,6 @@ impl From<BadRequest> for Rejection {
     }
 }
 
-/// An error with every cause, for log lines: "connect failed: tcp connect
-/// error: Connection refused".
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
 /// What the client gets for a rejection: the JSON body plus headers.
 pub type ProxyBody = Full<Bytes>;
 
@@ -108,17 +83,24 @@ impl Rejection {
     /// The side that caused it, for the log level and for operators.
     pub fn side(&self) -> Side {
         match self {
+            Rejection::Auth(AuthError::Unavailable(_)) | Rejection::AssertionUnsigned(_) => {
+                Side::Internal
+            }
             Rejection::NoRoute
             | Rejection::MethodNotAllowed { .. }
             | Rejection::BadRequest(_)
-            | Rejection::AmbiguousCredentials(_)
             | Rejection::HeadersTooLarge
-            | Rejection::Unauthenticated { .. }
-            | Rejection::InvalidToken { .. }
-            | Rejection::InvalidSession { .. }
-            | Rejection::Forbidden(_) => Side::Client,
-            Rejection::Unavailable(_) => Side::Internal,
-            Rejection::BadGateway(_) | Rejection::GatewayTimeout(_) => Side::Upstream,
+            | Rejection::Auth(_) => Side::Client,
+            Rejection::Upstream(_) => Side::Upstream,
+        }
+    }
+
+    /// What authentication concluded, when it was authentication that
+    /// refused (SPEC §6 `wristband_auth_total`).
+    pub fn auth_outcome(&self) -> Option<AuthOutcome> {
+        match self {
+            Rejection::Auth(error) => Some(error.outcome()),
+            _ => None,
         }
     }
 
@@ -140,36 +122,38 @@ impl Rejection {
             Rejection::BadRequest(_) => {
                 json(StatusCode::BAD_REQUEST, "bad_request", "malformed request")
             }
-            Rejection::AmbiguousCredentials(_) => json(
-                StatusCode::BAD_REQUEST,
-                "ambiguous_credentials",
-                "more than one credential of the same kind",
-            ),
             Rejection::HeadersTooLarge => json(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large",
                 "request header fields too large",
             ),
-            Rejection::Unauthenticated { redirect } => unauthorized(
+            Rejection::Auth(AuthError::Ambiguous(..)) => json(
+                StatusCode::BAD_REQUEST,
+                "ambiguous_credentials",
+                "more than one credential of the same kind",
+            ),
+            Rejection::Auth(AuthError::Missing { redirect, .. }) => unauthorized(
                 redirect,
                 "unauthenticated",
                 "authentication required",
                 BEARER,
             ),
-            Rejection::InvalidToken { redirect, .. } => unauthorized(
+            Rejection::Auth(AuthError::InvalidToken { redirect, .. }) => unauthorized(
                 redirect,
                 "invalid_token",
                 "the token is not valid",
                 BEARER_INVALID,
             ),
-            Rejection::InvalidSession { redirect, .. } => unauthorized(
+            Rejection::Auth(AuthError::InvalidSession { redirect, .. }) => unauthorized(
                 redirect,
                 "invalid_session",
                 "the session is not valid",
                 BEARER,
             ),
-            Rejection::Forbidden(_) => json(StatusCode::FORBIDDEN, "forbidden", "access denied"),
-            Rejection::Unavailable(_) => {
+            Rejection::Auth(AuthError::Forbidden { .. }) => {
+                json(StatusCode::FORBIDDEN, "forbidden", "access denied")
+            }
+            Rejection::Auth(AuthError::Unavailable(_)) | Rejection::AssertionUnsigned(_) => {
                 let mut resp = json(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
@@ -179,15 +163,15 @@ impl Rejection {
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 resp
             }
-            Rejection::BadGateway(_) => json(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                "the upstream could not be reached",
-            ),
-            Rejection::GatewayTimeout(_) => json(
+            Rejection::Upstream(error) if error.timed_out() => json(
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway_timeout",
                 "the upstream did not answer in time",
+            ),
+            Rejection::Upstream(_) => json(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream could not be reached",
             ),
         }
     }
@@ -239,7 +223,14 @@ mod tests {
 
     #[tokio::test]
     async fn every_rejection_maps_to_the_spec_table() {
+        use crate::auth::credentials::Ambiguous;
+        use crate::auth::error::{Forbidden, Unavailable};
+        use crate::auth::jwt::{Invalid, KeysUnavailable, Unusable};
+        use crate::auth::session::SessionInvalid;
+        use crate::config::CredentialKind;
+        use std::time::Duration;
         let secret = "eyJhbGciOiJSUzI1NiJ9.secret-token-text".to_string();
+        let auth = |error: AuthError| Rejection::Auth(error);
         let cases: Vec<(Rejection, u16, &str)> = vec![
             (Rejection::NoRoute, 404, "no_route"),
             (
@@ -255,37 +246,77 @@ mod tests {
                 "bad_request",
             ),
             (
-                Rejection::AmbiguousCredentials("two Authorization headers"),
+                auth(AuthError::Ambiguous(
+                    Ambiguous("two Authorization headers"),
+                    CredentialKind::Jwt,
+                )),
                 400,
                 "ambiguous_credentials",
             ),
             (Rejection::HeadersTooLarge, 431, "headers_too_large"),
             (
-                Rejection::Unauthenticated { redirect: None },
+                auth(AuthError::Missing {
+                    kind: None,
+                    redirect: None,
+                }),
                 401,
                 "unauthenticated",
             ),
             (
-                Rejection::InvalidToken {
-                    reason: secret.clone(),
+                auth(AuthError::InvalidToken {
+                    reason: Invalid::Signature,
                     redirect: None,
-                },
+                }),
                 401,
                 "invalid_token",
             ),
             (
-                Rejection::InvalidSession {
-                    reason: secret.clone(),
+                auth(AuthError::InvalidSession {
+                    reason: SessionInvalid::Unknown,
                     redirect: None,
-                },
+                }),
                 401,
                 "invalid_session",
             ),
-            (Rejection::Forbidden(secret.clone()), 403, "forbidden"),
-            (Rejection::Unavailable(secret.clone()), 503, "unavailable"),
-            (Rejection::BadGateway(secret.clone()), 502, "bad_gateway"),
             (
-                Rejection::GatewayTimeout(secret.clone()),
+                auth(AuthError::Forbidden {
+                    kind: CredentialKind::Jwt,
+                    reason: Forbidden::Claim(secret.clone()),
+                }),
+                403,
+                "forbidden",
+            ),
+            (
+                auth(AuthError::Unavailable(Unavailable::Keys(KeysUnavailable {
+                    provider: secret.clone(),
+                    why: Unusable::Stale,
+                }))),
+                503,
+                "unavailable",
+            ),
+            (
+                Rejection::AssertionUnsigned(AssertionUnsigned),
+                503,
+                "unavailable",
+            ),
+            (
+                Rejection::Upstream(ForwardError::NoTarget),
+                502,
+                "bad_gateway",
+            ),
+            (
+                Rejection::Upstream(ForwardError::ConnectTimeout {
+                    target: secret.clone(),
+                    timeout: Duration::from_secs(1),
+                }),
+                504,
+                "gateway_timeout",
+            ),
+            (
+                Rejection::Upstream(ForwardError::ResponseTimeout {
+                    target: secret.clone(),
+                    timeout: Duration::from_secs(1),
+                }),
                 504,
                 "gateway_timeout",
             ),
@@ -316,10 +347,10 @@ mod tests {
 
     #[tokio::test]
     async fn redirect_replaces_the_401_with_a_302_to_the_login_page() {
-        let resp = Rejection::InvalidSession {
-            reason: "deleted".into(),
+        let resp = Rejection::Auth(AuthError::InvalidSession {
+            reason: crate::auth::session::SessionInvalid::Unknown,
             redirect: Some("https://login.example.com/?rd=x".into()),
-        }
+        })
         .into_response();
         assert_eq!(resp.status(), StatusCode::FOUND);
         assert_eq!(resp.headers()[LOCATION], "https://login.example.com/?rd=x");

@@ -1,5 +1,7 @@
-//! `wristband_auth_total{route,kind,outcome}` without a label lookup per
-//! request: each route keeps the counters it has used.
+//! What authentication concluded for one request, counted once in
+//! `wristband_auth_total{route,kind,outcome}` (without a label lookup per
+//! request: each route keeps the counters it has used) and written once to
+//! the access log's `auth` field, both from the same [`AuthRecord`].
 
 use std::sync::{Arc, OnceLock};
 
@@ -31,7 +33,7 @@ impl Outcome {
         Outcome::Unavailable,
     ];
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
             Outcome::Missing => "missing",
@@ -39,6 +41,51 @@ impl Outcome {
             Outcome::Expired => "expired",
             Outcome::Forbidden => "forbidden",
             Outcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// One request's outcome and the credential kind it is about (none: the
+/// route accepts no kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthOutcome {
+    pub kind: Option<CredentialKind>,
+    pub outcome: Outcome,
+}
+
+/// What the access log and the metric learn about a request's
+/// authentication.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthRecord {
+    /// Refused before authentication (routing, a bad request).
+    #[default]
+    NotReached,
+    /// A `public` route: credentials are not looked at, nothing counted.
+    Public,
+    /// Forwarded without an identity on an `optional` route; counted when
+    /// a credential was presented and refused.
+    Anonymous(Option<AuthOutcome>),
+    /// Authenticated, or refused with this outcome.
+    Decided(AuthOutcome),
+}
+
+impl AuthRecord {
+    /// The access log's `auth` field.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthRecord::NotReached => "none",
+            AuthRecord::Public => "public",
+            AuthRecord::Anonymous(_) => "anonymous",
+            AuthRecord::Decided(outcome) => outcome.outcome.as_str(),
+        }
+    }
+
+    /// What `wristband_auth_total` counts, if anything.
+    pub fn counted(self) -> Option<AuthOutcome> {
+        match self {
+            AuthRecord::NotReached | AuthRecord::Public => None,
+            AuthRecord::Anonymous(refused) => refused,
+            AuthRecord::Decided(outcome) => Some(outcome),
         }
     }
 }
@@ -61,7 +108,7 @@ impl AuthCounters {
         }
     }
 
-    pub fn inc(&self, kind: Option<CredentialKind>, outcome: Outcome) {
+    pub fn inc(&self, AuthOutcome { kind, outcome }: AuthOutcome) {
         let (kind_index, kind_name) = match kind {
             Some(CredentialKind::Jwt) => (0, "jwt"),
             Some(CredentialKind::Session) => (1, "session"),

@@ -9,17 +9,55 @@
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE, HeaderValue};
 
-use crate::error::Rejection;
+use crate::config::Config;
+
+/// Two different credentials of one kind, and where: never guess which
+/// one counts (400 `ambiguous_credentials`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ambiguous credentials: {0}")]
+pub struct Ambiguous(pub &'static str);
+
+/// The credentials `forward_token = false` and `forward_cookie = false`
+/// keep from the upstream, known once per config.
+#[derive(Debug, Default)]
+pub struct Unforwarded {
+    pub authorization: bool,
+    pub cookies: Vec<String>,
+}
+
+impl Unforwarded {
+    pub fn of(config: &Config) -> Unforwarded {
+        let mut unforwarded = Unforwarded::default();
+        let jwt = &config.jwt;
+        if !jwt.providers.is_empty() && !jwt.forward_token {
+            unforwarded.authorization = jwt.header;
+            unforwarded.cookies.extend(jwt.cookie.clone());
+        }
+        if let Some(sessions) = config.sessions.as_ref().filter(|s| !s.forward_cookie) {
+            unforwarded.cookies.push(sessions.cookie.clone());
+        }
+        unforwarded
+    }
+
+    pub fn remove_from(&self, headers: &mut HeaderMap) {
+        if self.authorization {
+            headers.remove(AUTHORIZATION);
+        }
+        for name in &self.cookies {
+            remove_cookie(headers, name);
+        }
+    }
+}
 
 /// The bearer token of the `Authorization` header. Another scheme, or an
 /// empty token, is no credential (SPEC §6a).
-pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Ambiguous> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(Rejection::AmbiguousCredentials("two Authorization headers"));
+        return Err(Ambiguous("two Authorization headers"));
     }
     let Ok(text) = value.to_str() else {
         return Ok(None);
@@ -37,7 +75,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Rejection> {
 /// The value of cookie `name` across every `Cookie` header (HTTP/2 may
 /// split them). Two different values are ambiguous; an empty value is no
 /// credential. `name` is an RFC 6265 token (config validation).
-pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Rejection> {
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Ambiguous> {
     let mut found: Option<&str> = None;
     for pair in cookie_texts(headers).flat_map(|text| text.split(';')) {
         let Some(value) = value_if_named(pair, name) else {
@@ -45,7 +83,7 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>,
         };
         match found {
             Some(previous) if previous != value => {
-                return Err(Rejection::AmbiguousCredentials(
+                return Err(Ambiguous(
                     "two cookies of the same name with different values",
                 ));
             }
@@ -137,10 +175,7 @@ mod tests {
     #[test]
     fn two_authorization_headers_are_ambiguous() {
         let h = headers(&[("authorization", "Bearer a"), ("authorization", "Bearer a")]);
-        assert!(matches!(
-            bearer_token(&h),
-            Err(Rejection::AmbiguousCredentials(_))
-        ));
+        assert!(matches!(bearer_token(&h), Err(Ambiguous(_))));
     }
 
     #[test]

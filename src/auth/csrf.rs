@@ -12,9 +12,9 @@ use http::request::Parts;
 use http::uri::{Authority, Uri};
 
 use super::Authenticated;
+use super::error::{AuthError, Forbidden};
 use super::redirect::Site;
 use crate::config::{CredentialKind, Csrf, RouteConfig};
-use crate::error::Rejection;
 
 /// 403 when the route checks origins, the caller came with a session, the
 /// method is unsafe and the request does not come from this site.
@@ -23,16 +23,17 @@ pub fn check(
     authenticated: &Authenticated,
     parts: &Parts,
     site: &Site<'_>,
-) -> Result<(), Rejection> {
+) -> Result<(), AuthError> {
     if route.csrf == Csrf::Off || !needs_origin(authenticated, &parts.method) {
         return Ok(());
     }
     if same_origin(&parts.headers, site) {
         Ok(())
     } else {
-        Err(Rejection::Forbidden(
-            "CSRF: Origin/Referer is not this site".into(),
-        ))
+        Err(AuthError::Forbidden {
+            kind: CredentialKind::Session,
+            reason: Forbidden::CrossSite,
+        })
     }
 }
 
@@ -223,7 +224,7 @@ mod tests {
         for method in ["POST", "PUT", "PATCH", "DELETE"] {
             let result = check(&on, &session, &request(method, &foreign), &site);
             assert!(
-                matches!(result, Err(Rejection::Forbidden(_))),
+                matches!(result, Err(AuthError::Forbidden { .. })),
                 "{method}: {result:?}"
             );
         }
@@ -232,7 +233,15 @@ mod tests {
         }
         let post = request("POST", &foreign);
         assert!(check(&on, &caller(CredentialKind::Jwt), &post, &site).is_ok());
-        assert!(check(&on, &Authenticated::Anonymous, &post, &site).is_ok());
+        assert!(
+            check(
+                &on,
+                &Authenticated::Anonymous { refused: None },
+                &post,
+                &site
+            )
+            .is_ok()
+        );
         assert!(check(&on, &Authenticated::NotChecked, &post, &site).is_ok());
         assert!(check(&route(Csrf::Off), &session, &post, &site).is_ok());
         let same = request("POST", &[("origin", "https://app.example.com")]);

@@ -11,6 +11,7 @@
 pub mod counters;
 pub mod credentials;
 pub mod csrf;
+pub mod error;
 pub mod jwt;
 pub mod policy;
 pub mod redirect;
@@ -18,18 +19,18 @@ pub mod session;
 
 use std::sync::Arc;
 
-use http::HeaderMap;
 use http::request::Parts;
 
 use crate::config::{AuthMode, Config, CredentialKind, RouteConfig};
-use crate::error::Rejection;
 use crate::identity::Identity;
 use crate::reuse::Reuse;
 use crate::telemetry::Metrics;
-use counters::{AuthCounters, Outcome};
+use counters::{AuthOutcome, AuthRecord, Outcome};
+use credentials::{Ambiguous, Unforwarded};
+use error::{AuthError, Unavailable};
 use jwt::{Invalid, JwtAuth, JwtError};
 use redirect::Site;
-use session::{SessionAuth, SessionError};
+use session::{SessionAuth, SessionError, SessionInvalid};
 
 /// What authentication concluded, before policy.
 #[derive(Debug)]
@@ -37,7 +38,8 @@ pub enum Authenticated {
     /// `public` route: credentials were not looked at.
     NotChecked,
     /// `optional` route without a valid credential: forwarded anonymously.
-    Anonymous,
+    /// `refused` says what was wrong with the one presented, if any.
+    Anonymous { refused: Option<AuthOutcome> },
     /// The identity is shared with the verified-token cache: a cache hit
     /// costs no copy.
     Caller {
@@ -50,7 +52,19 @@ impl Authenticated {
     pub fn identity(&self) -> Option<&Identity> {
         match self {
             Authenticated::Caller { identity, .. } => Some(identity),
-            Authenticated::NotChecked | Authenticated::Anonymous => None,
+            Authenticated::NotChecked | Authenticated::Anonymous { .. } => None,
+        }
+    }
+
+    /// What the access log and `wristband_auth_total` record.
+    pub fn record(&self) -> AuthRecord {
+        match self {
+            Authenticated::NotChecked => AuthRecord::Public,
+            Authenticated::Anonymous { refused } => AuthRecord::Anonymous(*refused),
+            Authenticated::Caller { kind, .. } => AuthRecord::Decided(AuthOutcome {
+                kind: Some(*kind),
+                outcome: Outcome::Ok,
+            }),
         }
     }
 }
@@ -59,40 +73,39 @@ impl Authenticated {
 pub struct Authenticator {
     pub jwt: Option<Arc<JwtAuth>>,
     pub session: Option<Arc<SessionAuth>>,
+    /// What `forward_token = false` / `forward_cookie = false` keep from
+    /// the upstream.
+    pub unforwarded: Unforwarded,
 }
 
 /// What the kinds that did not vouch for the caller said.
 #[derive(Default)]
 struct Failures {
-    jwt_invalid: bool,
-    session_invalid: bool,
-    /// The first refusal's reason, for the log line of the rejection.
-    reason: Option<String>,
-    unavailable: Option<String>,
+    ambiguous: Option<(Ambiguous, CredentialKind)>,
+    jwt: Option<Invalid>,
+    session: Option<SessionInvalid>,
+    unavailable: Option<Unavailable>,
 }
 
 /// What checking one credential kind found.
 enum Checked {
     Absent,
-    Ambiguous(Rejection),
+    Ambiguous(Ambiguous),
     Valid(Arc<Identity>),
-    Invalid(Refusal),
-    Unavailable(String),
+    Invalid(Refused),
+    Unavailable(Unavailable),
 }
 
-struct Refusal {
-    reason: String,
-    expired: bool,
+enum Refused {
+    Token(Invalid),
+    Session(SessionInvalid),
 }
 
 impl From<JwtError> for Checked {
     fn from(error: JwtError) -> Self {
         match error {
-            JwtError::Invalid(reason) => Checked::Invalid(Refusal {
-                expired: reason == Invalid::Expired,
-                reason: reason.to_string(),
-            }),
-            JwtError::Unavailable(reason) => Checked::Unavailable(reason),
+            JwtError::Invalid(reason) => Checked::Invalid(Refused::Token(reason)),
+            JwtError::Unavailable(keys) => Checked::Unavailable(keys.into()),
         }
     }
 }
@@ -100,18 +113,15 @@ impl From<JwtError> for Checked {
 impl From<SessionError> for Checked {
     fn from(error: SessionError) -> Self {
         match error {
-            SessionError::Invalid(reason) => Checked::Invalid(Refusal {
-                reason,
-                expired: false,
-            }),
-            SessionError::Unavailable(reason) => Checked::Unavailable(reason),
+            SessionError::Invalid(reason) => Checked::Invalid(Refused::Session(reason)),
+            SessionError::Unavailable(store) => Checked::Unavailable(store.into()),
         }
     }
 }
 
 /// The one shape of every kind: find the credential, then verify it.
 async fn check<'h, Fut, E>(
-    found: Result<Option<&'h str>, Rejection>,
+    found: Result<Option<&'h str>, Ambiguous>,
     verify: impl FnOnce(&'h str) -> Fut,
 ) -> Checked
 where
@@ -151,6 +161,7 @@ impl Authenticator {
                 previous.and_then(|p| p.session.as_deref()),
                 reuse,
             )?,
+            unforwarded: Unforwarded::of(config),
         })
     }
 
@@ -159,6 +170,7 @@ impl Authenticator {
         Authenticator {
             jwt: None,
             session: None,
+            unforwarded: Unforwarded::default(),
         }
     }
 
@@ -189,15 +201,13 @@ impl Authenticator {
     pub async fn authenticate(
         &self,
         route: &RouteConfig,
-        counters: &AuthCounters,
         parts: &Parts,
         site: &Site<'_>,
-    ) -> Result<Authenticated, Rejection> {
+    ) -> Result<Authenticated, AuthError> {
         if route.auth == AuthMode::Public {
             return Ok(Authenticated::NotChecked);
         }
         let mut failures = Failures::default();
-        let mut presented = false;
         for kind in &route.accept {
             let checked = match kind {
                 CredentialKind::Jwt => match &self.jwt {
@@ -213,86 +223,82 @@ impl Authenticator {
             };
             match checked {
                 Checked::Absent => {}
-                Checked::Ambiguous(rejection) => {
+                Checked::Ambiguous(ambiguous) => {
                     // Never guess which of two credentials counts.
-                    counters.inc(Some(*kind), Outcome::Invalid);
                     if route.auth == AuthMode::Required {
-                        return Err(rejection);
+                        return Err(AuthError::Ambiguous(ambiguous, *kind));
                     }
+                    failures.ambiguous.get_or_insert((ambiguous, *kind));
                 }
                 Checked::Valid(identity) => {
-                    counters.inc(Some(*kind), Outcome::Ok);
                     return Ok(Authenticated::Caller {
                         identity,
                         kind: *kind,
                     });
                 }
-                Checked::Invalid(failure) => {
-                    presented = true;
-                    let outcome = if failure.expired {
-                        Outcome::Expired
-                    } else {
-                        Outcome::Invalid
-                    };
-                    counters.inc(Some(*kind), outcome);
-                    tracing::debug!(route = %route.name, kind = kind.as_str(), reason = %failure.reason, "credential refused");
-                    match kind {
-                        CredentialKind::Jwt => failures.jwt_invalid = true,
-                        CredentialKind::Session => failures.session_invalid = true,
-                    }
-                    failures.reason.get_or_insert(failure.reason);
+                Checked::Invalid(Refused::Token(reason)) => {
+                    failures.jwt.get_or_insert(reason);
                 }
-                Checked::Unavailable(reason) => {
-                    presented = true;
-                    counters.inc(Some(*kind), Outcome::Unavailable);
-                    failures.unavailable.get_or_insert(reason);
+                Checked::Invalid(Refused::Session(reason)) => {
+                    failures.session.get_or_insert(reason);
+                }
+                Checked::Unavailable(why) => {
+                    failures.unavailable.get_or_insert(why);
                 }
             }
         }
+        let first = route.accept.first().copied();
         if route.auth == AuthMode::Optional {
-            return Ok(Authenticated::Anonymous);
+            let refused = failures
+                .any()
+                .then(|| failures.into_error(first, || None).outcome());
+            return Ok(Authenticated::Anonymous { refused });
         }
-        if !presented {
-            counters.inc(route.accept.first().copied(), Outcome::Missing);
-        }
-        Err(failures.into_rejection(|| redirect::location(route, parts, site)))
-    }
-
-    /// `forward_token = false` / `forward_cookie = false`.
-    pub fn remove_unforwarded_credentials(&self, headers: &mut HeaderMap) {
-        if let Some(jwt) = &self.jwt {
-            jwt.remove_token(headers);
-        }
-        if let Some(sessions) = &self.session {
-            sessions.remove_cookie(headers);
-        }
+        Err(failures.into_error(first, || redirect::location(route, parts, site)))
     }
 }
 
 impl Failures {
-    /// The rejection; `redirect` gives the login `Location` for the 401s
+    fn any(&self) -> bool {
+        self.ambiguous.is_some()
+            || self.jwt.is_some()
+            || self.session.is_some()
+            || self.unavailable.is_some()
+    }
+
+    /// The refusal; `redirect` gives the login `Location` for the 401s
     /// (never for a 503: the caller did nothing wrong, and a login would
     /// not help).
-    fn into_rejection(self, redirect: impl FnOnce() -> Option<String>) -> Rejection {
-        if let Some(reason) = self.unavailable {
-            return Rejection::Unavailable(reason);
+    fn into_error(
+        self,
+        first_kind: Option<CredentialKind>,
+        redirect: impl FnOnce() -> Option<String>,
+    ) -> AuthError {
+        if let Some(why) = self.unavailable {
+            return AuthError::Unavailable(why);
+        }
+        if let Some((ambiguous, kind)) = self.ambiguous {
+            return AuthError::Ambiguous(ambiguous, kind);
         }
         let redirect = redirect();
-        let reason = self.reason.unwrap_or_default();
         // SPEC §6a: invalid_token when a JWT was among the invalid ones.
-        if self.jwt_invalid {
-            return Rejection::InvalidToken { reason, redirect };
+        if let Some(reason) = self.jwt {
+            return AuthError::InvalidToken { reason, redirect };
         }
-        if self.session_invalid {
-            return Rejection::InvalidSession { reason, redirect };
+        if let Some(reason) = self.session {
+            return AuthError::InvalidSession { reason, redirect };
         }
-        Rejection::Unauthenticated { redirect }
+        AuthError::Missing {
+            kind: first_kind,
+            redirect,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::jwt::{KeysUnavailable, Unusable};
 
     fn location() -> Option<String> {
         Some("https://login.example.com/?rd=x".into())
@@ -300,40 +306,80 @@ mod tests {
 
     #[test]
     fn every_401_carries_the_redirect_and_a_503_never_does() {
-        let missing = Failures::default().into_rejection(location);
+        let missing = Failures::default().into_error(None, location);
         assert!(matches!(
             missing,
-            Rejection::Unauthenticated { redirect: Some(_) }
-        ));
-        let jwt = Failures {
-            jwt_invalid: true,
-            ..Failures::default()
-        };
-        assert!(matches!(
-            jwt.into_rejection(location),
-            Rejection::InvalidToken {
+            AuthError::Missing {
                 redirect: Some(_),
                 ..
             }
         ));
-        let session = Failures {
-            session_invalid: true,
+        let jwt = Failures {
+            jwt: Some(Invalid::Signature),
+            session: Some(SessionInvalid::Unknown),
             ..Failures::default()
         };
         assert!(matches!(
-            session.into_rejection(location),
-            Rejection::InvalidSession {
+            jwt.into_error(None, location),
+            AuthError::InvalidToken {
+                reason: Invalid::Signature,
+                redirect: Some(_),
+            }
+        ));
+        let session = Failures {
+            session: Some(SessionInvalid::Unknown),
+            ..Failures::default()
+        };
+        assert!(matches!(
+            session.into_error(None, location),
+            AuthError::InvalidSession {
                 redirect: Some(_),
                 ..
             }
         ));
         let down = Failures {
-            jwt_invalid: true,
-            unavailable: Some("JWKS down".into()),
+            jwt: Some(Invalid::Signature),
+            unavailable: Some(Unavailable::Keys(KeysUnavailable {
+                provider: "idp".into(),
+                why: Unusable::Stale,
+            })),
             ..Failures::default()
         };
-        let rejection = down.into_rejection(location);
-        assert!(matches!(rejection, Rejection::Unavailable(_)));
-        assert_eq!(rejection.into_response().status(), 503);
+        let error = down.into_error(None, location);
+        assert!(matches!(error, AuthError::Unavailable(_)));
+        assert_eq!(
+            error.outcome(),
+            AuthOutcome {
+                kind: Some(CredentialKind::Jwt),
+                outcome: Outcome::Unavailable
+            }
+        );
+    }
+
+    #[test]
+    fn expired_tokens_and_sessions_count_as_expired() {
+        let token = Failures {
+            jwt: Some(Invalid::Expired),
+            ..Failures::default()
+        };
+        assert_eq!(
+            token.into_error(None, || None).outcome().outcome,
+            Outcome::Expired
+        );
+        let session = Failures {
+            session: Some(SessionInvalid::Record(session::RecordError::Expired)),
+            ..Failures::default()
+        };
+        let outcome = session.into_error(None, || None).outcome();
+        assert_eq!(outcome.outcome, Outcome::Expired);
+        assert_eq!(outcome.kind, Some(CredentialKind::Session));
+        let unknown = Failures {
+            session: Some(SessionInvalid::Unknown),
+            ..Failures::default()
+        };
+        assert_eq!(
+            unknown.into_error(None, || None).outcome().outcome,
+            Outcome::Invalid
+        );
     }
 }

@@ -5,23 +5,30 @@
 use serde_json::Value;
 
 use super::Authenticated;
+use super::counters::{AuthOutcome, Outcome};
+use super::error::{AuthError, Forbidden};
 use crate::config::{AuthMode, RouteConfig};
-use crate::error::Rejection;
 use crate::identity::Identity;
 
 /// Checks `require`. On an `optional` route an identity that fails the rules
 /// is dropped rather than rejected: optional routes never reject.
-pub fn authorize(route: &RouteConfig, auth: Authenticated) -> Result<Authenticated, Rejection> {
+pub fn authorize(route: &RouteConfig, auth: Authenticated) -> Result<Authenticated, AuthError> {
     let Authenticated::Caller { identity, kind } = auth else {
         return Ok(auth);
     };
     match unmet_requirement(route, &identity) {
         None => Ok(Authenticated::Caller { identity, kind }),
         Some(claim) => match route.auth {
-            AuthMode::Optional => Ok(Authenticated::Anonymous),
-            AuthMode::Required | AuthMode::Public => Err(Rejection::Forbidden(format!(
-                "claim {claim:?} not satisfied"
-            ))),
+            AuthMode::Optional => Ok(Authenticated::Anonymous {
+                refused: Some(AuthOutcome {
+                    kind: Some(kind),
+                    outcome: Outcome::Forbidden,
+                }),
+            }),
+            AuthMode::Required | AuthMode::Public => Err(AuthError::Forbidden {
+                kind,
+                reason: Forbidden::Claim(claim.to_owned()),
+            }),
         },
     }
 }

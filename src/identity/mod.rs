@@ -167,9 +167,7 @@ impl IdentityHeaders {
 
     /// Removes every alias of an identity header.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        crate::proxy::headers::remove_matching(headers, |name| {
-            self.is_identity_alias(name.as_str())
-        });
+        crate::headers::remove_matching(headers, |name| self.is_identity_alias(name.as_str()));
     }
 
     /// Sets the identity headers from the claims, then the assertion for the

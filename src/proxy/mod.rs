@@ -1,216 +1,44 @@
 //! The request pipeline (SPEC §1), top to bottom in [`Proxy::pipeline`]:
-//! route, authenticate, authorize, build the upstream request (strip, then
-//! inject), forward. Each stage lives in the module named after it; every
-//! rejection is a [`Rejection`] turned into a response in one place.
+//! route ([`crate::routing`]), authenticate ([`crate::auth`]), authorize
+//! ([`crate::auth::policy`]), build the upstream request
+//! ([`upstream_request`]: strip, then inject), forward
+//! ([`crate::upstream`]). Every rejection is a [`Rejection`], turned into a
+//! response in one place; what authentication concluded is counted once,
+//! here, for the metric and the access log alike.
 
-pub mod balance;
-pub mod headers;
-pub mod health;
-pub mod pool;
 pub mod upgrade;
-pub mod upstream;
+pub mod upstream_request;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HOST, HeaderValue};
 use http::request::Parts;
-use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::auth::counters::{AuthCounters, Outcome};
+use crate::auth;
+use crate::auth::counters::AuthRecord;
 use crate::auth::redirect::Site;
-use crate::auth::{self, Authenticated, Authenticator};
 use crate::boxed::boxed;
-use crate::config::{Config, RouteConfig, UnderscoreHeaders};
+use crate::config::{Config, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
-use crate::identity::{Identity, IdentityHeaders};
-use crate::reuse::Reuse;
-use crate::routing::{Router, normalize_path};
+use crate::gateway::{Gateway, JWKS_PATH};
+use crate::headers;
+use crate::identity::Identity;
+use crate::routing::normalize_path;
 use crate::telemetry::Metrics;
-use crate::telemetry::logging::LoggedPath;
-use crate::telemetry::metrics::{RouteLabel, StatusCounters};
-use prometheus_client::metrics::histogram::Histogram;
-use upstream::Upstream;
+use crate::telemetry::logging::{LoggedPath, chain};
+use crate::upstream::pool::{self, PooledBody};
+use upstream_request::{Client, Inbound, Rules};
 
 /// What a client receives: the upstream's body streamed through, or one the
 /// proxy made itself.
-pub type ResponseBody = Either<pool::PooledBody, Full<Bytes>>;
-
-/// Everything derived from one version of the config. Swapped whole on
-/// SIGHUP, carrying over the state that still holds ([`crate::reuse`]);
-/// requests in flight keep the version they started with.
-pub struct Gateway {
-    pub config: Arc<Config>,
-    router: Router,
-    pub upstreams: Vec<Arc<Upstream>>,
-    identity: Arc<IdentityHeaders>,
-    pub auth: Authenticator,
-    /// Per route, what each request needs without allocating: the `Allow`
-    /// value for 405s, the name as a metric label, its latency histogram.
-    routes: Vec<RouteRuntime>,
-    /// The latency histogram and status counters of requests that matched
-    /// no route.
-    unrouted: Histogram,
-    unrouted_requests: StatusCounters,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-}
-
-impl Gateway {
-    /// The route for this host and normalized path (404), if it allows the
-    /// method (405 with `Allow`, never another route).
-    fn route(
-        &self,
-        host: Option<&HeaderValue>,
-        path: &str,
-        method: &http::Method,
-    ) -> Result<usize, Rejection> {
-        let host = host.and_then(|h| h.to_str().ok());
-        let index = self.router.find(host, path).ok_or(Rejection::NoRoute)?;
-        if let Some(allow) = &self.routes[index].allow
-            && !self.config.routes[index].methods.contains(method)
-        {
-            return Err(Rejection::MethodNotAllowed {
-                allow: allow.clone(),
-            });
-        }
-        Ok(index)
-    }
-
-    /// Builds the runtime state and starts the health checkers. Must run
-    /// inside the tokio runtime.
-    pub fn new(config: Config, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<Gateway>> {
-        Gateway::build(config, metrics, None).map(|(gateway, _)| gateway)
-    }
-
-    /// As [`Gateway::new`], carrying over from `previous` the state of
-    /// every part whose config did not change (see [`crate::reuse`]), and
-    /// saying which.
-    pub fn reload(
-        previous: &Gateway,
-        config: Config,
-        metrics: &Arc<Metrics>,
-    ) -> anyhow::Result<(Arc<Gateway>, Reuse)> {
-        Gateway::build(config, metrics, Some(previous))
-    }
-
-    fn build(
-        config: Config,
-        metrics: &Arc<Metrics>,
-        previous: Option<&Gateway>,
-    ) -> anyhow::Result<(Arc<Gateway>, Reuse)> {
-        let mut reuse = Reuse::default();
-        let tls = match &config.server.tls {
-            Some(tls) => Some(crate::server::tls::acceptor(tls)?),
-            None => None,
-        };
-        let upstreams = upstreams(&config, metrics, previous, &mut reuse);
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| RouteRuntime::new(r, metrics))
-            .collect();
-        let unrouted = metrics
-            .request_duration
-            .get_or_create(&RouteLabel { route: "".into() })
-            .clone();
-        let unrouted_requests = StatusCounters::new(&metrics.requests, "".into());
-        let auth = Authenticator::new(&config, metrics, previous.map(|p| &p.auth), &mut reuse)?;
-        let gateway = Arc::new(Gateway {
-            auth,
-            router: Router::new(&config.routes),
-            identity: IdentityHeaders::new(&config.identity)
-                .context("identity.assertion.key_file")?,
-            upstreams,
-            routes,
-            unrouted,
-            unrouted_requests,
-            tls,
-            config: Arc::new(config),
-        });
-        Ok((gateway, reuse))
-    }
-}
-
-/// The config's upstreams: the previous gateway's own where the upstream's
-/// config (and `server.idle_timeout`, which its pools use) is unchanged, so
-/// that pools, health verdicts and passive ejections survive the reload
-/// (a dead target must not count as healthy again) and no second health
-/// checker starts; new ones, with their checkers, otherwise.
-fn upstreams(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-    previous: Option<&Gateway>,
-    reuse: &mut Reuse,
-) -> Vec<Arc<Upstream>> {
-    let idle_timeout = config.server.idle_timeout;
-    let reusable = previous
-        .filter(|p| p.config.server.idle_timeout == idle_timeout)
-        .map_or(&[][..], |p| &p.upstreams[..]);
-    config
-        .upstreams
-        .iter()
-        .map(|wanted| {
-            let kept = reusable.iter().find(|u| u.config == *wanted);
-            reuse.record(kept.is_some(), format!("upstream {}", wanted.name));
-            match kept {
-                Some(upstream) => upstream.clone(),
-                None => {
-                    let upstream = Upstream::new(wanted, metrics, idle_timeout);
-                    health::spawn(&upstream);
-                    upstream
-                }
-            }
-        })
-        .collect()
-}
-
-impl Gateway {
-    /// The assertion key set, served on both listeners.
-    pub fn jwks(&self) -> Bytes {
-        self.identity.jwks()
-    }
-}
-
-/// Where the proxy publishes its assertion keys, on the admin listener and,
-/// ahead of routing, on the client listener (SPEC §3).
-pub const JWKS_PATH: &str = "/.well-known/wristband/jwks.json";
-
-struct RouteRuntime {
-    name: Arc<str>,
-    auth: AuthCounters,
-    allow: Option<HeaderValue>,
-    duration: Histogram,
-    requests: StatusCounters,
-}
-
-impl RouteRuntime {
-    fn new(route: &RouteConfig, metrics: &Metrics) -> Self {
-        let name: Arc<str> = route.name.as_str().into();
-        let allow = (!route.methods.is_empty()).then(|| {
-            let list: Vec<&str> = route.methods.iter().map(|m| m.as_str()).collect();
-            HeaderValue::from_str(&list.join(", ")).ok()
-        });
-        RouteRuntime {
-            auth: AuthCounters::new(name.clone(), metrics),
-            duration: metrics
-                .request_duration
-                .get_or_create(&RouteLabel {
-                    route: name.clone(),
-                })
-                .clone(),
-            allow: allow.flatten(),
-            requests: StatusCounters::new(&metrics.requests, name.clone()),
-            name,
-        }
-    }
-}
+pub type ResponseBody = Either<PooledBody, Full<Bytes>>;
 
 /// The client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -248,7 +76,9 @@ struct RequestLog {
     route: Option<usize>,
     upstream: Option<usize>,
     target: Option<usize>,
-    auth: &'static str,
+    /// What authentication concluded when it let the request through; a
+    /// refusal says it in its [`Rejection`].
+    auth: AuthRecord,
 }
 
 impl Proxy {
@@ -265,10 +95,7 @@ impl Proxy {
         let gateway = self.gateway.load_full();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
-        let mut log = RequestLog {
-            auth: "none",
-            ..RequestLog::default()
-        };
+        let mut log = RequestLog::default();
         self.metrics.in_flight.inc();
         // Boxed, once per request: hyper keeps each connection's service
         // future allocated for the connection's whole life, so everything
@@ -280,18 +107,10 @@ impl Proxy {
         let mut response = match result {
             Ok(response) => response,
             Err(rejection) => {
-                let reason = rejection.to_string();
-                match rejection.side() {
-                    Side::Client => {
-                        tracing::debug!(request_id = request_id.to_str().unwrap_or(""), %reason, "rejected")
-                    }
-                    Side::Upstream => {
-                        tracing::warn!(request_id = request_id.to_str().unwrap_or(""), %reason, "upstream failure")
-                    }
-                    Side::Internal => {
-                        tracing::error!(request_id = request_id.to_str().unwrap_or(""), %reason, "unavailable")
-                    }
+                if let Some(outcome) = rejection.auth_outcome() {
+                    log.auth = AuthRecord::Decided(outcome);
                 }
+                log_rejection(&rejection, &request_id);
                 rejection.into_response().map(Either::Right)
             }
         };
@@ -307,6 +126,9 @@ impl Proxy {
             .zip(log.target)
             .map_or("", |(u, t)| u.targets[t].target.configured.as_str());
         let name = route.map_or("", |r| &*r.name);
+        if let (Some(route), Some(outcome)) = (route, log.auth.counted()) {
+            route.auth.inc(outcome);
+        }
         route
             .map_or(&gateway.unrouted, |r| &r.duration)
             .observe(elapsed.as_secs_f64());
@@ -320,7 +142,7 @@ impl Proxy {
                 route = name,
                 status,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
-                auth = log.auth,
+                auth = log.auth.label(),
                 upstream = upstream.map_or("", |u| u.name()),
                 upstream_target = target,
             );
@@ -341,7 +163,7 @@ impl Proxy {
         log: &mut RequestLog,
     ) -> Result<Response<ResponseBody>, Rejection> {
         let config = &gateway.config;
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         check_head(&parts, config)?;
 
         // Route: the normalized path is what policy sees and what is forwarded.
@@ -359,40 +181,24 @@ impl Proxy {
         let runtime = &gateway.routes[index];
         log.route = Some(index);
 
-        // Hop-by-hop headers go before anything looks at the request, so a
-        // `Connection`-named header can never carry a credential or identity.
-        let upgrade = headers::remove_hop_by_hop(&mut parts.headers);
-
-        // Authenticate, then authorize.
+        // Authenticate, then authorize, on the request without its
+        // hop-by-hop headers.
+        let inbound = Inbound::new(parts);
         let site = Site {
             tls: conn.tls,
             host: host.as_ref(),
         };
         let authenticated = gateway
             .auth
-            .authenticate(route, &runtime.auth, &parts, &site)
+            .authenticate(route, inbound.parts(), &site)
             .await?;
-        let kind = match &authenticated {
-            Authenticated::Caller { kind, .. } => Some(*kind),
-            Authenticated::NotChecked | Authenticated::Anonymous => None,
-        };
-        let authenticated = auth::policy::authorize(route, authenticated)
-            .and_then(|authenticated| {
-                auth::csrf::check(route, &authenticated, &parts, &site)?;
-                Ok(authenticated)
-            })
-            .inspect_err(|_| {
-                runtime.auth.inc(kind, Outcome::Forbidden);
-            })?;
-        log.auth = match &authenticated {
-            Authenticated::NotChecked => "public",
-            Authenticated::Anonymous => "anonymous",
-            Authenticated::Caller { .. } => "ok",
-        };
-        let identity = authenticated.identity();
+        let authenticated = auth::policy::authorize(route, authenticated)?;
+        auth::csrf::check(route, &authenticated, inbound.parts(), &site)?;
+        log.auth = authenticated.record();
 
         // Build the upstream request: strip, then inject (last).
-        let client = headers::Client {
+        let upstream = &gateway.upstreams[route.upstream];
+        let client = Client {
             ip: conn.peer.ip(),
             ip_header: &conn.peer_ip,
             tls: conn.tls,
@@ -404,39 +210,37 @@ impl Proxy {
             host: host.as_ref(),
             request_id,
         };
-        let upstream = &gateway.upstreams[route.upstream];
-        headers::build_upstream_headers(
-            &mut parts.headers,
-            &gateway.identity,
-            &gateway.auth,
-            config.server.headers_with_underscores,
-            &client,
-            identity,
-            upstream.name(),
-        )
-        // Fail closed: never forward an identity without the assertion a
-        // backend may depend on.
-        .map_err(|e| Rejection::Unavailable(e.to_string()))?;
-        headers::set_host(
-            &mut parts.headers,
-            upstream.config.preserve_host,
-            host.as_ref(),
-        );
-        let client_upgrade = upgrade::prepare(&mut parts, upgrade);
-        let path_and_query = upstream_path(&parts, path)?;
+        let rules = Rules {
+            identity: &gateway.identity,
+            unforwarded: &gateway.auth.unforwarded,
+            underscores: config.server.headers_with_underscores,
+            preserve_host: upstream.config.preserve_host,
+            audience: upstream.name(),
+        };
+        let identity = authenticated.identity();
+        let outbound =
+            upstream_request::build(inbound, path, pool::body(body), &client, &rules, identity)?;
 
         // Forward.
         log.upstream = Some(route.upstream);
         let user = identity.map(Identity::sub);
-        let mut request = Request::new(upstream::body(body));
-        *request.method_mut() = parts.method;
-        *request.uri_mut() = Uri::from(path_and_query);
-        *request.headers_mut() = parts.headers;
-        let (mut response, target) = upstream.forward(request, user).await?;
+        let (mut response, target) = upstream.forward(outbound.request, user).await?;
         log.target = Some(target);
 
-        upgrade::finish(&mut response, client_upgrade, &runtime.name)?;
+        upgrade::finish(&mut response, outbound.upgrade, &runtime.name)?;
         Ok(response.map(Either::Left))
+    }
+}
+
+/// One line per rejection, at the level of the side that caused it, with
+/// every cause of the error chain.
+fn log_rejection(rejection: &Rejection, request_id: &HeaderValue) {
+    let request_id = request_id.to_str().unwrap_or("");
+    let reason = chain(rejection);
+    match rejection.side() {
+        Side::Client => tracing::debug!(request_id, %reason, "rejected"),
+        Side::Upstream => tracing::warn!(request_id, %reason, "upstream failure"),
+        Side::Internal => tracing::error!(request_id, %reason, "unavailable"),
     }
 }
 
@@ -456,18 +260,6 @@ fn jwks_response(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
-}
-
-/// What the upstream is asked for: the normalized path (guarantee 3) and
-/// the query as sent. Unchanged by normalization (the common case), the
-/// request's own target is reused.
-fn upstream_path(parts: &Parts, path: &str) -> Result<PathAndQuery, Rejection> {
-    let target = match (parts.uri.path_and_query(), parts.uri.query()) {
-        (Some(pq), _) if pq.path() == path => return Ok(pq.clone()),
-        (_, Some(query)) => PathAndQuery::try_from(format!("{path}?{query}")),
-        (_, None) => PathAndQuery::try_from(path),
-    };
-    target.map_err(|_| Rejection::BadRequest(BadRequest::Target))
 }
 
 /// The Host the client asked for: the authority of an absolute-form target

@@ -6,26 +6,12 @@
 
 use std::sync::Arc;
 
-use super::pool::PooledBody;
-use http::header::{CONNECTION, HeaderValue, UPGRADE};
-use http::request::Parts;
-use http::{Response, StatusCode, Version};
+use http::{Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::error::Rejection;
-
-/// After authentication: puts the client's `Upgrade` back (it was removed
-/// with the other hop-by-hop headers) and takes the client side of the
-/// upgrade. HTTP/1.1 only.
-pub fn prepare(parts: &mut Parts, protocol: Option<HeaderValue>) -> Option<OnUpgrade> {
-    let protocol = protocol.filter(|_| parts.version == Version::HTTP_11)?;
-    parts
-        .headers
-        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    parts.headers.insert(UPGRADE, protocol);
-    parts.extensions.remove::<OnUpgrade>()
-}
+use crate::upstream::ForwardError;
+use crate::upstream::pool::PooledBody;
 
 /// On the upstream's answer: a 101 to a request that asked for it joins the
 /// two sides; any other answer stays HTTP, without hop-by-hop headers.
@@ -33,16 +19,13 @@ pub fn finish(
     response: &mut Response<PooledBody>,
     client: Option<OnUpgrade>,
     route: &Arc<str>,
-) -> Result<(), Rejection> {
+) -> Result<(), ForwardError> {
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        super::headers::remove_hop_by_hop(response.headers_mut());
+        crate::headers::remove_hop_by_hop(response.headers_mut());
         return Ok(());
     }
     let Some(client) = client else {
-        // An upstream may not switch protocols nobody asked for.
-        return Err(Rejection::BadGateway(
-            "upstream answered 101 to a request without Upgrade".into(),
-        ));
+        return Err(ForwardError::UnaskedUpgrade);
     };
     let upstream = hyper::upgrade::on(response);
     spawn_tunnel(client, upstream, route.clone());

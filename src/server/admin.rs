@@ -109,7 +109,7 @@ fn answer(req: &Request<Incoming>, proxy: &Proxy, readiness: &Readiness) -> Resp
                 proxy.metrics.encode(),
             )
         }
-        crate::proxy::JWKS_PATH => {
+        crate::gateway::JWKS_PATH => {
             let mut response = Response::new(Full::new(proxy.gateway.load().jwks()));
             response
                 .headers_mut()

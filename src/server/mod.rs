@@ -8,7 +8,6 @@
 pub mod admin;
 pub mod idle;
 pub mod listener;
-pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +20,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::proxy::{Gateway, Proxy};
+use crate::gateway::Gateway;
+use crate::proxy::Proxy;
 use crate::telemetry::Metrics;
 
 /// A started proxy.

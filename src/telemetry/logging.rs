@@ -45,6 +45,19 @@ impl std::fmt::Display for LoggedPath<'_> {
     }
 }
 
+/// An error with every cause, for log lines: "connect failed: tcp connect
+/// error: Connection refused".
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::LoggedPath;

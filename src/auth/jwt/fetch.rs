@@ -14,8 +14,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::keys::MAX_JWKS_BYTES;
-use crate::client_tls;
 use crate::config::JwtProvider;
+use crate::tls::client as client_tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -23,14 +23,32 @@ pub enum FetchError {
     Insecure { url: String },
     #[error("{url}: timed out after {timeout:?}")]
     Timeout { url: String, timeout: Duration },
-    #[error("{url}: {reason}")]
-    Http { url: String, reason: String },
+    #[error("{url}")]
+    Http {
+        url: String,
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{url}: answered {status}")]
     Status { url: String, status: StatusCode },
     #[error("{url}: larger than {MAX_JWKS_BYTES} bytes")]
     TooLarge { url: String },
     #[error("discovery document: {0}")]
-    Discovery(String),
+    Discovery(Discovery),
+}
+
+/// What is wrong with an OpenID discovery document.
+#[derive(Debug, thiserror::Error)]
+pub enum Discovery {
+    #[error("not JSON")]
+    NotJson,
+    #[error("issuer {published:?} is not the configured {configured:?}")]
+    OtherIssuer {
+        published: Option<String>,
+        configured: String,
+    },
+    #[error("no jwks_uri")]
+    NoJwksUri,
 }
 
 /// A fetched document and how long its server says it stays fresh.
@@ -47,14 +65,7 @@ pub struct Fetcher {
 impl Fetcher {
     pub fn new(provider: &JwtProvider) -> anyhow::Result<Fetcher> {
         let tls = client_tls::client_config(provider.ca_file.as_deref())?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(provider.fetch_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::upstream::pool::connector(provider.fetch_timeout, tls);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -80,7 +91,7 @@ impl Fetcher {
             .body(Empty::new())
             .map_err(|e| FetchError::Http {
                 url: url.to_owned(),
-                reason: e.to_string(),
+                error: e.into(),
             })?;
         let exchange = async {
             let response = self
@@ -89,7 +100,7 @@ impl Fetcher {
                 .await
                 .map_err(|e| FetchError::Http {
                     url: url.to_owned(),
-                    reason: crate::error::chain(&e),
+                    error: e.into(),
                 })?;
             if response.status() != StatusCode::OK {
                 return Err(FetchError::Status {
@@ -125,17 +136,18 @@ impl Fetcher {
         );
         let fetched = self.get(&url).await?;
         let doc: serde_json::Value = serde_json::from_slice(&fetched.body)
-            .map_err(|_| FetchError::Discovery("not JSON".into()))?;
+            .map_err(|_| FetchError::Discovery(Discovery::NotJson))?;
         let published = doc.get("issuer").and_then(|v| v.as_str());
         if published != Some(issuer) {
-            return Err(FetchError::Discovery(format!(
-                "issuer {published:?} is not the configured {issuer:?}"
-            )));
+            return Err(FetchError::Discovery(Discovery::OtherIssuer {
+                published: published.map(str::to_owned),
+                configured: issuer.to_owned(),
+            }));
         }
         doc.get("jwks_uri")
             .and_then(|v| v.as_str())
             .map(str::to_owned)
-            .ok_or_else(|| FetchError::Discovery("no jwks_uri".into()))
+            .ok_or(FetchError::Discovery(Discovery::NoJwksUri))
     }
 }
 

@@ -20,14 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
-use http::header::AUTHORIZATION;
 
-pub use provider::{Carried, KeyError, ProviderKeys};
+pub use provider::{Carried, KeyError, KeysUnavailable, ProviderKeys, Unusable};
 use token::Claims;
 
 use super::credentials;
 use crate::config::{JwtConfig, JwtProvider};
-use crate::error::Rejection;
 use crate::identity::Identity;
 use crate::reuse::Reuse;
 use crate::telemetry::Metrics;
@@ -62,8 +60,8 @@ pub enum JwtError {
     #[error("{0}")]
     Invalid(#[from] Invalid),
     /// The keys could not be had: 503, never a pass.
-    #[error("keys unavailable: {0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] KeysUnavailable),
 }
 
 impl From<KeyError> for JwtError {
@@ -98,7 +96,6 @@ pub struct Provider {
 pub struct JwtAuth {
     header: bool,
     cookie: Option<String>,
-    forward_token: bool,
     max_token_bytes: usize,
     pub providers: Vec<Provider>,
     by_issuer: HashMap<String, usize>,
@@ -155,7 +152,6 @@ impl JwtAuth {
         Ok(Some(Arc::new(JwtAuth {
             header: config.header,
             cookie: config.cookie.clone(),
-            forward_token: config.forward_token,
             max_token_bytes: config.max_token_bytes,
             providers,
             by_issuer,
@@ -192,7 +188,10 @@ impl JwtAuth {
 
     /// The presented token: the `Authorization` header first, then the JWT
     /// cookie (SPEC §6a).
-    pub fn token<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, Rejection> {
+    pub fn token<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<Option<&'h str>, credentials::Ambiguous> {
         if self.header
             && let Some(token) = credentials::bearer_token(headers)?
         {
@@ -201,19 +200,6 @@ impl JwtAuth {
         match &self.cookie {
             Some(name) => credentials::cookie(headers, name),
             None => Ok(None),
-        }
-    }
-
-    /// `forward_token = false`: what upstream must not see.
-    pub fn remove_token(&self, headers: &mut HeaderMap) {
-        if self.forward_token {
-            return;
-        }
-        if self.header {
-            headers.remove(AUTHORIZATION);
-        }
-        if let Some(name) = &self.cookie {
-            credentials::remove_cookie(headers, name);
         }
     }
 

@@ -26,12 +26,48 @@ use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{ProviderLabel, ProviderResult};
 
 /// Why no key could be offered for a token.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Keys are known, none matches: the token is invalid (401).
+    #[error("no key for this kid and alg")]
     Unknown,
     /// No trustworthy key set right now (503).
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] KeysUnavailable),
+}
+
+/// A provider without a key set it may use (503, never a pass).
+#[derive(Debug, thiserror::Error)]
+#[error("provider {provider:?}: {why}")]
+pub struct KeysUnavailable {
+    pub provider: String,
+    pub why: Unusable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    /// Guarantee 6: no successful fetch within `max_stale`.
+    #[error("no fresh keys")]
+    Stale,
+    #[error("key refetch failed")]
+    RefetchFailed,
+    #[error("key fetch still running after {0:?}")]
+    StillFetching(Duration),
+}
+
+/// Why a fetch gave no key set; logged, and counted as a refresh error.
+#[derive(Debug, thiserror::Error)]
+enum KeyFetchError {
+    #[error("static keys are not fetched")]
+    Static,
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{url}")]
+    KeySet {
+        url: String,
+        #[source]
+        error: keys::JwksError,
+    },
 }
 
 #[derive(Clone)]
@@ -301,10 +337,14 @@ impl ProviderKeys {
     }
 
     fn no_fresh_keys(&self) -> KeyError {
-        KeyError::Unavailable(format!(
-            "provider {:?} has no fresh keys",
-            self.settings.name
-        ))
+        self.unavailable(Unusable::Stale)
+    }
+
+    fn unavailable(&self, why: Unusable) -> KeyError {
+        KeyError::Unavailable(KeysUnavailable {
+            provider: self.settings.name.clone(),
+            why,
+        })
     }
 
     /// Seconds since the last successful fetch (0 for static keys).
@@ -344,10 +384,7 @@ impl ProviderKeys {
         if !found.is_empty() {
             Ok(found)
         } else if fetched && state.last_fetch_failed {
-            Err(KeyError::Unavailable(format!(
-                "provider {:?}: key refetch failed",
-                self.settings.name
-            )))
+            Err(self.unavailable(Unusable::RefetchFailed))
         } else {
             Err(KeyError::Unknown)
         }
@@ -369,10 +406,7 @@ impl ProviderKeys {
         }
         match tokio::time::timeout(self.settings.fetch_timeout, done.changed()).await {
             Ok(_) => Ok(true),
-            Err(_) => Err(KeyError::Unavailable(format!(
-                "provider {:?}: key fetch still running after {:?}",
-                self.settings.name, self.settings.fetch_timeout
-            ))),
+            Err(_) => Err(self.unavailable(Unusable::StillFetching(self.settings.fetch_timeout))),
         }
     }
 
@@ -422,7 +456,8 @@ impl ProviderKeys {
                 *lock(&self.max_age) = max_age;
                 self.metrics.jwks_refresh.get_or_create(&labels("ok")).inc();
             }
-            Err(reason) => {
+            Err(error) => {
+                let reason = crate::telemetry::logging::chain(&error);
                 tracing::warn!(provider = %self.settings.name, %reason, "key fetch failed");
                 self.state.store(Arc::new(KeyState {
                     keys: old.keys.clone(),
@@ -438,9 +473,11 @@ impl ProviderKeys {
         }
     }
 
-    async fn fetch_keys(&self) -> Result<(Vec<Arc<VerifyingKey>>, Option<Duration>), String> {
+    async fn fetch_keys(
+        &self,
+    ) -> Result<(Vec<Arc<VerifyingKey>>, Option<Duration>), KeyFetchError> {
         let Some(fetcher) = &self.fetcher else {
-            return Err("static keys are not fetched".into());
+            return Err(KeyFetchError::Static);
         };
         let url = match &self.settings.key_source {
             KeySource::JwksUrl(url) => url.clone(),
@@ -449,23 +486,19 @@ impl ProviderKeys {
                 match known {
                     Some(url) => url,
                     None => {
-                        let url = fetcher
-                            .discover_jwks_uri(&self.settings.issuer)
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        let url = fetcher.discover_jwks_uri(&self.settings.issuer).await?;
                         *lock(&self.discovered) = Some(url.clone());
                         url
                     }
                 }
             }
         };
-        let fetched = fetcher.get(&url).await.map_err(|e: FetchError| {
+        let fetched = fetcher.get(&url).await.inspect_err(|_| {
             // A stale discovered URL is looked up again next time.
             *lock(&self.discovered) = None;
-            e.to_string()
         })?;
         let keys = keys::parse_jwks(&fetched.body, &self.settings.algorithms)
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|error| KeyFetchError::KeySet { url, error })?;
         Ok((keys, fetched.max_age))
     }
 

@@ -20,28 +20,51 @@ use std::time::Duration;
 use http::HeaderMap;
 
 pub use memory::MemoryStore;
-pub use record::Stored;
+pub use record::{RecordError, Stored};
 
 use super::credentials;
 use crate::boxed::boxed;
 use crate::config::{SessionsConfig, StoreConfig, StoreKind};
-use crate::error::Rejection;
 use crate::identity::Identity;
 use crate::reuse::Reuse;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::CacheLabel;
 use cache::{Resolved, TrackedCache};
+use cookie::CookieError;
 use prometheus_client::metrics::counter::Counter;
 use redis::{FetchError, RedisStore};
 
+pub use redis::StoreError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    /// 401: forged, malformed, unknown, deleted or expired.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] SessionInvalid),
     /// 503: the store could not be asked.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] StoreError),
+}
+
+/// 401: forged, malformed, unknown, deleted or expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionInvalid {
+    #[error("session cookie")]
+    Cookie(#[source] CookieError),
+    /// No such key (never written, deleted, or expired in the store).
+    #[error("unknown session")]
+    Unknown,
+    #[error("session record")]
+    Record(#[source] RecordError),
+    /// The key holds another type, or bytes that are not text.
+    #[error("not a session: {0}")]
+    NotASession(&'static str),
+}
+
+impl SessionInvalid {
+    /// The app's own `cookie.expires` has passed (`outcome="expired"`).
+    pub fn is_expired(&self) -> bool {
+        *self == SessionInvalid::Record(RecordError::Expired)
+    }
 }
 
 #[derive(Clone)]
@@ -146,15 +169,11 @@ impl SessionAuth {
     }
 
     /// The session cookie's value, if one was sent.
-    pub fn cookie<'h>(&self, headers: &'h HeaderMap) -> Result<Option<&'h str>, Rejection> {
+    pub fn cookie<'h>(
+        &self,
+        headers: &'h HeaderMap,
+    ) -> Result<Option<&'h str>, credentials::Ambiguous> {
         credentials::cookie(headers, &self.config.cookie)
-    }
-
-    /// `forward_cookie = false`: upstream never sees the session cookie.
-    pub fn remove_cookie(&self, headers: &mut HeaderMap) {
-        if !self.config.forward_cookie {
-            credentials::remove_cookie(headers, &self.config.cookie);
-        }
     }
 
     /// `/readyz`: the store answers.
@@ -169,7 +188,7 @@ impl SessionAuth {
         let id = self
             .codec
             .session_id(cookie_value)
-            .map_err(|e| SessionError::Invalid(e.to_string()))?;
+            .map_err(SessionInvalid::Cookie)?;
         if let Some(cache) = &self.cache {
             if let Some(hit) = cache.get(&id).filter(|hit| hit.rules == self.rules) {
                 self.cache_hits.inc();
@@ -186,11 +205,10 @@ impl SessionAuth {
         let (stored, ttl) = self
             .fetch(&key, check_ttl)
             .await?
-            .ok_or_else(|| SessionError::Invalid("unknown session".into()))?;
+            .ok_or(SessionInvalid::Unknown)?;
         // `cookie.expires` is read and checked once, in `record`; the cache
         // keeps what was read there and re-checks it on every hit.
-        let session = record::session(&self.config, stored)
-            .map_err(|e| SessionError::Invalid(e.to_string()))?;
+        let session = record::session(&self.config, stored).map_err(SessionInvalid::Record)?;
         let identity = Arc::new(session.identity);
         if let (Some(cache), Some(epoch)) = (&self.cache, epoch) {
             let resolved = Resolved {
@@ -224,8 +242,8 @@ impl SessionAuth {
             Store::Redis(redis) => boxed(|| redis.fetch(key, self.config.format, with_ttl))
                 .await
                 .map_err(|e| match e {
-                    FetchError::Unavailable(reason) => SessionError::Unavailable(reason),
-                    FetchError::NotASession(reason) => SessionError::Invalid(reason.into()),
+                    FetchError::Unavailable(error) => SessionError::Unavailable(error),
+                    FetchError::NotASession(what) => SessionInvalid::NotASession(what).into(),
                 }),
         }
     }
@@ -307,6 +325,6 @@ fn same_identity_rules(a: &SessionsConfig, b: &SessionsConfig) -> bool {
 
 /// A cached session, checked against `cookie.expires` as a fresh one is.
 fn still_valid(hit: &Resolved) -> Result<Arc<Identity>, SessionError> {
-    record::check_expiry(hit.expires).map_err(|e| SessionError::Invalid(e.to_string()))?;
+    record::check_expiry(hit.expires).map_err(SessionInvalid::Record)?;
     Ok(hit.identity.clone())
 }

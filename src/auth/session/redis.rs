@@ -121,7 +121,7 @@ impl RedisStore {
             config.version = fred::types::RespVersion::RESP3;
         }
         if config.tls.is_some() || store.ca_file.is_some() {
-            let tls = crate::client_tls::client_config(store.ca_file.as_deref())?;
+            let tls = crate::tls::client::client_config(store.ca_file.as_deref())?;
             config.tls = Some(tls.into());
         }
         let timeout = store.command_timeout;
@@ -262,7 +262,7 @@ impl RedisStore {
         }
     }
 
-    pub async fn expire(&self, key: &str, ttl: Duration) -> Result<(), String> {
+    pub async fn expire(&self, key: &str, ttl: Duration) -> Result<(), StoreError> {
         let seconds = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         self.client
             .expire::<(), _>(key, seconds, None)
@@ -281,11 +281,11 @@ impl RedisStore {
         }
     }
 
-    /// Counts the error; the message names its kind only (a fred error may
-    /// quote the command, and the command names the session key).
-    fn failed(&self, error: Error) -> String {
+    /// Counts the error and keeps its kind only (a fred error may quote
+    /// the command, and the command names the session key).
+    fn failed(&self, error: Error) -> StoreError {
         self.errors.inc();
-        format!("redis: {:?}", error.kind())
+        StoreError::Redis(error.kind().clone())
     }
 
     /// A reply that gives no session. Never quoted (it may hold session
@@ -297,18 +297,27 @@ impl RedisStore {
             BadReply::NotText(what) => FetchError::NotASession(what),
             BadReply::Unexpected(what) => {
                 self.errors.inc();
-                FetchError::Unavailable(format!("redis: {what}"))
+                FetchError::Unavailable(StoreError::BadReply(what))
             }
         }
     }
 }
 
+/// The store could not be asked, or answered nonsense: 503, counted in
+/// `wristband_store_errors_total`. Never the command or the reply: both
+/// may name a session or hold its data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0:?}")]
+    Redis(ErrorKind),
+    #[error("redis: {0}")]
+    BadReply(&'static str),
+}
+
 /// Why [`RedisStore::fetch`] has no session to give.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FetchError {
-    /// The store could not be asked, or answered nonsense: 503, counted in
-    /// `wristband_store_errors_total`.
-    Unavailable(String),
+    Unavailable(StoreError),
     /// The store answered, and the key is not a session (guarantee 5: a key
     /// of another type): 401, like a missing key.
     NotASession(&'static str),

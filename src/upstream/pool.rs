@@ -17,15 +17,47 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
-use super::upstream::UpstreamBody;
 use crate::boxed::boxed;
 use crate::config::Target;
+
+/// What the upstream receives as a body: the client's, streamed, or nothing
+/// (health checks, and retried requests).
+pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+
+/// The client's body as the upstream gets it: none at all when it is empty
+/// (so that a retry may resend the request).
+pub fn body(incoming: Incoming) -> UpstreamBody {
+    if incoming.is_end_stream() {
+        Either::Right(Empty::new())
+    } else {
+        Either::Left(incoming)
+    }
+}
+
+/// The connector of every outbound HTTP client: upstream pools and the
+/// JWKS fetcher. `http` and `https` targets, HTTP/1.1, no Nagle delay,
+/// `connect_timeout` for the TCP connect.
+pub fn connector(
+    connect_timeout: Duration,
+    tls: rustls::ClientConfig,
+) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
 
 /// Why a request got no response.
 #[derive(Debug)]
@@ -38,17 +70,6 @@ pub enum SendError {
     },
     /// The request was sent (or partly sent) and failed.
     Request(hyper::Error),
-}
-
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Connect { error, .. } => {
-                write!(f, "connect failed: {}", crate::error::chain(&**error))
-            }
-            SendError::Request(e) => write!(f, "{}", crate::error::chain(e)),
-        }
-    }
 }
 
 struct Idle {
@@ -346,7 +367,7 @@ mod tests {
         };
         Pool::new(
             &target,
-            super::super::upstream::https_connector(Duration::from_secs(5)),
+            connector(Duration::from_secs(5), super::super::upstream_tls()),
             idle_timeout,
         )
     }
@@ -421,7 +442,7 @@ mod tests {
                     Some(closed.to_string().as_bytes())
                 );
             }
-            Err(other) => panic!("expected a connect error, got {other}"),
+            Err(other) => panic!("expected a connect error, got {other:?}"),
             Ok(response) => panic!("expected a connect error, got {}", response.status()),
         }
     }

@@ -1,5 +1,7 @@
-//! An upstream: its targets, their health, a connection pool per target
-//! (`pool.rs`), and forwarding one request with timeouts and retries.
+//! Forward (SPEC §1, the last stage): an upstream, its targets, their
+//! health (`health.rs`), a connection pool per target (`pool.rs`), the
+//! balancer (`balance.rs`), and forwarding one request with timeouts and
+//! retries.
 //!
 //! The pool has no request timeout of its own; `response_timeout` is set
 //! here. Retries happen only for idempotent methods
@@ -10,33 +12,56 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{Request, Response, Version};
 use http_body_util::{Either, Empty};
-use hyper::body::{Body, Incoming};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper::body::Body;
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::balance::{Balancer, Candidate};
-use super::pool::{Pool, PooledBody, SendError};
+pub mod balance;
+pub mod health;
+pub mod pool;
+
 use crate::boxed::boxed;
 use crate::config::{Target, UpstreamConfig};
-use crate::error::Rejection;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{TargetLabels, UpstreamLabel};
+use balance::{Balancer, Candidate};
+use pool::{Pool, PooledBody, SendError, UpstreamBody};
 
-/// What the upstream receives as a body: the client's, streamed, or nothing
-/// (health checks, and retried requests).
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+/// Why a forward gave no response: 504 when it ran out of time, else 502.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("{target}: connect timed out after {timeout:?}")]
+    ConnectTimeout { target: String, timeout: Duration },
+    #[error("{target}: connect failed")]
+    Connect {
+        target: String,
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Sent, or partly sent, and failed: never retried.
+    #[error("{target}: request failed")]
+    Request {
+        target: String,
+        #[source]
+        error: hyper::Error,
+    },
+    #[error("{target}: no response head within {timeout:?}")]
+    ResponseTimeout { target: String, timeout: Duration },
+    #[error("no target available")]
+    NoTarget,
+    /// An upstream may not switch protocols nobody asked for.
+    #[error("upstream answered 101 to a request without Upgrade")]
+    UnaskedUpgrade,
+}
 
-/// The client's body as the upstream gets it: none at all when it is empty
-/// (so that a retry may resend the request).
-pub fn body(incoming: Incoming) -> UpstreamBody {
-    if incoming.is_end_stream() {
-        Either::Right(Empty::new())
-    } else {
-        Either::Left(incoming)
+impl ForwardError {
+    /// 504 rather than 502.
+    pub fn timed_out(&self) -> bool {
+        matches!(
+            self,
+            ForwardError::ConnectTimeout { .. } | ForwardError::ResponseTimeout { .. }
+        )
     }
 }
 
@@ -127,7 +152,7 @@ impl Drop for InFlight<'_> {
 impl Upstream {
     pub fn new(config: &UpstreamConfig, metrics: &Metrics, idle_timeout: Duration) -> Arc<Self> {
         let epoch = Instant::now();
-        let connector = https_connector(config.connect_timeout);
+        let connector = pool::connector(config.connect_timeout, upstream_tls());
         let targets = config
             .targets
             .iter()
@@ -178,7 +203,7 @@ impl Upstream {
         &self,
         request: Request<UpstreamBody>,
         user: Option<&str>,
-    ) -> Result<(Response<PooledBody>, usize), Rejection> {
+    ) -> Result<(Response<PooledBody>, usize), ForwardError> {
         let retryable = request.method().is_idempotent() && request.body().is_end_stream();
         let attempts = if retryable {
             1 + self.config.retries
@@ -219,36 +244,33 @@ impl Upstream {
                     error,
                     request: back,
                 })) => {
+                    let target = state.target.configured.clone();
                     if is_timeout(&*error) {
-                        return Err(Rejection::GatewayTimeout(format!(
-                            "{}: connect timed out after {:?}",
-                            state.target.configured, self.config.connect_timeout
-                        )));
+                        return Err(ForwardError::ConnectTimeout {
+                            target,
+                            timeout: self.config.connect_timeout,
+                        });
                     }
                     state.eject(self.name());
-                    last_error = Some(Rejection::BadGateway(format!(
-                        "{}: connect failed: {}",
-                        state.target.configured,
-                        crate::error::chain(&*error)
-                    )));
+                    last_error = Some(ForwardError::Connect { target, error });
                     tried.push(index);
                     request = Some(*back);
                 }
-                Ok(Err(error)) => {
-                    return Err(Rejection::BadGateway(format!(
-                        "{}: {error}",
-                        state.target.configured,
-                    )));
+                Ok(Err(SendError::Request(error))) => {
+                    return Err(ForwardError::Request {
+                        target: state.target.configured.clone(),
+                        error,
+                    });
                 }
                 Err(_elapsed) => {
-                    return Err(Rejection::GatewayTimeout(format!(
-                        "{}: no response head within {:?}",
-                        state.target.configured, self.config.response_timeout
-                    )));
+                    return Err(ForwardError::ResponseTimeout {
+                        target: state.target.configured.clone(),
+                        timeout: self.config.response_timeout,
+                    });
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| Rejection::BadGateway("no target available".into())))
+        Err(last_error.unwrap_or(ForwardError::NoTarget))
     }
 
     /// A bare GET for the health checker.
@@ -271,34 +293,25 @@ impl Upstream {
     }
 }
 
-pub(super) fn https_connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    let tls = match crate::client_tls::client_config(None) {
+/// The TLS client config of every upstream: the system roots.
+fn upstream_tls() -> rustls::ClientConfig {
+    match crate::tls::client::client_config(None) {
         Ok(tls) => tls,
         // Only an extra CA file can fail, and there is none here.
         Err(_) => rustls::ClientConfig::builder()
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth(),
-    };
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
+    }
 }
 
+/// A connect that ran out of `connect_timeout`: hyper-util's connector
+/// reports it as an `io::Error` of kind `TimedOut` in the error's chain.
 fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
         {
-            return true;
-        }
-        if e.to_string().contains("timed out") {
             return true;
         }
         source = e.source();

@@ -6,7 +6,7 @@
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
 
-use super::upstream::Upstream;
+use super::Upstream;
 
 /// Starts one checker per target, so a slow target never delays the verdict
 /// on the others. Each holds only a weak reference and stops by itself once a
@@ -36,7 +36,7 @@ pub fn spawn(upstream: &std::sync::Arc<Upstream>) {
 
 fn record(
     upstream: &str,
-    state: &super::upstream::TargetState,
+    state: &super::TargetState,
     ok: bool,
     check: &crate::config::HealthCheck,
 ) {

@@ -1,17 +1,9 @@
-//! Building the upstream request's headers (SPEC §1, in this order): drop
-//! hop-by-hop headers and those the client's `Connection` names (RFC 9110
-//! §7.6.1), drop every identity-header alias, drop `_` headers when so
-//! configured, set `X-Forwarded-*` and `X-Request-Id`, then inject identity
-//! headers. Injection is always the last step, so nothing the client sent can
-//! survive under an identity name.
-
-use std::net::IpAddr;
+//! Header-map rules more than one stage needs: hop-by-hop headers (RFC
+//! 9110 §7.6.1), removing headers by a name rule, the `X-Forwarded-*` and
+//! `X-Request-Id` names, and request ids (SPEC §4). Nothing of the crate is
+//! imported here, so routing, identity and the proxy can all use it.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-
-use crate::auth::Authenticator;
-use crate::config::UnderscoreHeaders;
-use crate::identity::{AssertionUnsigned, Identity, IdentityHeaders};
 
 /// RFC 9110 §7.6.1 plus the de-facto ones (`Keep-Alive`, `Proxy-Connection`).
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -124,97 +116,6 @@ pub fn remove_matching(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> 
     }
 }
 
-/// What the builder needs to know about the client connection.
-pub struct Client<'a> {
-    pub ip: IpAddr,
-    /// `ip`, formatted once per connection.
-    pub ip_header: &'a HeaderValue,
-    pub tls: bool,
-    /// The peer is in `server.trusted_proxies`: its `X-Forwarded-*` count.
-    pub trusted: bool,
-    /// The Host the client asked for (Host header or `:authority`).
-    pub host: Option<&'a HeaderValue>,
-    pub request_id: &'a HeaderValue,
-}
-
-/// Sets `X-Forwarded-For/Proto/Host`. From a trusted proxy the chain is
-/// extended and its Proto/Host kept; from anyone else every `X-Forwarded-*`
-/// header is replaced (guarantee 2).
-fn set_forwarded(headers: &mut HeaderMap, client: &Client<'_>) {
-    if client.trusted {
-        let ip = client.ip.to_string();
-        let chain: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let xff = if chain.is_empty() {
-            ip
-        } else {
-            format!("{}, {ip}", chain.join(", "))
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert(&X_FORWARDED_FOR, v);
-        }
-    } else {
-        remove_matching(headers, |name| name.as_str().starts_with("x-forwarded-"));
-        headers.insert(&X_FORWARDED_FOR, client.ip_header.clone());
-    }
-    if !(client.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        let proto = if client.tls { "https" } else { "http" };
-        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    }
-    if !(client.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match client.host {
-            Some(host) => {
-                headers.insert(&X_FORWARDED_HOST, host.clone());
-            }
-            None => {
-                headers.remove(&X_FORWARDED_HOST);
-            }
-        }
-    }
-}
-
-/// The whole header pipeline for the upstream request, in SPEC order.
-/// `headers` arrive with hop-by-hop headers already removed (the caller needs
-/// the `Upgrade` value before authentication); injection happens last.
-/// `upstream` names where the request goes: the `aud` of the assertion.
-pub fn build_upstream_headers(
-    headers: &mut HeaderMap,
-    identity_headers: &IdentityHeaders,
-    auth: &Authenticator,
-    underscores: UnderscoreHeaders,
-    client: &Client<'_>,
-    identity: Option<&Identity>,
-    upstream: &str,
-) -> Result<(), AssertionUnsigned> {
-    identity_headers.strip(headers);
-    auth.remove_unforwarded_credentials(headers);
-    if underscores == UnderscoreHeaders::Drop {
-        remove_matching(headers, |name| name.as_str().contains('_'));
-    }
-    set_forwarded(headers, client);
-    headers.insert(&X_REQUEST_ID, client.request_id.clone());
-    match identity {
-        Some(identity) => identity_headers.inject(identity, upstream, headers),
-        None => Ok(()),
-    }
-}
-
-/// `preserve_host`: the client's Host (also for HTTP/2, which has none);
-/// otherwise none, so the client sets the target's.
-pub fn set_host(headers: &mut HeaderMap, preserve: bool, client_host: Option<&HeaderValue>) {
-    match client_host.filter(|_| preserve) {
-        Some(host) => {
-            headers.insert(header::HOST, host.clone());
-        }
-        None => {
-            headers.remove(header::HOST);
-        }
-    }
-}
-
 /// SPEC §4: the client's id if it is 1–128 characters of `[A-Za-z0-9._-]`,
 /// else a fresh one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -270,17 +171,6 @@ fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HeaderPattern, IdentityConfig};
-    use std::collections::BTreeMap;
-
-    fn identity_headers() -> std::sync::Arc<IdentityHeaders> {
-        IdentityHeaders::new(&IdentityConfig {
-            strip: vec![HeaderPattern::Prefix("x-auth-".into())],
-            headers: vec![(HeaderName::from_static("x-auth-user"), "sub".into())],
-            assertion: None,
-        })
-        .expect("no assertion key to load")
-    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -370,81 +260,6 @@ mod tests {
         assert!(headers.is_empty());
         let mut headers = map(&[("upgrade", "websocket")]);
         assert_eq!(remove_hop_by_hop(&mut headers), None);
-    }
-
-    #[test]
-    fn untrusted_forwarded_headers_are_replaced_and_identity_injected_last() {
-        let rid = HeaderValue::from_static("req-1");
-        let host = HeaderValue::from_static("app.example.com");
-        let ip_header = HeaderValue::from_static("192.0.2.7");
-        let client = Client {
-            ip: "192.0.2.7".parse().expect("ip"),
-            ip_header: &ip_header,
-            tls: false,
-            trusted: false,
-            host: Some(&host),
-            request_id: &rid,
-        };
-        let mut headers = map(&[
-            ("x-forwarded-for", "10.0.0.1"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "evil.example"),
-            ("x-forwarded-user", "root"),
-            ("x_auth_user", "root"),
-            ("x-auth-user", "root"),
-            ("some_header", "1"),
-        ]);
-        let identity = Identity::new("alice", BTreeMap::new());
-        build_upstream_headers(
-            &mut headers,
-            &identity_headers(),
-            &Authenticator::disabled(),
-            UnderscoreHeaders::Drop,
-            &client,
-            Some(&identity),
-            "app",
-        )
-        .expect("no assertion configured");
-        assert_eq!(headers["x-forwarded-for"], "192.0.2.7");
-        assert_eq!(headers["x-forwarded-proto"], "http");
-        assert_eq!(headers["x-forwarded-host"], "app.example.com");
-        assert!(headers.get("x-forwarded-user").is_none());
-        assert!(headers.get("some_header").is_none());
-        assert_eq!(headers["x-auth-user"], "alice");
-        assert_eq!(headers.get_all("x-auth-user").iter().count(), 1);
-        assert_eq!(headers["x-request-id"], "req-1");
-    }
-
-    #[test]
-    fn trusted_proxies_extend_the_chain() {
-        let rid = HeaderValue::from_static("r");
-        let ip_header = HeaderValue::from_static("10.1.2.3");
-        let client = Client {
-            ip: "10.1.2.3".parse().expect("ip"),
-            ip_header: &ip_header,
-            tls: true,
-            trusted: true,
-            host: None,
-            request_id: &rid,
-        };
-        let mut headers = map(&[
-            ("x-forwarded-for", "203.0.113.9"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "public.example"),
-        ]);
-        build_upstream_headers(
-            &mut headers,
-            &identity_headers(),
-            &Authenticator::disabled(),
-            UnderscoreHeaders::Allow,
-            &client,
-            None,
-            "app",
-        )
-        .expect("no assertion configured");
-        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 10.1.2.3");
-        assert_eq!(headers["x-forwarded-host"], "public.example");
-        assert!(headers.get("x-auth-user").is_none());
     }
 
     #[test]
