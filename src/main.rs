@@ -82,19 +82,20 @@ fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
 /// `TOKIO_WORKER_THREADS` (tokio's own setting), else one per CPU this
 /// process may use (cgroup quotas included). A value that is not a positive
 /// whole number is refused, not ignored: an operator who set it meant it.
-fn worker_threads() -> Result<usize, String> {
+fn worker_threads() -> Result<usize, BadWorkerThreads> {
     match std::env::var("TOKIO_WORKER_THREADS") {
         Err(std::env::VarError::NotPresent) => {
             Ok(std::thread::available_parallelism().map_or(1, |n| n.get()))
         }
         Ok(value) => match value.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(format!(
-                "TOKIO_WORKER_THREADS must be a positive whole number of threads, not {value:?}"
-            )),
+            _ => Err(BadWorkerThreads(Some(value))),
         },
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err("TOKIO_WORKER_THREADS must be a positive whole number of threads".into())
-        }
+        Err(std::env::VarError::NotUnicode(_)) => Err(BadWorkerThreads(None)),
     }
 }
+
+/// The value of `TOKIO_WORKER_THREADS`, when it is text.
+#[derive(Debug, thiserror::Error)]
+#[error("TOKIO_WORKER_THREADS must be a positive whole number of threads{}", .0.as_ref().map(|v| format!(", not {v:?}")).unwrap_or_default())]
+struct BadWorkerThreads(Option<String>);

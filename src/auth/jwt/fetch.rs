@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::keys::MAX_JWKS_BYTES;
 use crate::config::JwtProvider;
-use crate::tls::client as client_tls;
+use crate::tls::client;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -64,7 +64,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(provider: &JwtProvider) -> anyhow::Result<Fetcher> {
-        let tls = client_tls::client_config(provider.ca_file.as_deref())?;
+        let tls = client::client_config(provider.ca_file.as_deref())?;
         let connector = crate::upstream::pool::connector(provider.fetch_timeout, tls);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -82,7 +82,7 @@ impl Fetcher {
             url: url.to_owned(),
         };
         let uri: Uri = url.parse().map_err(|_| insecure())?;
-        if !client_tls::is_acceptable_url(&uri) {
+        if !client::is_acceptable_url(&uri) {
             return Err(insecure());
         }
         let request = Request::get(uri)
