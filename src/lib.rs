@@ -23,6 +23,7 @@ pub mod error;
 pub mod gateway;
 pub mod headers;
 pub mod identity;
+pub mod login;
 pub mod proxy;
 pub mod reuse;
 pub mod routing;

@@ -1,0 +1,218 @@
+//! Where a login ends (SPEC §7 "Return URL"): the `rd` parameter of
+//! `login_path`, checked so that no spelling of it sends the browser off
+//! site. Accepted: a same-origin absolute path (`/x`, never `//x` or
+//! `/\x`), or an `https` URL whose host `allowed_redirect_hosts` lists.
+//! Anything else becomes `/`.
+//!
+//! The checks run on the value percent-decoded once, and are strict there:
+//! a decoded `//` at the start, any backslash, any control character
+//! (browsers drop tabs and newlines from URLs, so `/\t/evil` would become
+//! `//evil`) refuses it. What goes into `Location` is the value as sent,
+//! which is visible ASCII only, so a browser resolves exactly what was
+//! checked: it never decodes `%2F` into a path separator or an authority.
+
+use crate::encoding::hex_digit;
+
+/// `allowed_redirect_hosts`: exact host names, or `*.example.com` for any
+/// host under `example.com` (not `example.com` itself).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedHosts(Vec<HostPattern>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Exact(String),
+    /// `.example.com`: the dot included, so `badexample.com` never matches.
+    Under(String),
+}
+
+impl AllowedHosts {
+    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> AllowedHosts {
+        AllowedHosts(
+            patterns
+                .into_iter()
+                .map(|p| match p.strip_prefix('*') {
+                    Some(suffix) => HostPattern::Under(suffix.to_ascii_lowercase()),
+                    None => HostPattern::Exact(p.to_ascii_lowercase()),
+                })
+                .collect(),
+        )
+    }
+
+    fn allows(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.0.iter().any(|pattern| match pattern {
+            HostPattern::Exact(exact) => host == *exact,
+            HostPattern::Under(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+        })
+    }
+}
+
+/// The `rd` parameter of a query string (as sent, still percent-encoded),
+/// when it appears once. Twice is ambiguous: neither counts.
+pub fn rd_parameter(query: Option<&str>) -> Option<&str> {
+    let mut found = query?
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("rd="));
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+/// Where the login sends the browser back to: `rd` when it is safe, else
+/// `/`. Always a valid `Location` value.
+pub fn return_url<'a>(rd: Option<&'a str>, allowed: &AllowedHosts) -> &'a str {
+    rd.filter(|rd| is_safe(rd, allowed)).unwrap_or("/")
+}
+
+fn is_safe(raw: &str, allowed: &AllowedHosts) -> bool {
+    // What is sent on must be a header value that means what was checked.
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
+        return false;
+    }
+    let Some(decoded) = percent_decode(raw) else {
+        return false;
+    };
+    if decoded.chars().any(|c| c.is_control() || c == '\\') {
+        return false;
+    }
+    if decoded.starts_with('/') {
+        return !decoded.starts_with("//");
+    }
+    is_allowed_https_url(raw, allowed)
+}
+
+/// `https://host[:port][/...]` with `host` allowed; no user info and no
+/// escapes in the authority.
+fn is_allowed_https_url(raw: &str, allowed: &AllowedHosts) -> bool {
+    let Some(scheme_end) = raw.find("://") else {
+        return false;
+    };
+    if !raw[..scheme_end].eq_ignore_ascii_case("https") {
+        return false;
+    }
+    let rest = &raw[scheme_end + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    // Without escapes, the authority reads the same decoded.
+    if authority.contains(['@', '%']) {
+        return false;
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        Some(_) => return false,
+        None => authority,
+    };
+    !host.is_empty() && allowed.allows(host)
+}
+
+/// One round of percent-decoding (RFC 3986 §2.1); `None` on a broken
+/// escape or a result that is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = hex_digit(*bytes.get(i + 1)?)?;
+            let lo = hex_digit(*bytes.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed() -> AllowedHosts {
+        AllowedHosts::new(["app.example.com", "*.corp.example"])
+    }
+
+    #[test]
+    fn same_origin_paths_are_kept_as_sent() {
+        for rd in [
+            "/",
+            "/x",
+            "/a/b?c=d&e=f",
+            "/a%20b",
+            "/a%3Fb",
+            "/reports/2026?q=%2F%2F",
+            "/p@x",
+        ] {
+            assert_eq!(return_url(Some(rd), &allowed()), rd, "{rd}");
+        }
+    }
+
+    #[test]
+    fn every_off_site_spelling_becomes_the_root() {
+        for rd in [
+            "",
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "%2F%2Fevil.example",
+            "%2f%2fevil.example",
+            "/%2F/evil.example",
+            "/%5Cevil.example",
+            "%5C%5Cevil.example",
+            "/%09/evil.example",
+            "/%0D%0ALocation:%20https://evil.example",
+            "/\t/evil.example",
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            "java%0Ascript:alert(1)",
+            "data:text/html,x",
+            "http://app.example.com/",
+            "https://evil.example/",
+            "https://app.example.com@evil.example/",
+            "https://app.example.com%40evil.example/",
+            "https://evil.example%2F@app.example.com/",
+            "https://evil.example\\@app.example.com/",
+            "https://app.example.com.evil.example/",
+            "https://corp.example/",
+            "https://evilcorp.example/",
+            "https://app.example.com:x/",
+            "https:app.example.com",
+            "evil.example",
+            "/x%zz",
+            "/%C0%AF",
+            "/é",
+            "/a b",
+        ] {
+            assert_eq!(return_url(Some(rd), &allowed()), "/", "{rd:?}");
+        }
+        assert_eq!(return_url(None, &allowed()), "/");
+    }
+
+    #[test]
+    fn https_urls_on_allowed_hosts_are_kept() {
+        for rd in [
+            "https://app.example.com/",
+            "https://APP.example.com/x?y=1",
+            "https://app.example.com:8443/x",
+            "https://wiki.corp.example/page",
+            "https://a.b.corp.example",
+            "HTTPS://app.example.com/",
+        ] {
+            assert_eq!(return_url(Some(rd), &allowed()), rd, "{rd}");
+        }
+        assert_eq!(
+            return_url(Some("https://app.example.com/"), &AllowedHosts::default()),
+            "/",
+            "no host is allowed unless configured"
+        );
+    }
+
+    #[test]
+    fn the_rd_parameter_counts_only_when_it_appears_once() {
+        assert_eq!(rd_parameter(Some("rd=%2Fx")), Some("%2Fx"));
+        assert_eq!(rd_parameter(Some("a=1&rd=/x&b=2")), Some("/x"));
+        assert_eq!(rd_parameter(Some("rd=/x&rd=//evil")), None);
+        assert_eq!(rd_parameter(Some("xrd=/x")), None);
+        assert_eq!(rd_parameter(None), None);
+    }
+}
