@@ -10,7 +10,7 @@
 //! 4. deserialize each section, each `[[upstreams]]`, `[[routes]]` and
 //!    `[[jwt.providers]]` element on its own, so that one type error does not
 //!    hide the others, collecting every unknown key through `serde_ignored`;
-//! 5. validate (`validate.rs`).
+//! 5. validate (`validate`), which reads the `raw::RawDoc` built here.
 //!
 //! `${NAME}` (NAME = `[A-Za-z_][A-Za-z0-9_]*`) is replaced by the variable's
 //! value in any string value (not in keys), in one pass: a value that itself
@@ -27,10 +27,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diag::{self, Diag};
-use super::raw::{
-    self, RawAdmin, RawIdentity, RawJwt, RawLog, RawProvider, RawRoute, RawServer, RawSessions,
-    RawStore, RawUpstream,
-};
+use super::raw::{self, RawDoc};
 use super::{Config, ConfigError, ConfigErrors, validate};
 
 pub(super) fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
@@ -166,65 +163,8 @@ fn expand_env(text: &str, lookup: EnvLookup<'_>) -> Result<String, String> {
     Ok(out)
 }
 
-/// A top-level table: absent, deserialized, or broken (errors already reported).
-pub(super) enum Section<T> {
-    Absent,
-    Present(T),
-    Invalid,
-}
-
-impl<T: Default> Section<T> {
-    /// The raw table to validate: absent and broken ones validate as empty,
-    /// i.e. as the defaults (which are valid, so this adds no errors).
-    pub(super) fn or_default(self) -> T {
-        match self {
-            Section::Present(t) => t,
-            Section::Absent | Section::Invalid => T::default(),
-        }
-    }
-}
-
-impl<T> From<Option<T>> for Section<T> {
-    fn from(value: Option<T>) -> Self {
-        match value {
-            Some(t) => Section::Present(t),
-            None => Section::Invalid,
-        }
-    }
-}
-
-/// The file, deserialized piece by piece.
-pub(super) struct RawDoc {
-    pub server: Section<RawServer>,
-    pub admin: Section<RawAdmin>,
-    pub log: Section<RawLog>,
-    pub store: Section<RawStore>,
-    pub sessions: Section<RawSessions>,
-    pub jwt: Section<RawJwt>,
-    /// `None`: that element failed to deserialize.
-    pub providers: Vec<Option<RawProvider>>,
-    pub upstreams: Vec<Option<RawUpstream>>,
-    /// The `name` of each upstream, read before deserializing, so routes
-    /// naming a broken upstream are not also reported as dangling.
-    pub upstream_names: Vec<Option<String>>,
-    pub routes: Vec<Option<RawRoute>>,
-    pub identity: Section<RawIdentity>,
-}
-
 fn split(diag: &mut Diag<'_>, doc: DeTable<'_>) -> RawDoc {
-    let mut raw = RawDoc {
-        server: Section::Absent,
-        admin: Section::Absent,
-        log: Section::Absent,
-        store: Section::Absent,
-        sessions: Section::Absent,
-        jwt: Section::Absent,
-        providers: Vec::new(),
-        upstreams: Vec::new(),
-        upstream_names: Vec::new(),
-        routes: Vec::new(),
-        identity: Section::Absent,
-    };
+    let mut raw = RawDoc::default();
     for (key, mut value) in doc {
         let name: &str = key.get_ref();
         let path = diag::join("", name);

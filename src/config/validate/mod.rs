@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use super::Config;
 use super::diag::{Diag, join};
-use super::load::{RawDoc, Section};
-use super::raw::RawSessions;
+use super::raw::{RawDoc, RawSessions, Section};
 
 mod identity;
 mod jwt;
