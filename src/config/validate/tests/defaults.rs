@@ -3,7 +3,8 @@
 //!
 //! `config.example.toml` shows every key with its default (its header says
 //! so, except where a comment says "example"); its comments state some
-//! bounds; `docs/migration.md` states a default in prose.
+//! bounds; `README.md` and `docs/migration.md` state defaults in prose
+//! (the demo listens where the proxy does by default).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -156,6 +157,14 @@ fn stated_in_text() -> Vec<(&'static str, String)> {
         (
             "config.example.toml",
             format!("(0 .. {})", UpstreamConfig::MAX_RETRIES),
+        ),
+        (
+            "README.md",
+            format!(
+                "`wristband demo` listens on `{}` (admin on `{}`",
+                ServerConfig::DEFAULT_LISTEN,
+                AdminConfig::DEFAULT_LISTEN
+            ),
         ),
         (
             "docs/migration.md",
