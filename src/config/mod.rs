@@ -129,6 +129,7 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
+/// The defaults of `[admin]` (SPEC §3).
 impl AdminConfig {
     pub const DEFAULT_LISTEN: SocketAddr =
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090));
@@ -142,6 +143,7 @@ pub struct LogConfig {
     pub access_log: bool,
 }
 
+/// The defaults of `[log]` (SPEC §3).
 impl LogConfig {
     pub const DEFAULT_LEVEL: &str = "info";
 }
@@ -162,6 +164,7 @@ pub struct StoreConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The defaults of `[store]` (SPEC §3).
 impl StoreConfig {
     pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
 }
@@ -196,6 +199,7 @@ pub struct SessionsConfig {
     pub sliding_ttl: Duration,
 }
 
+/// The defaults and bounds of `[sessions]` (SPEC §3).
 impl SessionsConfig {
     pub const DEFAULT_COOKIE: &str = "sid";
     pub const DEFAULT_KEY_PREFIX: &str = "sessions:";

@@ -87,7 +87,6 @@ impl V<'_, '_> {
                     format!("duplicate provider name \"{name}\" (also jwt.providers[{first}])"),
                 );
             }
-            // The issuer of a token selects its provider.
             if let Some(issuer) = raw.issuer.as_deref()
                 && let Some(first) = earlier_use(&mut issuers, issuer, i)
             {

@@ -5,6 +5,9 @@
 //! message, whatever is wrong with them; other values are quoted to help.
 //! A value that is wrong is replaced by its default so that checking can go
 //! on; the `Config` built that way is thrown away when there are errors.
+//! A secret is never replaced: when it is missing, what depends on it is
+//! left out (see `jwt::NamedSource`), so no stand-in can reach a `Config`.
+//! The defaults themselves are constants on the types of `config`.
 //!
 //! Each section's checks are an `impl V` block in the file named after it
 //! (`server`, `store`, `jwt`, `upstreams`, `routes`, `identity`); this file
