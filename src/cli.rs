@@ -36,10 +36,10 @@ pub enum Command {
     /// ready-to-paste curl commands.
     Demo {
         /// Where the demo proxy listens.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        #[arg(long, default_value_t = crate::config::ServerConfig::DEFAULT_LISTEN)]
         listen: std::net::SocketAddr,
         /// Where its admin endpoints listen.
-        #[arg(long, default_value = "127.0.0.1:9090")]
+        #[arg(long, default_value_t = crate::config::AdminConfig::DEFAULT_LISTEN)]
         admin: std::net::SocketAddr,
     },
 }

@@ -17,7 +17,7 @@ mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -98,6 +98,19 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
 }
 
+/// The defaults and bounds of `[server]` (SPEC §3).
+impl ServerConfig {
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080));
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+    pub const MIN_MAX_HEADER_BYTES: usize = 1024;
+    pub const MAX_MAX_HEADER_BYTES: usize = 1024 * 1024;
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnderscoreHeaders {
     Drop,
@@ -116,12 +129,23 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
+/// The defaults of `[admin]` (SPEC §3).
+impl AdminConfig {
+    pub const DEFAULT_LISTEN: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090));
+}
+
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing_subscriber::EnvFilter` directive, already checked to parse.
     pub level: String,
     pub access_log: bool,
+}
+
+/// The defaults of `[log]` (SPEC §3).
+impl LogConfig {
+    pub const DEFAULT_LEVEL: &str = "info";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +162,11 @@ pub struct StoreConfig {
     pub command_timeout: Duration,
     pub read_from_replicas: bool,
     pub ca_file: Option<PathBuf>,
+}
+
+/// The defaults of `[store]` (SPEC §3).
+impl StoreConfig {
+    pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +199,16 @@ pub struct SessionsConfig {
     pub sliding_ttl: Duration,
 }
 
+/// The defaults and bounds of `[sessions]` (SPEC §3).
+impl SessionsConfig {
+    pub const DEFAULT_COOKIE: &str = "sid";
+    pub const DEFAULT_KEY_PREFIX: &str = "sessions:";
+    pub const DEFAULT_USER_FIELD: &str = "user_id";
+    /// A non-zero `sliding_ttl` must exceed this: keys are refreshed when
+    /// their TTL drops below `sliding_ttl` minus this margin.
+    pub const SLIDING_TTL_MARGIN: Duration = Duration::from_secs(60);
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CookieCodec {
     Plain,
@@ -194,6 +233,14 @@ pub struct JwtConfig {
     pub providers: Vec<JwtProvider>,
 }
 
+/// The defaults and bounds of `[jwt]` (SPEC §3).
+impl JwtConfig {
+    pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
+    pub const MIN_MAX_TOKEN_BYTES: usize = 256;
+    pub const DEFAULT_VERIFIED_CACHE_SIZE: u64 = 100_000;
+    pub const MAX_VERIFIED_CACHE_SIZE: u64 = 10_000_000;
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct JwtProvider {
     pub name: String,
@@ -214,6 +261,17 @@ pub struct JwtProvider {
     pub fetch_timeout: Duration,
     pub max_stale: Duration,
     pub ca_file: Option<PathBuf>,
+}
+
+/// The defaults of `[[jwt.providers]]` (SPEC §3).
+impl JwtProvider {
+    pub const DEFAULT_AUDIENCE_CLAIM: &str = "aud";
+    pub const DEFAULT_ALGORITHM: JwtAlgorithm = JwtAlgorithm::RS256;
+    pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+    pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
+    pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+    pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -300,6 +358,14 @@ pub struct UpstreamConfig {
     pub health_check: Option<HealthCheck>,
 }
 
+/// The defaults and bounds of `[[upstreams]]` (SPEC §3).
+impl UpstreamConfig {
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_RETRIES: u32 = 1;
+    pub const MAX_RETRIES: u32 = 5;
+}
+
 /// One upstream target: `http://host:port` (a base path is not allowed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -345,6 +411,14 @@ pub struct HealthCheck {
     pub interval: Duration,
     pub unhealthy_after: u32,
     pub healthy_after: u32,
+}
+
+/// The defaults of `[upstreams.health_check]` (SPEC §3).
+impl HealthCheck {
+    pub const DEFAULT_PATH: &str = "/healthz";
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+    pub const DEFAULT_UNHEALTHY_AFTER: u32 = 3;
+    pub const DEFAULT_HEALTHY_AFTER: u32 = 2;
 }
 
 #[derive(Debug, Clone)]

@@ -19,6 +19,54 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 
+/// The file, deserialized piece by piece (by `load`, for `validate`).
+#[derive(Default)]
+pub(super) struct RawDoc {
+    pub server: Section<RawServer>,
+    pub admin: Section<RawAdmin>,
+    pub log: Section<RawLog>,
+    pub store: Section<RawStore>,
+    pub sessions: Section<RawSessions>,
+    pub jwt: Section<RawJwt>,
+    /// `None`: that element failed to deserialize.
+    pub providers: Vec<Option<RawProvider>>,
+    pub upstreams: Vec<Option<RawUpstream>>,
+    /// The `name` of each upstream, read before deserializing, so routes
+    /// naming a broken upstream are not also reported as dangling.
+    pub upstream_names: Vec<Option<String>>,
+    pub routes: Vec<Option<RawRoute>>,
+    pub identity: Section<RawIdentity>,
+}
+
+/// A top-level table: absent, deserialized, or broken (errors already reported).
+#[derive(Default)]
+pub(super) enum Section<T> {
+    #[default]
+    Absent,
+    Present(T),
+    Invalid,
+}
+
+impl<T: Default> Section<T> {
+    /// The raw table to validate: absent and broken ones validate as empty,
+    /// i.e. as the defaults (which are valid, so this adds no errors).
+    pub(super) fn or_default(self) -> T {
+        match self {
+            Section::Present(t) => t,
+            Section::Absent | Section::Invalid => T::default(),
+        }
+    }
+}
+
+impl<T> From<Option<T>> for Section<T> {
+    fn from(value: Option<T>) -> Self {
+        match value {
+            Some(t) => Section::Present(t),
+            None => Section::Invalid,
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 pub(super) struct RawServer {
     pub listen: Option<Vec<String>>,

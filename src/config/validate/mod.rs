@@ -5,18 +5,22 @@
 //! message, whatever is wrong with them; other values are quoted to help.
 //! A value that is wrong is replaced by its default so that checking can go
 //! on; the `Config` built that way is thrown away when there are errors.
+//! A secret is never replaced: when it is missing, what depends on it is
+//! left out (see `jwt::NamedSource`), so no stand-in can reach a `Config`.
+//! The defaults themselves are constants on the types of `config`.
 //!
 //! Each section's checks are an `impl V` block in the file named after it
 //! (`server`, `store`, `jwt`, `upstreams`, `routes`, `identity`); this file
 //! holds the entry point and the checks they share.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::Config;
 use super::diag::{Diag, join};
-use super::load::{RawDoc, Section};
-use super::raw::RawSessions;
+use super::raw::{RawDoc, RawSessions, Section};
+use super::{Config, CredentialKind};
 
 mod identity;
 mod jwt;
@@ -43,16 +47,17 @@ pub(super) fn validate(diag: &mut Diag<'_>, raw: RawDoc, source: &Path, base_dir
         Section::Present(s) => Some(v.sessions(s)),
         Section::Invalid => Some(v.sessions(RawSessions::default())),
     };
-    let session_configured = sessions.is_some();
-    let jwt_configured = !raw.providers.is_empty();
+    // What a route accepts by default, JWT first (SPEC §3 `accept`).
+    let mut configured = Vec::new();
+    if !raw.providers.is_empty() {
+        configured.push(CredentialKind::Jwt);
+    }
+    if sessions.is_some() {
+        configured.push(CredentialKind::Session);
+    }
     let jwt = v.jwt(raw.jwt.or_default(), raw.providers);
     let upstreams = v.upstreams(raw.upstreams, &raw.upstream_names);
-    let routes = v.routes(
-        raw.routes,
-        &raw.upstream_names,
-        jwt_configured,
-        session_configured,
-    );
+    let routes = v.routes(raw.routes, &raw.upstream_names, &configured);
     let identity = v.identity(raw.identity.or_default());
 
     Config {
@@ -135,19 +140,28 @@ impl V<'_, '_> {
         default
     }
 
-    fn int_in(&mut self, path: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> i64 {
+    /// An integer of at least `min` and, when `max` is given, at most
+    /// `max`; anything else (including a value `T` cannot hold) is reported
+    /// and replaced by `default`.
+    fn int_in<T>(&mut self, path: &str, value: Option<i64>, default: T, min: T, max: Option<T>) -> T
+    where
+        T: Copy + PartialOrd + TryFrom<i64> + fmt::Display,
+    {
         let Some(n) = value else {
             return default;
         };
-        if n < min || n > max {
-            if max >= i64::from(u32::MAX) {
-                self.err(path, format!("must be at least {min} (got {n})"));
-            } else {
-                self.err(path, format!("must be between {min} and {max} (got {n})"));
+        match T::try_from(n) {
+            Ok(v) if v >= min && max.is_none_or(|max| v <= max) => v,
+            _ => {
+                match max {
+                    None => self.err(path, format!("must be at least {min} (got {n})")),
+                    Some(max) => {
+                        self.err(path, format!("must be between {min} and {max} (got {n})"))
+                    }
+                }
+                default
             }
-            return default;
         }
-        n
     }
 
     /// A key that must be present and non-empty.
@@ -268,6 +282,19 @@ impl V<'_, '_> {
                 self.err(path, REQUIRED);
                 PathBuf::new()
             }
+        }
+    }
+}
+
+/// For keys that must be unique across entries (names, issuers): the
+/// index of the entry that used `key` first, or `None` when entry `i` is
+/// the first, which is then remembered.
+fn earlier_use(seen: &mut HashMap<String, usize>, key: &str, i: usize) -> Option<usize> {
+    match seen.get(key) {
+        Some(first) => Some(*first),
+        None => {
+            seen.insert(key.to_owned(), i);
+            None
         }
     }
 }

@@ -3,62 +3,93 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::config::diag::{self, join};
-use crate::config::raw::RawRoute;
+use crate::config::raw::{OneOrMany, RawRoute};
 use crate::config::{AuthMode, CredentialKind, Csrf, HostPattern, OnUnauthenticated, RouteConfig};
 
-use super::V;
+use super::{V, earlier_use};
+
+/// Where a route applies; two routes may not share one.
+type Place = (Option<HostPattern>, String);
 
 impl V<'_, '_> {
+    /// `configured`: the credential kinds some section enables, in the
+    /// order a route accepts them by default.
     pub(super) fn routes(
         &mut self,
         raws: Vec<Option<RawRoute>>,
         upstream_names: &[Option<String>],
-        jwt_configured: bool,
-        session_configured: bool,
+        configured: &[CredentialKind],
     ) -> Vec<RouteConfig> {
         let mut out = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
         // HostPattern is not Hash; routes are few.
-        let mut places: Vec<((Option<HostPattern>, String), usize)> = Vec::new();
+        let mut places: Vec<(Place, usize)> = Vec::new();
         for (i, raw) in raws.into_iter().enumerate() {
             let Some(raw) = raw else { continue };
             let r = diag::index("routes", i);
             let explicit_name = raw.name.is_some();
-            let route = self.route(&r, raw, upstream_names, jwt_configured, session_configured);
-            let place = (route.host.clone(), route.path.clone());
-            let same_place = places.iter().find(|(p, _)| *p == place).map(|(_, i)| *i);
-            if let Some(first) = same_place {
-                self.err(
-                    &join(&r, "path"),
-                    format!("same host and path as routes[{first}]"),
-                );
+            let route = self.route(&r, raw, upstream_names, configured);
+            let same_place = self.unique_place(&join(&r, "path"), &route, i, &mut places);
+            let name_clash = if explicit_name {
+                NameClash::Explicit
+            } else if same_place {
+                // Same host and path, hence the same default name: the
+                // place error above already says it.
+                NameClash::Silent
             } else {
-                places.push((place, i));
-            }
-            if let Some(first) = names.get(&route.name) {
-                if explicit_name {
-                    self.err(
-                        &join(&r, "name"),
-                        format!(
-                            "duplicate route name \"{}\" (also routes[{first}])",
-                            route.name
-                        ),
-                    );
-                } else if same_place.is_none() {
-                    self.err(
-                        &join(&r, "name"),
-                        format!(
-                            "the default name \"{}\" (host + path) is already used by routes[{first}]; set name",
-                            route.name
-                        ),
-                    );
-                }
-            } else {
-                names.insert(route.name.clone(), i);
-            }
+                NameClash::Default
+            };
+            self.unique_route_name(&join(&r, "name"), &route.name, i, name_clash, &mut names);
             out.push(route);
         }
         out
+    }
+
+    /// Reports a route on the same host and path as an earlier one; `true`
+    /// when it is.
+    fn unique_place(
+        &mut self,
+        path: &str,
+        route: &RouteConfig,
+        i: usize,
+        seen: &mut Vec<(Place, usize)>,
+    ) -> bool {
+        let place = (route.host.clone(), route.path.clone());
+        match seen.iter().find(|(p, _)| *p == place) {
+            Some((_, first)) => {
+                self.err(path, format!("same host and path as routes[{first}]"));
+                true
+            }
+            None => {
+                seen.push((place, i));
+                false
+            }
+        }
+    }
+
+    /// Route names are metric labels, so each is used once.
+    fn unique_route_name(
+        &mut self,
+        path: &str,
+        name: &str,
+        i: usize,
+        clash: NameClash,
+        seen: &mut HashMap<String, usize>,
+    ) {
+        let Some(first) = earlier_use(seen, name, i) else {
+            return;
+        };
+        match clash {
+            NameClash::Explicit => self.err(
+                path,
+                format!("duplicate route name \"{name}\" (also routes[{first}])"),
+            ),
+            NameClash::Default => self.err(
+                path,
+                format!("the default name \"{name}\" (host + path) is already used by routes[{first}]; set name"),
+            ),
+            NameClash::Silent => {}
+        }
     }
 
     fn route(
@@ -66,71 +97,17 @@ impl V<'_, '_> {
         r: &str,
         raw: RawRoute,
         upstream_names: &[Option<String>],
-        jwt_configured: bool,
-        session_configured: bool,
+        configured: &[CredentialKind],
     ) -> RouteConfig {
-        let path_key = join(r, "path");
-        let path = match raw.path.as_deref() {
-            None => "/".to_owned(),
-            Some(p) => match normalize_route_path(p) {
-                Ok(p) => p,
-                Err(problem) => {
-                    self.err(&path_key, format!("\"{p}\" {problem}"));
-                    "/".to_owned()
-                }
-            },
-        };
-
-        let host_key = join(r, "host");
-        let (host, host_text) = match raw.host.as_deref() {
-            None => (None, String::new()),
-            Some(h) => match parse_host_pattern(h) {
-                Ok(pattern) => (Some(pattern), h.to_ascii_lowercase()),
-                Err(problem) => {
-                    self.err(&host_key, format!("\"{h}\" {problem}"));
-                    (None, String::new())
-                }
-            },
-        };
-
-        let name = match raw.name {
-            None => format!("{host_text}{path}"),
-            Some(n) => {
-                if n.is_empty() {
-                    self.err(&join(r, "name"), "must not be empty");
-                }
-                n
-            }
-        };
-
-        let mut methods: Vec<http::Method> = Vec::new();
-        for (i, m) in raw.methods.unwrap_or_default().iter().enumerate() {
-            let path = diag::index(&join(r, "methods"), i);
-            let upper = m.to_ascii_uppercase();
-            match http::Method::from_bytes(upper.as_bytes()) {
-                Ok(method) if !upper.is_empty() => {
-                    if methods.contains(&method) {
-                        self.err(&path, format!("duplicate method \"{upper}\""));
-                    } else {
-                        methods.push(method);
-                    }
-                }
-                _ => self.err(&path, format!("\"{m}\" is not a valid HTTP method")),
-            }
-        }
-
-        let upstream_key = join(r, "upstream");
-        let upstream = match self.required_str(&upstream_key, raw.upstream.as_deref()) {
-            None => 0,
-            Some(u) => match upstream_names.iter().position(|n| n.as_deref() == Some(u)) {
-                Some(idx) => idx,
-                None => {
-                    self.err(&upstream_key, format!("no upstream named \"{u}\""));
-                    0
-                }
-            },
-        };
-
+        let path = self.route_path(&join(r, "path"), raw.path.as_deref());
+        let (host, host_text) = self.route_host(&join(r, "host"), raw.host.as_deref());
+        let name = self.route_name(&join(r, "name"), raw.name, &host_text, &path);
+        let methods = self.methods(&join(r, "methods"), raw.methods.unwrap_or_default());
+        let upstream = self.route_upstream(
+            &join(r, "upstream"),
+            raw.upstream.as_deref(),
+            upstream_names,
+        );
         let auth = self.choice(
             &join(r, "auth"),
             raw.auth.as_deref(),
@@ -141,112 +118,19 @@ impl V<'_, '_> {
                 ("public", AuthMode::Public),
             ],
         );
-
-        let accept_key = join(r, "accept");
         let accept = match raw.accept {
-            None => {
-                let mut kinds = Vec::new();
-                if jwt_configured {
-                    kinds.push(CredentialKind::Jwt);
-                }
-                if session_configured {
-                    kinds.push(CredentialKind::Session);
-                }
-                kinds
-            }
-            Some(list) => {
-                if list.is_empty() && auth != AuthMode::Public {
-                    self.err(&accept_key, "must not be empty unless auth = \"public\"");
-                }
-                let mut kinds = Vec::new();
-                for (i, k) in list.iter().enumerate() {
-                    let path = diag::index(&accept_key, i);
-                    let (kind, configured, missing) = match k.as_str() {
-                        "jwt" => (CredentialKind::Jwt, jwt_configured, "no [[jwt.providers]]"),
-                        "session" => (
-                            CredentialKind::Session,
-                            session_configured,
-                            "no [sessions] table",
-                        ),
-                        _ => {
-                            self.err(
-                                &path,
-                                format!("invalid value \"{k}\": expected \"jwt\" or \"session\""),
-                            );
-                            continue;
-                        }
-                    };
-                    if !configured {
-                        self.err(&path, format!("\"{k}\" is not configured ({missing})"));
-                    } else if kinds.contains(&kind) {
-                        self.err(&path, format!("duplicate \"{k}\""));
-                    } else {
-                        kinds.push(kind);
-                    }
-                }
-                kinds
-            }
+            None => configured.to_vec(),
+            Some(list) => self.accept(&join(r, "accept"), &list, auth, configured),
         };
-
-        let require_key = join(r, "require");
-        let mut require = BTreeMap::new();
-        let raw_require = raw.require.unwrap_or_default();
-        if !raw_require.is_empty() && auth == AuthMode::Public {
-            self.err(
-                &require_key,
-                "has no effect on a route with auth = \"public\"",
-            );
-        }
-        for (claim, values) in raw_require {
-            let path = join(&require_key, &claim);
-            if claim.is_empty() {
-                self.err(&path, "claim name must not be empty");
-            }
-            if values.0.is_empty() {
-                self.err(&path, "must list at least one value");
-            }
-            for (i, value) in values.0.iter().enumerate() {
-                if value.is_empty() {
-                    self.err(&diag::index(&path, i), "must not be empty");
-                }
-            }
-            require.insert(claim, values.0);
-        }
-
-        let on_key = join(r, "on_unauthenticated");
-        let redirect = self.choice(
-            &on_key,
-            raw.on_unauthenticated.as_deref(),
-            false,
-            &[("deny", false), ("redirect", true)],
-        );
-        let on_unauthenticated = if redirect {
-            let login_key = join(r, "login_url");
-            match raw.login_url.as_deref() {
-                None | Some("") => {
-                    self.err(
-                        &login_key,
-                        "on_unauthenticated = \"redirect\" needs login_url",
-                    );
-                }
-                Some(url) => {
-                    if let Err(problem) = check_login_url(url) {
-                        self.err(&login_key, format!("\"{url}\" {problem}"));
-                    }
-                }
-            }
-            OnUnauthenticated::Redirect(raw.login_url.unwrap_or_default())
-        } else {
-            OnUnauthenticated::Deny
-        };
-
+        let require = self.require(&join(r, "require"), raw.require.unwrap_or_default(), auth);
+        let on_unauthenticated =
+            self.on_unauthenticated(r, raw.on_unauthenticated.as_deref(), raw.login_url);
         let csrf = self.choice(
             &join(r, "csrf"),
             raw.csrf.as_deref(),
             Csrf::Off,
             &[("off", Csrf::Off), ("origin", Csrf::Origin)],
         );
-
         RouteConfig {
             name,
             host,
@@ -260,6 +144,197 @@ impl V<'_, '_> {
             csrf,
         }
     }
+
+    /// Normalized (SPEC §5.3); `/` when absent or invalid.
+    fn route_path(&mut self, key: &str, path: Option<&str>) -> String {
+        let Some(p) = path else {
+            return "/".to_owned();
+        };
+        normalize_route_path(p).unwrap_or_else(|problem| {
+            self.err(key, format!("\"{p}\" {problem}"));
+            "/".to_owned()
+        })
+    }
+
+    /// The pattern, and the host as written (lower case) for the default
+    /// name; any host when absent or invalid.
+    fn route_host(&mut self, key: &str, host: Option<&str>) -> (Option<HostPattern>, String) {
+        let Some(h) = host else {
+            return (None, String::new());
+        };
+        match parse_host_pattern(h) {
+            Ok(pattern) => (Some(pattern), h.to_ascii_lowercase()),
+            Err(problem) => {
+                self.err(key, format!("\"{h}\" {problem}"));
+                (None, String::new())
+            }
+        }
+    }
+
+    /// As written, never empty; by default `<host><path>`.
+    fn route_name(&mut self, key: &str, written: Option<String>, host: &str, path: &str) -> String {
+        let Some(name) = written else {
+            return format!("{host}{path}");
+        };
+        if name.is_empty() {
+            self.err(key, "must not be empty");
+        }
+        name
+    }
+
+    /// Valid HTTP methods, upper-cased, each listed once.
+    fn methods(&mut self, key: &str, written: Vec<String>) -> Vec<http::Method> {
+        let mut methods: Vec<http::Method> = Vec::new();
+        for (i, m) in written.iter().enumerate() {
+            let path = diag::index(key, i);
+            let upper = m.to_ascii_uppercase();
+            match http::Method::from_bytes(upper.as_bytes()) {
+                Ok(method) if !upper.is_empty() => {
+                    if methods.contains(&method) {
+                        self.err(&path, format!("duplicate method \"{upper}\""));
+                    } else {
+                        methods.push(method);
+                    }
+                }
+                _ => self.err(&path, format!("\"{m}\" is not a valid HTTP method")),
+            }
+        }
+        methods
+    }
+
+    /// Required, and the name of an upstream; its index.
+    fn route_upstream(
+        &mut self,
+        key: &str,
+        upstream: Option<&str>,
+        upstream_names: &[Option<String>],
+    ) -> usize {
+        let Some(u) = self.required_str(key, upstream) else {
+            return 0;
+        };
+        match upstream_names.iter().position(|n| n.as_deref() == Some(u)) {
+            Some(idx) => idx,
+            None => {
+                self.err(key, format!("no upstream named \"{u}\""));
+                0
+            }
+        }
+    }
+
+    /// An explicit `accept`: configured kinds, each once, and not empty
+    /// unless the route is public.
+    fn accept(
+        &mut self,
+        key: &str,
+        list: &[String],
+        auth: AuthMode,
+        configured: &[CredentialKind],
+    ) -> Vec<CredentialKind> {
+        if list.is_empty() && auth != AuthMode::Public {
+            self.err(key, "must not be empty unless auth = \"public\"");
+        }
+        let mut kinds = Vec::new();
+        for (i, k) in list.iter().enumerate() {
+            let path = diag::index(key, i);
+            let kind = match k.as_str() {
+                "jwt" => CredentialKind::Jwt,
+                "session" => CredentialKind::Session,
+                _ => {
+                    self.err(
+                        &path,
+                        format!("invalid value \"{k}\": expected \"jwt\" or \"session\""),
+                    );
+                    continue;
+                }
+            };
+            if !configured.contains(&kind) {
+                let missing = match kind {
+                    CredentialKind::Jwt => "no [[jwt.providers]]",
+                    CredentialKind::Session => "no [sessions] table",
+                };
+                self.err(&path, format!("\"{k}\" is not configured ({missing})"));
+            } else if kinds.contains(&kind) {
+                self.err(&path, format!("duplicate \"{k}\""));
+            } else {
+                kinds.push(kind);
+            }
+        }
+        kinds
+    }
+
+    /// claim -> any-of values: named claims, non-empty values, and only on
+    /// routes that authenticate.
+    fn require(
+        &mut self,
+        key: &str,
+        written: BTreeMap<String, OneOrMany>,
+        auth: AuthMode,
+    ) -> BTreeMap<String, Vec<String>> {
+        if !written.is_empty() && auth == AuthMode::Public {
+            self.err(key, "has no effect on a route with auth = \"public\"");
+        }
+        let mut require = BTreeMap::new();
+        for (claim, OneOrMany(values)) in written {
+            let path = join(key, &claim);
+            if claim.is_empty() {
+                self.err(&path, "claim name must not be empty");
+            }
+            if values.is_empty() {
+                self.err(&path, "must list at least one value");
+            }
+            for (i, value) in values.iter().enumerate() {
+                if value.is_empty() {
+                    self.err(&diag::index(&path, i), "must not be empty");
+                }
+            }
+            require.insert(claim, values);
+        }
+        require
+    }
+
+    /// `deny`, or `redirect` to a `login_url` that is an absolute URL.
+    fn on_unauthenticated(
+        &mut self,
+        r: &str,
+        value: Option<&str>,
+        login_url: Option<String>,
+    ) -> OnUnauthenticated {
+        let redirect = self.choice(
+            &join(r, "on_unauthenticated"),
+            value,
+            false,
+            &[("deny", false), ("redirect", true)],
+        );
+        if !redirect {
+            return OnUnauthenticated::Deny;
+        }
+        let login_key = join(r, "login_url");
+        match login_url.as_deref() {
+            None | Some("") => {
+                self.err(
+                    &login_key,
+                    "on_unauthenticated = \"redirect\" needs login_url",
+                );
+            }
+            Some(url) => {
+                if let Err(problem) = check_login_url(url) {
+                    self.err(&login_key, format!("\"{url}\" {problem}"));
+                }
+            }
+        }
+        OnUnauthenticated::Redirect(login_url.unwrap_or_default())
+    }
+}
+
+/// How a repeated route name is reported.
+#[derive(Clone, Copy)]
+enum NameClash {
+    /// Written in the file: always an error.
+    Explicit,
+    /// The default `<host><path>` of a route on a new place.
+    Default,
+    /// The default name of a route whose place is already reported.
+    Silent,
 }
 
 /// An absolute http(s) URL; `{url}` is a placeholder, not part of the syntax.

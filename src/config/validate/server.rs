@@ -1,8 +1,7 @@
 //! [server], [admin] and [log].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::config::diag::{self, join};
 use crate::config::raw::{RawAdmin, RawLog, RawServer};
@@ -17,7 +16,7 @@ impl V<'_, '_> {
         let t = "server";
         let mut listen = Vec::new();
         match raw.listen {
-            None => listen.push(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080))),
+            None => listen.push(ServerConfig::DEFAULT_LISTEN),
             Some(list) => {
                 if list.is_empty() {
                     self.err(&join(t, "listen"), "must list at least one address");
@@ -48,31 +47,31 @@ impl V<'_, '_> {
         let header_read_timeout = self.positive_duration(
             &join(t, "header_read_timeout"),
             raw.header_read_timeout.as_deref(),
-            Duration::from_secs(10),
+            ServerConfig::DEFAULT_HEADER_READ_TIMEOUT,
         );
         let idle_timeout = self.positive_duration(
             &join(t, "idle_timeout"),
             raw.idle_timeout.as_deref(),
-            Duration::from_secs(60),
+            ServerConfig::DEFAULT_IDLE_TIMEOUT,
         );
         let max_header_bytes = self.int_in(
             &join(t, "max_header_bytes"),
             raw.max_header_bytes,
-            16384,
-            1024,
-            1024 * 1024,
+            ServerConfig::DEFAULT_MAX_HEADER_BYTES,
+            ServerConfig::MIN_MAX_HEADER_BYTES,
+            Some(ServerConfig::MAX_MAX_HEADER_BYTES),
         );
         let max_connections = self.int_in(
             &join(t, "max_connections"),
             raw.max_connections,
-            10000,
+            ServerConfig::DEFAULT_MAX_CONNECTIONS,
             1,
-            i64::MAX,
+            None,
         );
         let shutdown_grace = self.duration(
             &join(t, "shutdown_grace"),
             raw.shutdown_grace.as_deref(),
-            Duration::from_secs(30),
+            ServerConfig::DEFAULT_SHUTDOWN_GRACE,
         );
 
         let mut trusted_proxies = Vec::new();
@@ -109,8 +108,8 @@ impl V<'_, '_> {
             listen,
             header_read_timeout,
             idle_timeout,
-            max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(16384),
-            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+            max_header_bytes,
+            max_connections,
             shutdown_grace,
             trusted_proxies,
             headers_with_underscores,
@@ -120,21 +119,19 @@ impl V<'_, '_> {
 
     pub(super) fn admin(&mut self, raw: RawAdmin, server_listen: &[SocketAddr]) -> AdminConfig {
         let path = join("admin", "listen");
-        let default = SocketAddr::from((Ipv4Addr::LOCALHOST, 9090));
+        let default = AdminConfig::DEFAULT_LISTEN;
         let listen = match raw.listen.as_deref() {
             None => default,
-            Some(text) => {
-                match text.parse::<SocketAddr>() {
-                    Ok(addr) => addr,
-                    Err(_) => {
-                        self.err(
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(addr) => addr,
+                Err(_) => {
+                    self.err(
                         &path,
-                        format!("invalid socket address \"{text}\" (expected e.g. \"127.0.0.1:9090\")"),
+                        format!("invalid socket address \"{text}\" (expected e.g. \"{default}\")"),
                     );
-                        return AdminConfig { listen: default };
-                    }
+                    return AdminConfig { listen: default };
                 }
-            }
+            },
         };
         // Port 0 asks the OS for a free port, so two of them never clash.
         if listen.port() != 0
@@ -153,7 +150,7 @@ impl V<'_, '_> {
             &[("json", LogFormat::Json), ("pretty", LogFormat::Pretty)],
         );
         let path = join("log", "level");
-        let level = self.non_empty(&path, raw.level, "info");
+        let level = self.non_empty(&path, raw.level, LogConfig::DEFAULT_LEVEL);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&level) {
             self.err(&path, format!("invalid log filter \"{level}\": {e}"));
         }

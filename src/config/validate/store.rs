@@ -35,7 +35,7 @@ impl V<'_, '_> {
         let command_timeout = self.positive_duration(
             &join(t, "command_timeout"),
             raw.command_timeout.as_deref(),
-            Duration::from_millis(250),
+            StoreConfig::DEFAULT_COMMAND_TIMEOUT,
         );
         let ca_file = self.optional_file(&join(t, "ca_file"), raw.ca_file.as_deref());
         StoreConfig {
@@ -49,7 +49,11 @@ impl V<'_, '_> {
 
     pub(super) fn sessions(&mut self, raw: RawSessions) -> SessionsConfig {
         let t = "sessions";
-        let cookie = self.non_empty(&join(t, "cookie"), raw.cookie, "sid");
+        let cookie = self.non_empty(
+            &join(t, "cookie"),
+            raw.cookie,
+            SessionsConfig::DEFAULT_COOKIE,
+        );
         if !is_token(&cookie) {
             self.err(
                 &join(t, "cookie"),
@@ -111,7 +115,9 @@ impl V<'_, '_> {
             self.err(&path, "codec = \"express\" needs at least one secret");
         }
 
-        let key_prefix = raw.key_prefix.unwrap_or_else(|| "sessions:".to_owned());
+        let key_prefix = raw
+            .key_prefix
+            .unwrap_or_else(|| SessionsConfig::DEFAULT_KEY_PREFIX.to_owned());
         let format = self.choice(
             &join(t, "format"),
             raw.format.as_deref(),
@@ -119,7 +125,11 @@ impl V<'_, '_> {
             &[("hash", SessionFormat::Hash), ("json", SessionFormat::Json)],
         );
         let user_field_path = join(t, "user_field");
-        let user_field = self.non_empty(&user_field_path, raw.user_field, "user_id");
+        let user_field = self.non_empty(
+            &user_field_path,
+            raw.user_field,
+            SessionsConfig::DEFAULT_USER_FIELD,
+        );
         if format == SessionFormat::Json
             && user_field.starts_with('/')
             && !is_json_pointer(&user_field)
@@ -146,9 +156,12 @@ impl V<'_, '_> {
         let sliding_path = join(t, "sliding_ttl");
         let mut sliding_ttl =
             self.duration(&sliding_path, raw.sliding_ttl.as_deref(), Duration::ZERO);
-        if !sliding_ttl.is_zero() && sliding_ttl <= Duration::from_secs(60) {
-            // Keys are refreshed when their TTL drops below sliding_ttl - 60s.
-            self.err(&sliding_path, "must be 0s (off) or more than 60s");
+        let margin = SessionsConfig::SLIDING_TTL_MARGIN;
+        if !sliding_ttl.is_zero() && sliding_ttl <= margin {
+            self.err(
+                &sliding_path,
+                format!("must be 0s (off) or more than {}s", margin.as_secs()),
+            );
             sliding_ttl = Duration::ZERO;
         }
 

@@ -1,13 +1,11 @@
 //! [[upstreams]] and their health checks.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use crate::config::diag::{self, join};
 use crate::config::raw::{RawHealthCheck, RawUpstream};
 use crate::config::{Balance, HealthCheck, Target, UpstreamConfig};
+use std::collections::HashMap;
 
-use super::{REQUIRED, V};
+use super::{REQUIRED, V, earlier_use};
 
 impl V<'_, '_> {
     pub(super) fn upstreams(
@@ -15,18 +13,15 @@ impl V<'_, '_> {
         raws: Vec<Option<RawUpstream>>,
         names: &[Option<String>],
     ) -> Vec<UpstreamConfig> {
-        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let mut seen = HashMap::new();
         for (i, name) in names.iter().enumerate() {
-            let Some(name) = name.as_deref() else {
-                continue;
-            };
-            if let Some(first) = first_of.get(name) {
+            if let Some(name) = name.as_deref()
+                && let Some(first) = earlier_use(&mut seen, name, i)
+            {
                 self.err(
                     &join(&diag::index("upstreams", i), "name"),
                     format!("duplicate upstream name \"{name}\" (also upstreams[{first}])"),
                 );
-            } else {
-                first_of.insert(name, i);
             }
         }
         let mut out = Vec::new();
@@ -85,14 +80,20 @@ impl V<'_, '_> {
         let connect_timeout = self.positive_duration(
             &join(u, "connect_timeout"),
             raw.connect_timeout.as_deref(),
-            Duration::from_secs(2),
+            UpstreamConfig::DEFAULT_CONNECT_TIMEOUT,
         );
         let response_timeout = self.positive_duration(
             &join(u, "response_timeout"),
             raw.response_timeout.as_deref(),
-            Duration::from_secs(30),
+            UpstreamConfig::DEFAULT_RESPONSE_TIMEOUT,
         );
-        let retries = self.int_in(&join(u, "retries"), raw.retries, 1, 0, 5);
+        let retries = self.int_in(
+            &join(u, "retries"),
+            raw.retries,
+            UpstreamConfig::DEFAULT_RETRIES,
+            0,
+            Some(UpstreamConfig::MAX_RETRIES),
+        );
         let health_check = raw
             .health_check
             .map(|hc| self.health_check(&join(u, "health_check"), hc));
@@ -103,31 +104,41 @@ impl V<'_, '_> {
             preserve_host: raw.preserve_host.unwrap_or(true),
             connect_timeout,
             response_timeout,
-            retries: u32::try_from(retries).unwrap_or(1),
+            retries,
             health_check,
         }
     }
 
     fn health_check(&mut self, h: &str, raw: RawHealthCheck) -> HealthCheck {
         let path_key = join(h, "path");
-        let path = self.non_empty(&path_key, raw.path, "/healthz");
+        let path = self.non_empty(&path_key, raw.path, HealthCheck::DEFAULT_PATH);
         if !path.starts_with('/') {
             self.err(&path_key, format!("\"{path}\" must start with \"/\""));
         }
         let interval = self.positive_duration(
             &join(h, "interval"),
             raw.interval.as_deref(),
-            Duration::from_secs(5),
+            HealthCheck::DEFAULT_INTERVAL,
         );
-        let max = i64::from(u32::MAX);
-        let unhealthy_after =
-            self.int_in(&join(h, "unhealthy_after"), raw.unhealthy_after, 3, 1, max);
-        let healthy_after = self.int_in(&join(h, "healthy_after"), raw.healthy_after, 2, 1, max);
+        let unhealthy_after = self.int_in(
+            &join(h, "unhealthy_after"),
+            raw.unhealthy_after,
+            HealthCheck::DEFAULT_UNHEALTHY_AFTER,
+            1,
+            None,
+        );
+        let healthy_after = self.int_in(
+            &join(h, "healthy_after"),
+            raw.healthy_after,
+            HealthCheck::DEFAULT_HEALTHY_AFTER,
+            1,
+            None,
+        );
         HealthCheck {
             path,
             interval,
-            unhealthy_after: u32::try_from(unhealthy_after).unwrap_or(3),
-            healthy_after: u32::try_from(healthy_after).unwrap_or(2),
+            unhealthy_after,
+            healthy_after,
         }
     }
 }

@@ -1,7 +1,10 @@
 use std::time::Duration;
 
 use super::{PROVIDER, provider};
+use crate::config::diag::Diag;
+use crate::config::raw::{RawDoc, RawProvider};
 use crate::config::test_support::{TempDir, ok, one_error, one_error_in};
+use crate::config::validate::validate;
 use crate::config::{JwtAlgorithm, KeySource};
 
 #[test]
@@ -226,4 +229,96 @@ fn provider_timing_claims_and_files() {
         "jwt.providers[0].max_stale",
         "invalid duration",
     );
+}
+
+#[test]
+fn jwt_cache_size_bounds() {
+    one_error(
+        "[jwt]\nverified_cache_size = -1\n",
+        "jwt.verified_cache_size",
+        "between 0 and 10000000",
+    );
+    one_error(
+        "[jwt]\nverified_cache_size = 10000001\n",
+        "jwt.verified_cache_size",
+        "between 0 and 10000000",
+    );
+    assert_eq!(
+        ok("[jwt]\nverified_cache_size = 0\n")
+            .jwt
+            .verified_cache_size,
+        0
+    );
+}
+
+#[test]
+fn a_repeated_algorithm_is_an_error_at_the_repeat() {
+    one_error(
+        &provider("algorithms = [\"ES256\", \"RS256\", \"ES256\"]"),
+        "jwt.providers[0].algorithms[2]",
+        "duplicate algorithm \"ES256\"",
+    );
+}
+
+#[test]
+fn a_jwks_url_must_be_an_absolute_url() {
+    one_error(
+        &provider("jwks_url = \"not a url\""),
+        "jwt.providers[0].jwks_url",
+        "is not a valid URL",
+    );
+    one_error(
+        &provider("jwks_url = \"/jwks.json\""),
+        "jwt.providers[0].jwks_url",
+        "absolute URL with a host",
+    );
+}
+
+/// The HMAC secret is missing (its file cannot be read, or it is given
+/// twice): one error at the key, and no "needs hmac_secret" on top.
+#[test]
+fn a_missing_hmac_secret_is_one_error_naming_its_key() {
+    let dir = TempDir::new();
+    dir.write("hmac.txt", "s\n");
+    one_error_in(
+        &dir,
+        &provider("hmac_secret_file = \"nope.txt\"\nalgorithms = [\"HS256\"]"),
+        "jwt.providers[0].hmac_secret_file",
+        "cannot read",
+    );
+    one_error_in(
+        &dir,
+        &provider("hmac_secret = \"s\"\nhmac_secret_file = \"hmac.txt\"\nalgorithms = [\"HS256\"]"),
+        "jwt.providers[0].hmac_secret_file",
+        "give either hmac_secret or hmac_secret_file, not both",
+    );
+}
+
+/// Regression: an unreadable secret used to become the stand-in secret
+/// "unreadable" so that later checks kept quiet; now no provider is built.
+#[test]
+fn an_unreadable_hmac_secret_builds_no_provider() {
+    let dir = TempDir::new();
+    let path = dir.config_path();
+    let mut diag = Diag::new(&path, "");
+    let raw = RawDoc {
+        providers: vec![Some(RawProvider {
+            name: Some("p".into()),
+            issuer: Some("https://idp".into()),
+            audiences: Some(vec!["a".into()]),
+            hmac_secret_file: Some("nope.txt".into()),
+            algorithms: Some(vec!["HS256".into()]),
+            ..RawProvider::default()
+        })],
+        ..RawDoc::default()
+    };
+    let config = validate(&mut diag, raw, &path, dir.path());
+    assert!(
+        config.jwt.providers.is_empty(),
+        "{:?}",
+        config.jwt.providers
+    );
+    let errors = diag.into_errors();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].key_path, "jwt.providers[0].hmac_secret_file");
 }

@@ -2,10 +2,12 @@ use std::time::Duration;
 
 use crate::config::test_support::{errors, ok, one_error};
 use crate::config::{
-    AuthMode, Balance, CookieCodec, CredentialKind, Csrf, HeaderPattern, JwtAlgorithm, KeySource,
-    LogFormat, OnUnauthenticated, SessionFormat, StoreKind, UnderscoreHeaders,
+    AdminConfig, AuthMode, Balance, CookieCodec, CredentialKind, Csrf, HeaderPattern, HealthCheck,
+    JwtConfig, JwtProvider, KeySource, LogConfig, LogFormat, OnUnauthenticated, ServerConfig,
+    SessionFormat, SessionsConfig, StoreConfig, StoreKind, UnderscoreHeaders, UpstreamConfig,
 };
 
+mod defaults;
 mod identity;
 mod jwt;
 mod routes;
@@ -28,30 +30,39 @@ fn provider(extra: &str) -> String {
 fn an_empty_file_gives_the_defaults_of_spec_section_3() {
     let c = ok("");
     let s = &c.server;
-    assert_eq!(s.listen, vec!["127.0.0.1:8080".parse().expect("addr")]);
-    assert_eq!(s.header_read_timeout, Duration::from_secs(10));
-    assert_eq!(s.idle_timeout, Duration::from_secs(60));
-    assert_eq!(s.max_header_bytes, 16384);
-    assert_eq!(s.max_connections, 10000);
-    assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(s.listen, vec![ServerConfig::DEFAULT_LISTEN]);
+    assert_eq!(
+        s.header_read_timeout,
+        ServerConfig::DEFAULT_HEADER_READ_TIMEOUT
+    );
+    assert_eq!(s.idle_timeout, ServerConfig::DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(s.max_header_bytes, ServerConfig::DEFAULT_MAX_HEADER_BYTES);
+    assert_eq!(s.max_connections, ServerConfig::DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(s.shutdown_grace, ServerConfig::DEFAULT_SHUTDOWN_GRACE);
     assert!(s.trusted_proxies.is_empty());
     assert_eq!(s.headers_with_underscores, UnderscoreHeaders::Drop);
     assert!(s.tls.is_none());
-    assert_eq!(c.admin.listen, "127.0.0.1:9090".parse().expect("addr"));
+    assert_eq!(c.admin.listen, AdminConfig::DEFAULT_LISTEN);
     assert_eq!(c.log.format, LogFormat::Json);
-    assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.level, LogConfig::DEFAULT_LEVEL);
     assert!(c.log.access_log);
     assert_eq!(c.store.kind, StoreKind::Memory);
     assert!(c.store.url.is_none());
-    assert_eq!(c.store.command_timeout, Duration::from_millis(250));
+    assert_eq!(
+        c.store.command_timeout,
+        StoreConfig::DEFAULT_COMMAND_TIMEOUT
+    );
     assert!(!c.store.read_from_replicas);
     assert!(c.store.ca_file.is_none());
     assert!(c.sessions.is_none());
     assert!(c.jwt.header);
     assert!(c.jwt.cookie.is_none());
     assert!(c.jwt.forward_token);
-    assert_eq!(c.jwt.max_token_bytes, 16384);
-    assert_eq!(c.jwt.verified_cache_size, 100_000);
+    assert_eq!(c.jwt.max_token_bytes, JwtConfig::DEFAULT_MAX_TOKEN_BYTES);
+    assert_eq!(
+        c.jwt.verified_cache_size,
+        JwtConfig::DEFAULT_VERIFIED_CACHE_SIZE
+    );
     assert!(c.jwt.providers.is_empty());
     assert!(c.upstreams.is_empty());
     assert!(c.routes.is_empty());
@@ -76,12 +87,12 @@ fn an_empty_file_gives_the_defaults_of_spec_section_3() {
 fn section_defaults_of_sessions_providers_upstreams_and_routes() {
     let c = ok(&format!("[sessions]\n{PROVIDER}{}", route("")));
     let s = c.sessions.expect("sessions");
-    assert_eq!(s.cookie, "sid");
+    assert_eq!(s.cookie, SessionsConfig::DEFAULT_COOKIE);
     assert_eq!(s.codec, CookieCodec::Plain);
     assert!(s.secrets.is_empty());
-    assert_eq!(s.key_prefix, "sessions:");
+    assert_eq!(s.key_prefix, SessionsConfig::DEFAULT_KEY_PREFIX);
     assert_eq!(s.format, SessionFormat::Hash);
-    assert_eq!(s.user_field, "user_id");
+    assert_eq!(s.user_field, SessionsConfig::DEFAULT_USER_FIELD);
     assert!(s.list_fields.is_empty());
     assert!(s.forward_cookie);
     assert_eq!(s.cache_ttl, Duration::ZERO);
@@ -89,23 +100,26 @@ fn section_defaults_of_sessions_providers_upstreams_and_routes() {
 
     let p = &c.jwt.providers[0];
     assert!(matches!(p.key_source, KeySource::Discovery));
-    assert_eq!(p.audience_claim, "aud");
-    assert_eq!(p.algorithms, vec![JwtAlgorithm::RS256]);
-    assert_eq!(p.leeway, Duration::from_secs(30));
+    assert_eq!(p.audience_claim, JwtProvider::DEFAULT_AUDIENCE_CLAIM);
+    assert_eq!(p.algorithms, vec![JwtProvider::DEFAULT_ALGORITHM]);
+    assert_eq!(p.leeway, JwtProvider::DEFAULT_LEEWAY);
     assert_eq!(p.max_token_lifetime, None);
     assert!(p.claims.is_empty());
-    assert_eq!(p.refresh_interval, Duration::from_secs(300));
-    assert_eq!(p.min_refresh_interval, Duration::from_secs(30));
-    assert_eq!(p.fetch_timeout, Duration::from_secs(5));
-    assert_eq!(p.max_stale, Duration::from_secs(24 * 3600));
+    assert_eq!(p.refresh_interval, JwtProvider::DEFAULT_REFRESH_INTERVAL);
+    assert_eq!(
+        p.min_refresh_interval,
+        JwtProvider::DEFAULT_MIN_REFRESH_INTERVAL
+    );
+    assert_eq!(p.fetch_timeout, JwtProvider::DEFAULT_FETCH_TIMEOUT);
+    assert_eq!(p.max_stale, JwtProvider::DEFAULT_MAX_STALE);
     assert!(p.ca_file.is_none());
 
     let u = &c.upstreams[0];
     assert_eq!(u.balance, Balance::RoundRobin);
     assert!(u.preserve_host);
-    assert_eq!(u.connect_timeout, Duration::from_secs(2));
-    assert_eq!(u.response_timeout, Duration::from_secs(30));
-    assert_eq!(u.retries, 1);
+    assert_eq!(u.connect_timeout, UpstreamConfig::DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(u.response_timeout, UpstreamConfig::DEFAULT_RESPONSE_TIMEOUT);
+    assert_eq!(u.retries, UpstreamConfig::DEFAULT_RETRIES);
     assert!(u.health_check.is_none());
 
     let r = &c.routes[0];
@@ -124,10 +138,10 @@ fn section_defaults_of_sessions_providers_upstreams_and_routes() {
         .health_check
         .clone()
         .expect("health check");
-    assert_eq!(hc.path, "/healthz");
-    assert_eq!(hc.interval, Duration::from_secs(5));
-    assert_eq!(hc.unhealthy_after, 3);
-    assert_eq!(hc.healthy_after, 2);
+    assert_eq!(hc.path, HealthCheck::DEFAULT_PATH);
+    assert_eq!(hc.interval, HealthCheck::DEFAULT_INTERVAL);
+    assert_eq!(hc.unhealthy_after, HealthCheck::DEFAULT_UNHEALTHY_AFTER);
+    assert_eq!(hc.healthy_after, HealthCheck::DEFAULT_HEALTHY_AFTER);
 }
 
 #[test]

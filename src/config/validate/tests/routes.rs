@@ -258,3 +258,52 @@ fn route_require_redirect_and_csrf() {
     );
     assert_eq!(ok(&route("csrf = \"origin\"")).routes[0].csrf, Csrf::Origin);
 }
+
+#[test]
+fn route_paths_without_spaces_or_control_characters() {
+    for path in ["/a b", "/a\\\\b", "/a\\tb"] {
+        one_error(
+            &route(&format!("path = \"{path}\"")),
+            "routes[0].path",
+            "spaces, \"\\\" or control characters",
+        );
+    }
+}
+
+#[test]
+fn route_hosts_may_be_ipv6_literals() {
+    let c = ok(&route("host = \"[::1]\""));
+    assert_eq!(c.routes[0].host, Some(HostPattern::Exact("[::1]".into())));
+    one_error(
+        &route("host = \"[zz]\""),
+        "routes[0].host",
+        "not a valid IPv6 address",
+    );
+}
+
+#[test]
+fn two_unnamed_routes_on_one_place_are_one_error_at_the_path() {
+    one_error(
+        &format!("{}[[routes]]\nupstream = \"app\"\n", route("")),
+        "routes[1].path",
+        "same host and path as routes[0]",
+    );
+}
+
+#[test]
+fn a_required_claim_needs_a_name() {
+    one_error(
+        &route("require = { \"\" = \"x\" }"),
+        "routes[0].require.\"\"",
+        "claim name must not be empty",
+    );
+}
+
+#[test]
+fn a_login_url_must_parse() {
+    one_error(
+        &route("on_unauthenticated = \"redirect\"\nlogin_url = \"ht tp://x\""),
+        "routes[0].login_url",
+        "is not a valid URL",
+    );
+}
