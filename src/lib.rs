@@ -6,6 +6,7 @@
 //! inject), [`proxy::upstream`] (forward). Every rejection is an
 //! [`error::Rejection`], mapped to HTTP in one place.
 
+pub mod assertion_key;
 pub mod auth;
 mod boxed;
 pub mod cli;
