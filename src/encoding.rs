@@ -12,8 +12,8 @@ use base64::engine::{DecodePaddingMode, Engine, GeneralPurpose, GeneralPurposeCo
 
 /// RFC 7515 §2: no padding, and one spelling per value. A trailing `=`,
 /// `+` or `/`, whitespace, and a last character whose unused bits are not
-/// zero (RFC 4648 §3.5) are all refused, so a signature cannot be
-/// re-spelled into a token the verified-token cache has not seen.
+/// zero (RFC 4648 §3.5) are all refused, so a token whose signature was
+/// re-spelled is refused, not verified as the same signature.
 const UNPADDED: GeneralPurposeConfig = GeneralPurposeConfig::new()
     .with_encode_padding(false)
     .with_decode_padding_mode(DecodePaddingMode::RequireNone)
