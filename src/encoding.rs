@@ -1,32 +1,76 @@
-//! Unpadded base64 (RFC 4648): base64url for JWS segments, JWK members and
-//! key thumbprints (RFC 7515 §2, RFC 7638), the standard alphabet for
-//! express-session cookie signatures (cookie-signature). And the hex digit
-//! of a percent-escape (RFC 3986 §2.1), one rule for every decoder here.
+//! Unpadded base64 (RFC 4648 §4, §5): base64url for JWS segments, JWK
+//! members and key thumbprints (RFC 7515 §2, RFC 7638), the standard
+//! alphabet for express-session cookie signatures (cookie-signature). And
+//! the hex digit of a percent-escape (RFC 3986 §2.1), one rule for every
+//! decoder here.
+//!
+//! The engines are the `base64` crate's, configured here and nowhere else,
+//! so every encoder and decoder in the proxy spells base64 the same way.
 
-const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, Engine, GeneralPurpose, GeneralPurposeConfig};
+
+/// RFC 7515 §2: no padding, and one spelling per value. A trailing `=`,
+/// `+` or `/`, whitespace, and a last character whose unused bits are not
+/// zero (RFC 4648 §3.5) are all refused, so a token whose signature was
+/// re-spelled is refused, not verified as the same signature.
+const UNPADDED: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_encode_padding(false)
+    .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+    .with_decode_allow_trailing_bits(false);
+
+const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, UNPADDED);
+const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, UNPADDED);
 
 /// Unpadded base64url (RFC 7515 §2).
 pub fn base64url(bytes: &[u8]) -> String {
-    encode(bytes, URL_SAFE)
+    URL_SAFE.encode(bytes)
 }
 
 /// Unpadded standard base64, as cookie-signature writes MACs.
 pub fn base64_unpadded(bytes: &[u8]) -> String {
-    encode(bytes, STANDARD)
+    STANDARD.encode(bytes)
 }
 
-fn encode(bytes: &[u8], alphabet: &[u8; 64]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let mut buf = [0u8; 3];
-        buf[..chunk.len()].copy_from_slice(chunk);
-        let v = (u32::from(buf[0]) << 16) | (u32::from(buf[1]) << 8) | u32::from(buf[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(alphabet[((v >> (18 - 6 * i)) & 63) as usize]));
+/// Why a JWS segment or a JWK member is not unpadded base64url.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotBase64url {
+    /// One character past a whole number of bytes (length ≡ 1 mod 4).
+    Length,
+    /// A character outside the base64url alphabet, `=` included.
+    Symbol,
+    /// The last character sets bits no byte uses (RFC 4648 §3.5).
+    NonCanonical,
+}
+
+impl NotBase64url {
+    /// The reason as a static string, for errors that carry one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotBase64url::Length => "bad base64url length",
+            NotBase64url::Symbol => "not base64url",
+            NotBase64url::NonCanonical => "non-canonical base64url",
         }
     }
-    out
+}
+
+impl std::fmt::Display for NotBase64url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for NotBase64url {}
+
+/// Decodes unpadded base64url (RFC 7515 §2), refusing every other spelling.
+pub fn base64url_decode(text: &str) -> Result<Vec<u8>, NotBase64url> {
+    URL_SAFE.decode(text).map_err(|e| match e {
+        base64::DecodeError::InvalidLength(_) => NotBase64url::Length,
+        base64::DecodeError::InvalidByte(..) | base64::DecodeError::InvalidPadding => {
+            NotBase64url::Symbol
+        }
+        base64::DecodeError::InvalidLastSymbol(..) => NotBase64url::NonCanonical,
+    })
 }
 
 /// The value of one hex digit of a percent-escape (RFC 3986 §2.1 `HEXDIG`,
@@ -70,5 +114,83 @@ mod tests {
             assert_eq!(base64url(plain.as_bytes()), encoded);
         }
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn base64url_decoding_round_trips_every_length() {
+        for len in 0..40u8 {
+            let data: Vec<u8> = (0..len)
+                .map(|i| i.wrapping_mul(37).wrapping_add(11))
+                .collect();
+            assert_eq!(base64url_decode(&base64url(&data)), Ok(data));
+        }
+        assert_eq!(base64url_decode("-_8"), Ok(vec![0xfb, 0xff]));
+    }
+
+    #[test]
+    fn padding_is_refused() {
+        for padded in ["QQ==", "QUE=", "QQ=", "QUFBQQ==", "=", "===="] {
+            assert!(base64url_decode(padded).is_err(), "{padded}");
+        }
+    }
+
+    #[test]
+    fn every_ascii_byte_outside_the_url_safe_alphabet_is_refused_in_any_position() {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for x in (0u8..128).filter(|x| !alphabet.contains(x)) {
+            // Four full-chunk positions, then the two of a 2-character tail.
+            for pos in 0..6 {
+                let mut text = *b"QUFBQQ";
+                text[pos] = x;
+                let text = std::str::from_utf8(&text).expect("ascii");
+                assert!(base64url_decode(text).is_err(), "{x:#04x} at {pos}");
+            }
+        }
+        // The standard alphabet's two characters, and whitespace anywhere.
+        for text in ["a+b/", "+-__", "QUFB QQ", " QQ", "QQ\n", "QU\tE"] {
+            assert_eq!(
+                base64url_decode(text),
+                Err(NotBase64url::Symbol),
+                "{text:?}"
+            );
+        }
+        assert_eq!(base64url_decode("QUé"), Err(NotBase64url::Symbol));
+    }
+
+    #[test]
+    fn a_length_one_past_whole_bytes_is_refused() {
+        for text in ["Q", "QUFBQ", "abcde", "QUFBQUFBQ"] {
+            assert_eq!(base64url_decode(text), Err(NotBase64url::Length), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_last_character_with_unused_bits_set_is_refused() {
+        // "QQ" is "A"; "QR" to "QV" spell the same byte with stray bits, so
+        // one signature would have several spellings.
+        assert_eq!(base64url_decode("QQ"), Ok(b"A".to_vec()));
+        for text in ["QR", "QS", "QV", "QUF", "QUG", "QUH"] {
+            assert_eq!(
+                base64url_decode(text),
+                Err(NotBase64url::NonCanonical),
+                "{text}"
+            );
+        }
+        assert_eq!(base64url_decode("QUE"), Ok(b"AA".to_vec()));
+    }
+
+    #[test]
+    fn cookie_signatures_are_unpadded_standard_base64() {
+        // cookie-signature's own vector: HMAC-SHA256("hello", "tobiiscool").
+        let mac = [
+            0x0c, 0x60, 0xd4, 0x90, 0x69, 0x48, 0x90, 0x2c, 0xcf, 0xcf, 0xe0, 0xb4, 0x07, 0x4e,
+            0xb8, 0x14, 0xd8, 0x07, 0x74, 0x48, 0xe8, 0xc7, 0xb7, 0x21, 0xf2, 0xd3, 0x81, 0x1a,
+            0xc9, 0x59, 0xe5, 0x02,
+        ];
+        assert_eq!(
+            base64_unpadded(&mac),
+            "DGDUkGlIkCzPz+C0B064FNgHdEjox7ch8tOBGslZ5QI"
+        );
+        assert_eq!(base64_unpadded(b"ab"), "YWI");
     }
 }

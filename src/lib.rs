@@ -13,6 +13,7 @@
 //! `routing`, `tls`, `telemetry`, `reuse` > `config` > `headers`,
 //! `encoding`, `boxed`.
 
+pub mod assertion_key;
 pub mod auth;
 mod boxed;
 pub mod cli;

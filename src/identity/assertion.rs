@@ -12,42 +12,23 @@
 //! `/.well-known/wristband/jwks.json` on both listeners.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair};
 use http::{HeaderName, HeaderValue};
-use rustls_pki_types::PrivatePkcs8KeyDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::{Map, Value, json};
 
 use super::Identity;
+pub use crate::assertion_key::KeyError;
+use crate::assertion_key::load_key;
 use crate::config::AssertionConfig;
 use crate::encoding::base64url;
 
 /// The claims the proxy itself sets: an identity claim of the same name
 /// never overrides them.
 const REGISTERED: [&str; 5] = ["iss", "sub", "aud", "iat", "exp"];
-
-/// Why the assertion key cannot be used. The key material never appears.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("cannot read \"{}\": {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "\"{}\" holds no \"-----BEGIN PRIVATE KEY-----\" block (a PKCS#8 key; convert a SEC1 \"EC PRIVATE KEY\" with `openssl pkcs8 -topk8 -nocrypt`)",
-        path.display()
-    )]
-    NotPkcs8Pem { path: PathBuf },
-    #[error("\"{}\" is not a P-256 (prime256v1) private key", path.display())]
-    NotP256 { path: PathBuf },
-}
 
 /// Signs assertions with one key; built once per config.
 pub struct AssertionSigner {
@@ -73,23 +54,6 @@ impl std::fmt::Debug for AssertionSigner {
             .field("kid", &self.jwk["kid"])
             .finish_non_exhaustive()
     }
-}
-
-/// Reads and parses the key file: what `wristband check` and the start-up
-/// both run, so a bad key never gets as far as a request.
-pub fn load_key(path: &Path) -> Result<EcdsaKeyPair, KeyError> {
-    let pem = std::fs::read(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).map_err(|_| KeyError::NotPkcs8Pem {
-        path: path.to_owned(),
-    })?;
-    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.secret_pkcs8_der()).map_err(
-        |_| KeyError::NotP256 {
-            path: path.to_owned(),
-        },
-    )
 }
 
 impl AssertionSigner {
@@ -194,47 +158,11 @@ pub fn jwk_thumbprint(required: &[(&str, &str)]) -> String {
     base64url(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
 }
 
-/// A fresh P-256 key as PKCS#8 PEM, for tests that need a key file.
-#[cfg(test)]
-pub(crate) fn generated_p256_pem() -> String {
-    let pkcs8 = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-        .and_then(|pair| pair.to_pkcs8v1())
-        .expect("P-256 key generation");
-    pem_text(pkcs8.as_ref())
-}
-
-#[cfg(test)]
-/// PEM armour (RFC 7468) around DER.
-pub(crate) fn pem_text(der: &[u8]) -> String {
-    const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::new();
-    for chunk in der.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(char::from(STANDARD[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).expect("ascii"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
-    pem
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    use std::path::PathBuf;
     use std::time::Duration;
 
     #[test]
@@ -274,19 +202,7 @@ mod tests {
     }
 
     fn decode(segment: &str) -> Value {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut bits = 0u32;
-        let mut count = 0;
-        let mut bytes = Vec::new();
-        for c in segment.bytes() {
-            let v = ALPHABET.iter().position(|a| *a == c).expect("base64url") as u32;
-            bits = (bits << 6) | v;
-            count += 6;
-            if count >= 8 {
-                count -= 8;
-                bytes.push((bits >> count) as u8);
-            }
-        }
+        let bytes = crate::encoding::base64url_decode(segment).expect("base64url segment");
         serde_json::from_slice(&bytes).expect("JSON segment")
     }
 
@@ -332,35 +248,5 @@ mod tests {
         assert_eq!(text("alg"), "ES256");
         assert_eq!(text("use"), "sig");
         assert!(jwk.get("d").is_none(), "never the private part");
-    }
-
-    #[test]
-    fn bad_key_files_are_named_and_explained() {
-        let dir = std::env::temp_dir().join(format!("wristband-assertion-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let missing = dir.join("missing.pem");
-        assert!(matches!(load_key(&missing), Err(KeyError::Read { .. })));
-        let sec1 = dir.join("sec1.pem");
-        std::fs::write(
-            &sec1,
-            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
-        )
-        .expect("write");
-        let err = load_key(&sec1).expect_err("SEC1 is not PKCS#8");
-        assert!(err.to_string().contains("BEGIN PRIVATE KEY"), "{err}");
-        // A P-384 key is PKCS#8 but not P-256.
-        let p384 = EcdsaKeyPair::generate(&aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING)
-            .expect("P-384")
-            .to_pkcs8v1()
-            .expect("pkcs8");
-        let pem = PrivatePkcs8KeyDer::from(p384.as_ref().to_vec());
-        let path = dir.join("p384.pem");
-        std::fs::write(&path, pem_text(pem.secret_pkcs8_der())).expect("write");
-        assert!(matches!(load_key(&path), Err(KeyError::NotP256 { .. })));
-        // A P-256 key loads.
-        let path = dir.join("p256.pem");
-        std::fs::write(&path, generated_p256_pem()).expect("write");
-        assert!(load_key(&path).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

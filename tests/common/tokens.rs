@@ -1,8 +1,9 @@
 //! JWTs built by hand for the tests (RFC 7515 compact serialization, RFC
-//! 7519 claims): base64url segments from a local encoder, JSON from
-//! serde_json, signatures from aws-lc-rs directly. Nothing here goes through
-//! the JWT library the proxy uses, so a quirk of that library cannot make a
-//! broken token look well-formed to both sides.
+//! 7519 claims): base64url segments from the `base64` crate's stock engines
+//! (held to RFC 4648's vectors in tests/jwt.rs), JSON from serde_json,
+//! signatures from aws-lc-rs directly. Nothing here goes through the proxy's
+//! JWT code, so a quirk of that code cannot make a broken token look
+//! well-formed to both sides.
 //!
 //! Keys export their public half as JWKs (RFC 7517/7518: RSA `n`/`e`, EC
 //! `x`/`y` with `crv`, OKP `x`) and, for RSA, as DER and PEM, which is what
@@ -16,41 +17,18 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaEncoding};
 use aws_lc_rs::{hmac, rand::SecureRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
-
-const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn encode(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextets = [(n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63];
-        for s in &sextets[..=chunk.len()] {
-            out.push(char::from(alphabet[*s as usize]));
-        }
-        if pad {
-            for _ in chunk.len()..3 {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 /// Base64url without padding (RFC 7515 §2).
 pub fn b64url(bytes: &[u8]) -> String {
-    encode(bytes, URL_SAFE, false)
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Standard base64 with padding (RFC 4648 §4), as in PEM.
 pub fn b64std(bytes: &[u8]) -> String {
-    encode(bytes, STANDARD, true)
+    STANDARD.encode(bytes)
 }
 
 /// Seconds since the Unix epoch.

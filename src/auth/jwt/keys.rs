@@ -12,8 +12,8 @@ use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 use serde_json::Value;
 
-use super::token::base64url;
 use crate::config::JwtAlgorithm;
+use crate::encoding::base64url_decode;
 
 /// SPEC §5.4: a JWKS larger than this is refused.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -144,7 +144,7 @@ pub fn parse_jwks(
 fn parse_jwk(jwk: &Value, allowed: &[JwtAlgorithm]) -> Result<VerifyingKey, &'static str> {
     let text = |name: &str| jwk.get(name).and_then(Value::as_str);
     let bytes = |name: &'static str| -> Result<Vec<u8>, &'static str> {
-        base64url(text(name).ok_or(name)?).map_err(|_| "member is not base64url")
+        base64url_decode(text(name).ok_or(name)?).map_err(|_| "member is not base64url")
     };
     let kty = text("kty").ok_or("no kty")?;
     if kty == "oct" {

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::Invalid;
 use crate::config::JwtAlgorithm;
+use crate::encoding::base64url_decode;
 
 /// Header parameters that would let the token choose its own key or change
 /// how it must be processed. None of them is ever honoured (guarantee 4).
@@ -90,7 +91,7 @@ pub fn parse(raw: &str) -> Result<Unverified<'_>, Invalid> {
         return Err(Invalid::Malformed("empty signature"));
     }
     let signing_input = &raw[..header.len() + 1 + payload.len()];
-    let header_json = base64url(header)?;
+    let header_json = segment(header)?;
     let header: Header = serde_json::from_slice(&header_json)
         .map_err(|_| Invalid::Malformed("header is not a JSON object of JOSE parameters"))?;
     let alg_name = header
@@ -105,8 +106,8 @@ pub fn parse(raw: &str) -> Result<Unverified<'_>, Invalid> {
         return Err(Invalid::ForbiddenHeader(param));
     }
     let kid = header.kid;
-    let signature = base64url(signature)?;
-    let claims: Claims = serde_json::from_slice(&base64url(payload)?)
+    let signature = segment(signature)?;
+    let claims: Claims = serde_json::from_slice(&segment(payload)?)
         .map_err(|_| Invalid::Malformed("payload is not a JSON object"))?;
     Ok(Unverified {
         signing_input,
@@ -117,126 +118,24 @@ pub fn parse(raw: &str) -> Result<Unverified<'_>, Invalid> {
     })
 }
 
-/// Each byte's 6-bit value in the base64url alphabet, or `INVALID`.
-const DECODE: [u8; 256] = {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut table = [INVALID; 256];
-    let mut i = 0;
-    while i < alphabet.len() {
-        table[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
-const INVALID: u8 = 0xff;
-
-/// Unpadded base64url (RFC 7515 §2); padding or other alphabets are refused.
-/// Table-driven, four characters at a time: every request without a cached
-/// token decodes ~1 KB of it.
-pub fn base64url(segment: &str) -> Result<Vec<u8>, Invalid> {
-    let bytes = segment.as_bytes();
-    let tail_len = bytes.len() % 4;
-    if tail_len == 1 {
-        return Err(Invalid::Malformed("bad base64url length"));
-    }
-    let (full, tail) = bytes.split_at(bytes.len() - tail_len);
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 2);
-    for chunk in full.chunks_exact(4) {
-        let [a, b, c, d] = [chunk[0], chunk[1], chunk[2], chunk[3]].map(|x| DECODE[usize::from(x)]);
-        // Valid values are below 64; INVALID has the top bits set.
-        if (a | b | c | d) & 0xc0 != 0 {
-            return Err(Invalid::Malformed("not base64url"));
-        }
-        let acc = u32::from(a) << 18 | u32::from(b) << 12 | u32::from(c) << 6 | u32::from(d);
-        let [_, x, y, z] = acc.to_be_bytes();
-        out.extend_from_slice(&[x, y, z]);
-    }
-    if !tail.is_empty() {
-        let mut acc: u32 = 0;
-        for (i, &x) in tail.iter().enumerate() {
-            let v = DECODE[usize::from(x)];
-            if v == INVALID {
-                return Err(Invalid::Malformed("not base64url"));
-            }
-            acc |= u32::from(v) << (18 - 6 * i);
-        }
-        // Canonical only: the bits a short final chunk does not use must be
-        // zero, so one signature has one spelling (RFC 4648 §3.5).
-        let unused = if tail.len() == 2 {
-            acc & 0xffff
-        } else {
-            acc & 0xff
-        };
-        if unused != 0 {
-            return Err(Invalid::Malformed("non-canonical base64url"));
-        }
-        let [_, x, y, _] = acc.to_be_bytes();
-        out.push(x);
-        if tail.len() == 3 {
-            out.push(y);
-        }
-    }
-    Ok(out)
+/// One segment of the compact form, decoded: unpadded base64url only
+/// (RFC 7515 §2), in its one canonical spelling.
+fn segment(text: &str) -> Result<Vec<u8>, Invalid> {
+    base64url_decode(text).map_err(|e| Invalid::Malformed(e.as_str()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn b64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk.len();
-            let mut buf = [0u8; 3];
-            buf[..n].copy_from_slice(chunk);
-            let v = u32::from(buf[0]) << 16 | u32::from(buf[1]) << 8 | u32::from(buf[2]);
-            for i in 0..=n {
-                out.push(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
-    }
+    use crate::encoding::base64url;
 
     fn token(header: &str, payload: &str) -> String {
         format!(
             "{}.{}.{}",
-            b64(header.as_bytes()),
-            b64(payload.as_bytes()),
-            b64(b"sig")
+            base64url(header.as_bytes()),
+            base64url(payload.as_bytes()),
+            base64url(b"sig")
         )
-    }
-
-    #[test]
-    fn every_ascii_byte_outside_the_alphabet_is_refused_in_any_position() {
-        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        for x in (0u8..128).filter(|x| !alphabet.contains(x)) {
-            // Four full-chunk positions, then the two of a 2-character tail.
-            for pos in 0..6 {
-                let mut text = *b"QUFBQQ";
-                text[pos] = x;
-                let text = std::str::from_utf8(&text).expect("ascii");
-                assert!(base64url(text).is_err(), "{x:#04x} at {pos} accepted");
-            }
-        }
-        assert!(base64url("QUé").is_err(), "non-ASCII in a full chunk");
-        assert_eq!(base64url("QUFBQQ").ok(), Some(b"AAAA".to_vec()));
-    }
-
-    #[test]
-    fn base64url_round_trips_every_length() {
-        for len in 0..40 {
-            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(base64url(&b64(&data)).ok(), Some(data));
-        }
-        assert!(base64url("ab=").is_err());
-        assert!(base64url("a+b/").is_err());
-        assert!(base64url("abcde").is_err());
-        // "QQ" is "A"; "QR" spells the same byte with a stray bit.
-        assert_eq!(base64url("QQ").ok(), Some(b"A".to_vec()));
-        assert!(base64url("QR").is_err());
-        assert!(base64url("QUE").is_ok() && base64url("QUF").is_err());
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl V<'_, '_> {
         // must hold a usable key, so that `check` catches what start-up
         // would refuse.
         if key_file.is_file()
-            && let Err(problem) = crate::identity::assertion::load_key(&key_file)
+            && let Err(problem) = crate::assertion_key::load_key(&key_file)
         {
             self.err(&key_key, problem.to_string());
         }

@@ -73,10 +73,7 @@ fn identity_rules() {
 #[test]
 fn assertion_rules() {
     let dir = TempDir::new();
-    dir.write(
-        "assertion.pem",
-        &crate::identity::assertion::generated_p256_pem(),
-    );
+    dir.write("assertion.pem", &crate::assertion_key::generated_p256_pem());
     dir.write(
         "rsa.pem",
         "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
