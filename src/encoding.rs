@@ -22,6 +22,13 @@ const UNPADDED: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, UNPADDED);
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, UNPADDED);
 
+/// Secrets an operator pastes into the config (`openssl rand -base64 32`):
+/// the standard alphabet, padded or not.
+const OPERATOR: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 /// Unpadded base64url (RFC 7515 §2).
 pub fn base64url(bytes: &[u8]) -> String {
     URL_SAFE.encode(bytes)
@@ -71,6 +78,12 @@ pub fn base64url_decode(text: &str) -> Result<Vec<u8>, NotBase64url> {
         }
         base64::DecodeError::InvalidLastSymbol(..) => NotBase64url::NonCanonical,
     })
+}
+
+/// Decodes a key an operator configured: standard base64, padding
+/// optional (`openssl rand -base64 32` writes it padded).
+pub fn operator_base64_decode(text: &str) -> Option<Vec<u8>> {
+    OPERATOR.decode(text.trim()).ok()
 }
 
 /// The value of one hex digit of a percent-escape (RFC 3986 §2.1 `HEXDIG`,

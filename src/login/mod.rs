@@ -3,3 +3,4 @@
 //! nothing in the request path uses it yet.
 
 pub mod return_url;
+pub mod seal;
