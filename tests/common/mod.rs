@@ -7,6 +7,7 @@
 pub mod client;
 pub mod idp;
 pub mod jwks;
+pub mod oidc;
 pub mod process;
 pub mod redis;
 pub mod tokens;
