@@ -33,6 +33,53 @@ const NODE_MODULES: &str = concat!(
     "/tests/oidc-provider/node_modules"
 );
 
+/// `npm ci` for the OP's packages on the first run on a machine, so that
+/// `cargo test` alone works wherever Node.js is installed. Test binaries run
+/// at once, so one installs (the one that creates the lock directory) and
+/// the others wait for it; a lock older than five minutes is a killed run's.
+fn install_packages() {
+    let installed = || Path::new(NODE_MODULES).join(".package-lock.json").is_file();
+    if installed() {
+        return;
+    }
+    let dir = Path::new(SERVER).parent().expect("tests/oidc-provider");
+    let lock = dir.join(".installing");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        if installed() {
+            return;
+        }
+        let stale = std::fs::metadata(&lock)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(300));
+        if stale {
+            let _ = std::fs::remove_dir(&lock);
+        }
+        if std::fs::create_dir(&lock).is_ok() {
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+                .arg(dir)
+                .stdin(Stdio::null())
+                .status();
+            let _ = std::fs::remove_dir(&lock);
+            match status {
+                Ok(status) if status.success() => return,
+                other => panic!(
+                    "npm ci in {} failed ({other:?}); the login tests need Node.js >= 20.18 and npm \
+                     (.ci/install-node.sh installs them)",
+                    dir.display()
+                ),
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 5 min for another test's npm ci in {}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3,
 /// OIDC Core §9).
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,10 +283,7 @@ impl OidcProvider {
     /// Starts `node tests/oidc-provider/server.js` with `settings` and waits
     /// (at most 20 s) for its issuer line.
     pub async fn start(settings: OpSettings) -> OidcProvider {
-        assert!(
-            Path::new(NODE_MODULES).is_dir(),
-            "{NODE_MODULES} is missing: run .ci/install-node.sh (npm ci --prefix tests/oidc-provider)"
-        );
+        install_packages();
         let settings = serde_json::to_string(&settings).expect("settings serialize");
         let mut child = Command::new("node")
             .arg(SERVER)
