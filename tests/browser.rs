@@ -1,8 +1,9 @@
 //! The browser fixture (`common::browser`) against a small site that the
 //! test serves on 127.0.0.1: it follows a redirect that sets cookies,
-//! submits a form, keeps each cookie's attributes (RFC 6265bis §4.1.2), and
-//! applies `SameSite` to a redirect back from another site the way the
-//! return from an identity provider needs (RFC 6265bis §5.2).
+//! submits a form, keeps each cookie's attributes (RFC 6265bis §4.1.2),
+//! keeps a `__Host-` cookie over plain HTTP on loopback, and applies
+//! `SameSite` to a redirect back from another site the way the return from
+//! an identity provider needs (RFC 6265bis §5.2, SPEC §7).
 //!
 //! Needs `chromium` and `chromium-driver` (`.ci/install-browser.sh`).
 
@@ -33,9 +34,10 @@ struct Hit {
 }
 
 /// The site: `/start` redirects to `/form` and sets two cookies, `/form`
-/// posts to `/submit`; `/host-cookie` sets a `__Host-` cookie; `/idp` and `/idp/login` play an identity provider
-/// that sends the browser back to `/callback` on 127.0.0.1 (the test opens
-/// them as `localhost`, another site).
+/// posts to `/submit`; `/host-cookie` sets a `__Host-` cookie; `/idp` and
+/// `/idp/login` play an identity provider that sends the browser back to
+/// `/callback` on 127.0.0.1 (the test opens them as `localhost`, another
+/// site).
 struct Site {
     addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
@@ -48,13 +50,15 @@ impl Drop for Site {
     }
 }
 
-/// What `/start` sets: the session-like cookie the way wristband sets its
-/// own, and a second one with other attributes so that each attribute is
-/// seen to be read rather than defaulted.
+/// What `/start` sets: a session cookie with the attributes SPEC §7 gives
+/// wristband's (less `Secure`), and a second one with other attributes so
+/// that each attribute is seen to be read rather than defaulted.
 const SESSION_COOKIE: &str = "sid=s3cr3t; HttpOnly; SameSite=Lax; Path=/";
 const STRICT_COOKIE: &str = "pref=dark; SameSite=Strict; Path=/; Max-Age=3600";
-/// What `/host-cookie` sets: the shape of wristband's login binding cookie.
-const HOST_COOKIE: &str = "__Host-login=1; Secure; HttpOnly; SameSite=Lax; Path=/";
+/// What `/host-cookie` sets: wristband's login binding cookie as SPEC §7
+/// writes it.
+const BINDING_COOKIE: &str =
+    "__Host-wristband-login=st4te; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=600";
 
 impl Site {
     async fn start() -> Site {
@@ -147,7 +151,7 @@ async fn answer(
             .body(Full::new(Bytes::new()))
             .expect("redirect response"),
         (Method::GET, "/host-cookie") => Response::builder()
-            .header(header::SET_COOKIE, HOST_COOKIE)
+            .header(header::SET_COOKIE, BINDING_COOKIE)
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
             .body(Full::new(Bytes::from_static(b"<!doctype html><p>set</p>")))
             .expect("page response"),
@@ -231,14 +235,16 @@ async fn browser_follows_redirect_submits_form_and_keeps_cookie_attributes() {
 }
 
 /// The return from an identity provider is a redirect from another site
-/// after a form POST there: a `Lax` cookie must go along (it is a top-level
-/// GET navigation), a `Strict` one must not. `localhost` and `127.0.0.1`
-/// are different sites, so one server on loopback plays both.
+/// after a form POST there: `Lax` cookies, the login binding cookie among
+/// them, must go along (it is a top-level GET navigation), a `Strict` one
+/// must not. `localhost` and `127.0.0.1` are different sites, so one server
+/// on loopback plays both.
 #[tokio::test]
-async fn lax_cookie_survives_cross_site_redirect_back_and_strict_does_not() {
+async fn lax_cookies_survive_cross_site_redirect_back_and_strict_does_not() {
     let site = Site::start().await;
     let browser = Browser::start().await;
     browser.goto(&site.url("127.0.0.1", "/start")).await;
+    browser.goto(&site.url("127.0.0.1", "/host-cookie")).await;
 
     browser.goto(&site.url("localhost", "/idp")).await;
     browser.fill("#user", "alice").await;
@@ -254,32 +260,49 @@ async fn lax_cookie_survives_cross_site_redirect_back_and_strict_does_not() {
     assert_eq!(idp[0].cookie, None, "host-only cookies stay on their host");
     let callbacks = site.hits("/callback");
     assert_eq!(callbacks.len(), 1, "{callbacks:?}");
+    let mut sent: Vec<&str> = callbacks[0]
+        .cookie
+        .as_deref()
+        .unwrap_or("")
+        .split("; ")
+        .collect();
+    sent.sort_unstable();
     assert_eq!(
-        callbacks[0].cookie.as_deref(),
-        Some("sid=s3cr3t"),
-        "Lax goes along on the cross-site redirect back, Strict does not"
+        sent,
+        ["__Host-wristband-login=st4te", "sid=s3cr3t"],
+        "Lax cookies go along on the cross-site redirect back, Strict does not"
+    );
+    assert!(
+        browser.cookie("pref").await.is_some(),
+        "the Strict cookie is still held, only withheld"
     );
 }
 
 /// wristband's login binding cookie is `__Host-` prefixed, which needs
 /// `Secure`; the end-to-end test runs over plain HTTP on loopback, which
-/// Chromium counts as a secure context, so such cookies are kept and sent.
+/// Chromium counts as a secure context, so such cookies are kept and sent
+/// (`cookie_secure = true` works there).
 #[tokio::test]
 async fn host_prefixed_secure_cookie_is_kept_and_sent_over_loopback_http() {
     let site = Site::start().await;
     let browser = Browser::start().await;
     for host in ["127.0.0.1", "localhost"] {
         browser.goto(&site.url(host, "/host-cookie")).await;
-        let login = browser
-            .cookie("__Host-login")
+        let binding = browser
+            .cookie("__Host-wristband-login")
             .await
-            .unwrap_or_else(|| panic!("no __Host-login cookie on {host}"));
-        assert!(login.secure && login.http_only, "{login:?}");
-        assert_eq!(login.domain.as_deref(), Some(host), "host-only");
+            .unwrap_or_else(|| panic!("no binding cookie on {host}"));
+        assert!(binding.secure && binding.http_only, "{binding:?}");
+        assert_eq!(binding.same_site.as_deref(), Some("Lax"));
+        assert_eq!(binding.domain.as_deref(), Some(host), "host-only");
 
         browser.goto(&site.url(host, "/callback")).await;
         let callbacks = site.hits("/callback");
         let sent = callbacks.last().and_then(|h| h.cookie.as_deref());
-        assert_eq!(sent, Some("__Host-login=1"), "sent back to {host}");
+        assert_eq!(
+            sent,
+            Some("__Host-wristband-login=st4te"),
+            "sent back to {host}"
+        );
     }
 }
