@@ -132,6 +132,23 @@ pub fn with_server(keys: &str, rest: &str) -> String {
     format!("[server]\n{keys}\n{rest}")
 }
 
+/// Moves this runtime's clock (what `tokio::time::Instant` and every timer
+/// read) `by` forward at once, as if that much time had passed: the
+/// proxy's cooldowns, `max_stale` and TTLs see it, and timers due by then
+/// fire. The proxy must run in-process on the test's `current_thread`
+/// runtime (`start_proxy`; a child process keeps its own clock).
+///
+/// A jump, not a paused clock: while paused, tokio advances the clock to
+/// the next timer whenever the runtime idles, which it does while waiting
+/// on a real socket, so a fetch or read timeout would fire at once.
+/// Between `pause` and `resume` the runtime never idles: `advance` only
+/// yields, and a yield polls the driver without waiting (nor advancing).
+pub async fn jump_clock(by: std::time::Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
 /// A loopback address where nothing listens.
 pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
