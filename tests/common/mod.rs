@@ -149,10 +149,19 @@ pub async fn jump_clock(by: std::time::Duration) {
     tokio::time::resume();
 }
 
-/// A loopback address where nothing listens.
+/// A loopback address where nothing listens, for as long as the test
+/// process runs: a socket bound there without `listen` refuses every
+/// connection, and keeps the port from being handed to another test (a
+/// port bound and released could be, and then answer).
 pub fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind 127.0.0.1:0");
+    let addr = socket.local_addr().expect("addr");
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
+    addr
 }
 
 /// The value of the sample `name{labels...}` in Prometheus/OpenMetrics text,
