@@ -3,10 +3,11 @@
 
 mod common;
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::client::{get, parse};
+use common::client::{Reply, get, parse};
 use common::{one_upstream, start_proxy, upstream, with_server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -84,33 +85,120 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert!(closed.is_some(), "idle connection still open after 5s");
 }
 
+/// Sends `GET path` on a keep-alive connection and reads exactly its
+/// response, leaving the connection open.
+async fn exchange(stream: &mut TcpStream, path: &str) -> Reply {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        let n = read.expect("a response within 5 s").expect("read");
+        assert!(
+            n > 0,
+            "closed mid-response: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes.extend_from_slice(&buf[..n]);
+        // `parse` answers a chunked body only once it is whole.
+        if let Some(reply) = parse(&bytes) {
+            match reply.header("content-length") {
+                Some(len) if len.parse::<usize>().ok() > Some(reply.body.len()) => {}
+                _ => return reply,
+            }
+        }
+    }
+}
+
+/// One socket of /proc/net/tcp: its addresses, its state (`0A` listen,
+/// `01` established) and its receive queue, which for a listening socket
+/// is the accept queue: connections the kernel completed that nobody has
+/// accepted yet.
+struct Socket {
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: String,
+    rx_queue: usize,
+}
+
+fn tcp_sockets() -> Vec<Socket> {
+    // An address is the in-memory (network order) u32 in hex, then the port.
+    fn addr(text: &str) -> Option<SocketAddr> {
+        let (ip, port) = text.split_once(':')?;
+        let ip = Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes());
+        Some(SocketAddr::from((ip, u16::from_str_radix(port, 16).ok()?)))
+    }
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (_, rx_queue) = fields.get(4)?.split_once(':')?;
+            Some(Socket {
+                local: addr(fields.get(1)?)?,
+                remote: addr(fields.get(2)?)?,
+                state: (*fields.get(3)?).to_owned(),
+                rx_queue: usize::from_str_radix(rx_queue, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The accept queue of the listening socket at `addr`.
+fn accept_queue(addr: SocketAddr) -> usize {
+    tcp_sockets()
+        .iter()
+        .find(|s| s.local == addr && s.state == "0A")
+        .map(|s| s.rx_queue)
+        .unwrap_or_else(|| panic!("{addr} is not listening in /proc/net/tcp"))
+}
+
+/// Whether the kernel has completed the connection from `client` to the
+/// listener at `server`, accepted or not.
+fn established(server: SocketAddr, client: SocketAddr) -> bool {
+    tcp_sockets()
+        .iter()
+        .any(|s| s.local == server && s.remote == client && s.state == "01")
+}
+
 #[tokio::test]
 async fn at_max_connections_the_listener_waits_for_a_free_slot() {
     let up = upstream::echo().await;
     let toml = with_server("max_connections = 1", &one_upstream(up.addr, PUBLIC));
     let px = start_proxy(&toml).await;
     let mut first = TcpStream::connect(px.addr).await.expect("connect");
-    first
-        .write_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert_eq!(exchange(&mut first, "/a").await.status, 200);
+
+    // A second connection, complete on the proxy's side too, with its
+    // request sent.
+    let mut second = TcpStream::connect(px.addr).await.expect("connect");
+    let client = second.local_addr().expect("local addr");
+    second
+        .write_all(b"GET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
-    let mut buf = vec![0u8; 4096];
-    assert!(first.read(&mut buf).await.expect("read") > 0);
-
-    // The second connection is queued by the kernel, not served.
-    let second = tokio::spawn({
-        let addr = px.addr;
-        async move { get(addr, "/b", &[]).await }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "served beyond max_connections");
-    assert_eq!(up.requests.load(Ordering::SeqCst), 1);
+    let complete =
+        common::process::eventually(Duration::from_secs(5), || established(px.addr, client)).await;
+    assert!(complete, "the kernel never completed the second connection");
+    // Proof that the proxy had its chance and let it wait, rather than a
+    // pause that may be too short: a request on the first connection,
+    // answered after the second was complete. The listener turned readable
+    // no later than that request's bytes arrived, so the proxy's runtime
+    // (the test's own, single thread) woke its accept loop in the same turn
+    // that woke the first connection, and ran it long before this answer
+    // could come back through the upstream: a loop not held at the limit
+    // would have emptied the accept queue by then.
+    assert_eq!(exchange(&mut first, "/c").await.status, 200);
+    assert_eq!(accept_queue(px.addr), 1, "accepted beyond max_connections");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 2, "served beyond it");
 
     drop(first);
-    let reply = tokio::time::timeout(Duration::from_secs(5), second)
+    let reply = closed_within(&mut second, Duration::from_secs(5))
         .await
-        .expect("served once a slot is free")
-        .expect("task");
+        .expect("served once a slot is free");
+    let reply = parse(&reply).expect("an HTTP response");
     assert_eq!(reply.status, 200);
 }
 

@@ -45,6 +45,17 @@ fn a_server_answers_on_its_own_port_and_restarts_on_the_same_one() {
     assert_eq!(redis.cli(&["GET", "k"]), "", "no persistence: data is gone");
 }
 
+/// A server that took the port between the probe and the bind answers
+/// PING too: the start must see the PID is not its child's, and move on.
+#[test]
+fn a_port_taken_before_the_bind_is_given_up_and_its_server_never_passes_for_ours() {
+    let squatter = RedisServer::start();
+    let redis = RedisServer::start_preferring(squatter.port());
+    assert_ne!(redis.port(), squatter.port());
+    let pid = info_field(&redis.info("server"), "process_id");
+    assert_eq!(pid, redis.pid().map(|p| p.to_string()));
+}
+
 #[test]
 fn a_paused_server_answers_nothing_until_resumed() {
     let redis = RedisServer::start();

@@ -134,10 +134,36 @@ pub fn with_server(keys: &str, rest: &str) -> String {
     format!("[server]\n{keys}\n{rest}")
 }
 
-/// A loopback address where nothing listens.
+/// Moves this runtime's clock (what `tokio::time::Instant` and every timer
+/// read) `by` forward at once, as if that much time had passed: the
+/// proxy's cooldowns, `max_stale` and TTLs see it, and timers due by then
+/// fire. The proxy must run in-process on the test's `current_thread`
+/// runtime (`start_proxy`; a child process keeps its own clock).
+///
+/// A jump, not a paused clock: while paused, tokio advances the clock to
+/// the next timer whenever the runtime idles, which it does while waiting
+/// on a real socket, so a fetch or read timeout would fire at once.
+/// Between `pause` and `resume` the runtime never idles: `advance` only
+/// yields, and a yield polls the driver without waiting (nor advancing).
+pub async fn jump_clock(by: std::time::Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
+/// A loopback address where nothing listens, for as long as the test
+/// process runs: a socket bound there without `listen` refuses every
+/// connection, and keeps the port from being handed to another test (a
+/// port bound and released could be, and then answer).
 pub fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr")
+    static HELD: std::sync::Mutex<Vec<tokio::net::TcpSocket>> = std::sync::Mutex::new(Vec::new());
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind 127.0.0.1:0");
+    let addr = socket.local_addr().expect("addr");
+    HELD.lock().unwrap_or_else(|p| p.into_inner()).push(socket);
+    addr
 }
 
 /// The value of the sample `name{labels...}` in Prometheus/OpenMetrics text,

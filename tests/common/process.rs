@@ -1,6 +1,8 @@
 //! The real `wristband` binary as a child process: its config in a private
-//! temp directory, its stdout and stderr captured to files, its listeners on
-//! ports picked free just before the start, and the child killed on drop.
+//! temp directory, its stdout and stderr captured to files, and the child
+//! killed on drop. Its listeners bind port 0 and the addresses are read
+//! from its own log, so no other process can take a port between a probe
+//! and the bind and pass for the proxy.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -17,7 +19,8 @@ pub fn binary() -> &'static str {
 }
 
 /// A loopback address that was free a moment ago: bound on port 0, read,
-/// released.
+/// released. Only for a test that checks nothing binds there: anything may
+/// take it afterwards, so it is never where a child is expected to listen.
 pub fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr")
@@ -107,9 +110,10 @@ pub struct ProxyProcess {
 
 impl ProxyProcess {
     /// Starts the binary with `toml`, to which `[server] listen` and
-    /// `[admin] listen` on free loopback ports are added (other `[server]`
-    /// keys the text sets are kept; it must not set `[admin]`), and waits
-    /// until `/readyz` answers 200 (at most 10 s).
+    /// `[admin] listen` on `127.0.0.1:0` are added (other `[server]` keys
+    /// the text sets are kept; it must not set `[admin]`, nor turn the
+    /// JSON log or `info` for `wristband::server` off: the addresses are
+    /// read from it), and waits until `/readyz` answers 200 (at most 10 s).
     pub async fn start(toml: &str) -> ProxyProcess {
         ProxyProcess::start_with_env(toml, &[]).await
     }
@@ -117,9 +121,7 @@ impl ProxyProcess {
     /// As [`ProxyProcess::start`], with extra environment variables.
     pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> ProxyProcess {
         let dir = TempDir::new();
-        let addr = free_addr();
-        let admin = free_addr();
-        let config = dir.write("wristband.toml", &with_listeners(toml, addr, admin));
+        let config = dir.write("wristband.toml", &with_listeners(toml));
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("stdout file");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr file");
         let child = Command::new(binary())
@@ -132,19 +134,24 @@ impl ProxyProcess {
             .stderr(stderr)
             .spawn()
             .expect("spawn wristband");
+        // Held by the struct from here on, so that a panic below still
+        // kills the child; the addresses come from its log.
+        let unknown = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut process = ProxyProcess {
             child,
             dir,
             config,
-            addr,
-            admin,
+            addr: unknown,
+            admin: unknown,
         };
         process.wait_ready().await;
         process
     }
 
+    /// Reads the bound addresses from the log, then polls `/readyz`.
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut bound = None;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 panic!(
@@ -152,12 +159,19 @@ impl ProxyProcess {
                     self.stderr()
                 );
             }
-            if admin_status(self.admin, "/readyz").await == Some(200) {
+            if bound.is_none() {
+                bound = bound_addrs(&self.stderr());
+                if let Some((addr, admin)) = bound {
+                    self.addr = addr;
+                    self.admin = admin;
+                }
+            }
+            if bound.is_some() && admin_status(self.admin, "/readyz").await == Some(200) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "wristband not ready within 10 s; stderr:\n{}",
+                "wristband not ready within 10 s (addresses logged: {bound:?}); stderr:\n{}",
                 self.stderr()
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -173,10 +187,10 @@ impl ProxyProcess {
     }
 
     /// Overwrites the config file with `toml` plus the same listeners (send
-    /// SIGHUP to apply it).
+    /// SIGHUP to apply it). They are still `127.0.0.1:0`, as at the start, so
+    /// a reload sees them unchanged and the process keeps the ports it has.
     pub fn rewrite_config(&self, toml: &str) {
-        std::fs::write(&self.config, with_listeners(toml, self.addr, self.admin))
-            .expect("rewrite config");
+        std::fs::write(&self.config, with_listeners(toml)).expect("rewrite config");
     }
 
     /// Overwrites the config file with exactly `text`.
@@ -241,16 +255,38 @@ impl Drop for ProxyProcess {
     }
 }
 
-/// Adds the listeners to `toml` (into its `[server]` table if it has one).
-fn with_listeners(toml: &str, addr: SocketAddr, admin: SocketAddr) -> String {
-    let listen = format!("listen = [\"{addr}\"]");
+/// Adds listeners on port 0 to `toml` (into its `[server]` table if it has
+/// one).
+fn with_listeners(toml: &str) -> String {
+    let listen = "listen = [\"127.0.0.1:0\"]";
     let mut text = if toml.contains("[server]") {
         toml.replacen("[server]", &format!("[server]\n{listen}"), 1)
     } else {
         format!("[server]\n{listen}\n\n{toml}")
     };
-    text.push_str(&format!("\n[admin]\nlisten = \"{admin}\"\n"));
+    text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n");
     text
+}
+
+/// The client and admin addresses the process logged (JSON lines
+/// `{"message":"listening","addr":...}` and `"admin listening"`), once both
+/// are there. The admin line comes after every client listener's.
+fn bound_addrs(stderr: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let logged = |message: &str| {
+        stderr.lines().find_map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            if event["message"] != message {
+                return None;
+            }
+            let addr = event["addr"].as_str()?;
+            Some(
+                addr.parse()
+                    .unwrap_or_else(|e| panic!("a logged address ({e}): {line}")),
+            )
+        })
+    };
+    let admin = logged("admin listening")?;
+    Some((logged("listening")?, admin))
 }
 
 /// The status of `GET path` on the admin listener, or `None` if it did not

@@ -1,12 +1,15 @@
 //! Real Redis for the tests: `redis-server` children on ports picked free
 //! just before the start, each in a private temp directory with its log,
 //! without persistence, and killed by PID on drop. Never port 6379, never a
-//! server the test did not start.
+//! server the test did not start: a start counts only once the server on
+//! the port reports the child's PID, and a port taken between the probe
+//! and the bind (redis-server cannot bind port 0 and say which port it
+//! got) is given up for another.
 //!
 //! - [`RedisServer`]: one standalone server (or a node with extra arguments);
 //!   stop/restart on the same port, pause/resume with SIGSTOP/SIGCONT.
 //! - [`SentinelSet`]: a primary, a replica and three sentinels.
-//! - [`Cluster`]: N masters joined with `redis-cli --cluster create`.
+//! - [`Cluster`]: N masters (and replicas) joined by `CLUSTER MEET`.
 //!
 //! Every call here blocks the calling thread (it runs `redis-cli`); tests
 //! that also drive an in-process proxy while waiting here should use a
@@ -50,9 +53,18 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
 }
 
+/// How long a start-up probe may wait for an answer: what took the port
+/// may accept and never answer, and the probe is repeated anyway.
+const PROBE_LIMIT: Duration = Duration::from_secs(1);
+
 /// Runs `redis-cli` with `args`; its trimmed stdout, or `None` if it failed
 /// to run or did not finish within [`CLI_LIMIT`].
 fn run_cli(args: &[String]) -> Option<String> {
+    run_cli_within(args, CLI_LIMIT)
+}
+
+/// [`run_cli`], killed after `limit`.
+fn run_cli_within(args: &[String], limit: Duration) -> Option<String> {
     let mut child = Command::new("redis-cli")
         .args(args)
         .stdin(Stdio::null())
@@ -60,7 +72,7 @@ fn run_cli(args: &[String]) -> Option<String> {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn redis-cli (is it installed?)");
-    let deadline = Instant::now() + CLI_LIMIT;
+    let deadline = Instant::now() + limit;
     loop {
         match child.try_wait().expect("try_wait redis-cli") {
             Some(_) => break,
@@ -95,9 +107,24 @@ enum Role {
     Sentinel { conf: String },
 }
 
+/// How many ports a start tries before it gives up.
+const PORT_ATTEMPTS: usize = 5;
+
+/// How one attempt to start a child went.
+enum Start {
+    /// The child answers on its port.
+    Up,
+    /// Its port (or cluster bus port) was taken: another may do.
+    PortTaken,
+    /// Anything else; the log says why.
+    Failed,
+}
+
 /// One `redis-server` child on a fixed port.
 pub struct RedisServer {
     port: u16,
+    /// The cluster bus port, for a node started with `{bus_port}`.
+    bus_port: Option<u16>,
     role: Role,
     child: Option<Child>,
     dir: TempDir,
@@ -110,7 +137,8 @@ impl RedisServer {
     }
 
     /// A server with extra command-line arguments; `{port}` in an argument
-    /// is replaced by the server's port (e.g. `nodes-{port}.conf`).
+    /// is replaced by the server's port (e.g. `nodes-{port}.conf`), and
+    /// `{bus_port}` by a second free port, picked anew with the port.
     pub fn start_with(extra: &[&str]) -> RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         RedisServer::start_role(|_| Role::Server {
@@ -123,29 +151,56 @@ impl RedisServer {
         RedisServer::start_role(|port| Role::Sentinel { conf: conf(port) })
     }
 
-    /// Picks a port and starts; a lost race for the port (another process
-    /// took it between our probe and the bind) is retried on a new port.
     fn start_role(role: impl Fn(u16) -> Role) -> RedisServer {
-        let mut last_log = String::new();
-        for _ in 0..5 {
-            let port = free_port();
+        RedisServer::start_on(free_port, role)
+    }
+
+    /// Starts on the port `next_port` gives, and on the next one it gives
+    /// whenever the port was lost to another process (any process: another
+    /// test's server, a listener) between the probe and the bind.
+    fn start_on(mut next_port: impl FnMut() -> u16, role: impl Fn(u16) -> Role) -> RedisServer {
+        let mut taken = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let port = next_port();
+            let role = role(port);
+            let bus_port = match &role {
+                Role::Server { extra } if extra.iter().any(|a| a.contains("{bus_port}")) => {
+                    Some(free_port())
+                }
+                _ => None,
+            };
             let mut server = RedisServer {
                 port,
-                role: role(port),
+                bus_port,
+                role,
                 child: None,
                 dir: TempDir::new(),
             };
-            if server.spawn_and_wait(Duration::from_secs(10)) {
-                return server;
+            match server.spawn_and_wait(Duration::from_secs(10)) {
+                Start::Up => return server,
+                Start::PortTaken => taken.push(port),
+                Start::Failed => panic!(
+                    "redis-server on :{port} did not start; log:\n{}",
+                    server.log()
+                ),
             }
-            last_log = server.log();
         }
-        panic!("redis-server did not start after 5 attempts; last log:\n{last_log}");
+        panic!("redis-server found every port it tried taken: {taken:?}");
     }
 
-    /// Spawns the child and waits (bounded) for PONG. False, with the child
-    /// reaped, if it exited or never answered.
-    fn spawn_and_wait(&mut self, limit: Duration) -> bool {
+    /// A server on `first` if it can have it, else on a free port: what a
+    /// test of the port-taken path needs.
+    pub fn start_preferring(first: u16) -> RedisServer {
+        let mut first = Some(first);
+        RedisServer::start_on(
+            move || first.take().unwrap_or_else(free_port),
+            |_| Role::Server { extra: Vec::new() },
+        )
+    }
+
+    /// Spawns the child and waits (bounded) until it answers as itself. The
+    /// child is reaped unless it came up.
+    fn spawn_and_wait(&mut self, limit: Duration) -> Start {
         let log_path = self.dir.path().join("redis.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -157,13 +212,18 @@ impl RedisServer {
         match &self.role {
             Role::Server { extra } => {
                 let port = self.port.to_string();
+                let bus_port = self.bus_port.map(|p| p.to_string()).unwrap_or_default();
                 command
                     .args(["--port", &port, "--bind", "127.0.0.1"])
                     .args(["--save", "", "--appendonly", "no"])
                     .arg("--dir")
                     .arg(self.dir.path())
                     .args(["--daemonize", "no"])
-                    .args(extra.iter().map(|a| a.replace("{port}", &port)));
+                    .args(
+                        extra
+                            .iter()
+                            .map(|a| a.replace("{port}", &port).replace("{bus_port}", &bus_port)),
+                    );
             }
             Role::Sentinel { conf } => {
                 // A sentinel rewrites its config file: write it once, keep
@@ -183,11 +243,14 @@ impl RedisServer {
             .stderr(log_err)
             .spawn()
             .expect("spawn redis-server (is it installed?)");
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + limit;
         loop {
-            if self.ping() {
-                return true;
+            // Whatever answers must be our child: a PONG alone could come
+            // from a server that took the port first.
+            if self.answering_pid() == Some(pid) {
+                return Start::Up;
             }
             let exited = self
                 .child
@@ -196,15 +259,24 @@ impl RedisServer {
                 .is_some();
             if exited || Instant::now() >= deadline {
                 self.kill();
-                return false;
+                // "Could not create server TCP listening socket
+                // 127.0.0.1:P: bind: Address already in use", for the
+                // client port and the cluster bus alike.
+                return if exited && self.log().contains("Address already in use") {
+                    Start::PortTaken
+                } else {
+                    Start::Failed
+                };
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    fn ping(&self) -> bool {
-        run_cli(&["-p".to_owned(), self.port.to_string(), "PING".to_owned()]).as_deref()
-            == Some("PONG")
+    /// The `process_id` of the server answering on the port, if any does.
+    fn answering_pid(&self) -> Option<u32> {
+        let args = ["-p", &self.port.to_string(), "INFO", "server"].map(str::to_owned);
+        let info = run_cli_within(&args, PROBE_LIMIT)?;
+        info_field(&info, "process_id")?.trim().parse().ok()
     }
 
     fn kill(&mut self) {
@@ -217,6 +289,11 @@ impl RedisServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The cluster bus port, for a node started with `{bus_port}`.
+    pub fn bus_port(&self) -> Option<u16> {
+        self.bus_port
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -284,7 +361,7 @@ impl RedisServer {
         self.kill();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.spawn_and_wait(Duration::from_secs(5)) {
+            if let Start::Up = self.spawn_and_wait(Duration::from_secs(5)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -467,10 +544,8 @@ impl Cluster {
     fn build(masters: usize, replicas: bool) -> Cluster {
         assert!(masters >= 3, "a cluster needs at least 3 masters");
         let count = if replicas { masters * 2 } else { masters };
-        let bus_ports: Vec<String> = (0..count).map(|_| free_port().to_string()).collect();
-        let nodes: Vec<RedisServer> = bus_ports
-            .iter()
-            .map(|bus_port| {
+        let nodes: Vec<RedisServer> = (0..count)
+            .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
                     "yes",
@@ -479,7 +554,7 @@ impl Cluster {
                     "--cluster-node-timeout",
                     "2000",
                     "--cluster-port",
-                    bus_port,
+                    "{bus_port}",
                 ])
             })
             .collect();
@@ -496,14 +571,17 @@ impl Cluster {
             assert_eq!(reply, "OK", "CLUSTER ADDSLOTSRANGE on :{}", node.port());
         }
         let seed = &nodes[0];
-        let seed_bus = &bus_ports[0];
+        let seed_bus = seed
+            .bus_port()
+            .expect("a cluster node has a bus port")
+            .to_string();
         for node in &nodes[1..] {
             let reply = node.cli(&[
                 "CLUSTER",
                 "MEET",
                 "127.0.0.1",
                 &seed.port().to_string(),
-                seed_bus,
+                &seed_bus,
             ]);
             assert_eq!(reply, "OK", "CLUSTER MEET from :{}", node.port());
         }

@@ -13,10 +13,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
+// The runtime's clock, not the OS's: tests jump it past a cooldown or
+// `max_stale` instead of sleeping through it.
+use tokio::time::Instant;
 
 use super::fetch::{FetchError, Fetcher};
 use super::keys::{self, VerifyingKey};

@@ -3,7 +3,10 @@
 //! Redis behind a load balancer.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The runtime's clock, so a test can jump past a TTL instead of sleeping.
+use tokio::time::Instant;
 
 use super::record::Stored;
 
