@@ -11,7 +11,7 @@
 //! which is visible ASCII only, so a browser resolves exactly what was
 //! checked: it never decodes `%2F` into a path separator or an authority.
 
-use crate::encoding::hex_digit;
+use crate::encoding::percent_decode;
 
 /// `allowed_redirect_hosts`: exact host names, or `*.example.com` for any
 /// host under `example.com` (not `example.com` itself).
@@ -101,26 +101,6 @@ fn is_allowed_https_url(raw: &str, allowed: &AllowedHosts) -> bool {
         None => authority,
     };
     !host.is_empty() && allowed.allows(host)
-}
-
-/// One round of percent-decoding (RFC 3986 §2.1); `None` on a broken
-/// escape or a result that is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = hex_digit(*bytes.get(i + 1)?)?;
-            let lo = hex_digit(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use aws_lc_rs::hmac;
 
 use crate::config::{CookieCodec, Secret};
-use crate::encoding::hex_digit;
+use crate::encoding::percent_decode;
 
 /// Why a cookie value is not a session id (the reason is logged only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -86,27 +86,6 @@ impl Codec {
             Err(CookieError::BadSignature)
         }
     }
-}
-
-/// `%XX` decoding (what `decodeURIComponent` does to a cookie value). A `%`
-/// not followed by two hex digits makes the whole value malformed (`None`),
-/// as `decodeURIComponent` throws on it.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = hex_digit(*bytes.get(i + 1)?)?;
-            let lo = hex_digit(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
