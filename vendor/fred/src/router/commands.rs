@@ -81,7 +81,10 @@ async fn create_replica_connection(
     // connection does not exist
     _debug!(inner, "Failed to route command to replica. Deferring reconnection...");
     let err = Error::new(ErrorKind::Routing, "Failed to route command.");
-    command.attempts_remaining += 1;
+    // wristband patch: this attempt counts. Unpatched, the attempt was given
+    // back, and `retry_buffer` (which pops the command it re-queues here in
+    // the same loop, without yielding) spun forever while the primary's
+    // connection was gone, so the reconnection it deferred never ran.
     finish_or_retry_command(router, command, &err);
     utils::defer_reconnection(inner, router, None, err, false)?;
     Ok(())
