@@ -54,6 +54,9 @@ enum Edit {
     DeleteLine(usize),
     DuplicateLine(usize),
     ReplaceLine(usize, String),
+    InsertLine(usize, String),
+    /// The value of the n-th `key = value` line (wrapping) replaced.
+    Retype(usize, String),
     SwapLines(usize, usize),
 }
 
@@ -67,23 +70,77 @@ fn toml_char() -> impl Strategy<Value = char> {
     ]
 }
 
-fn edit() -> impl Strategy<Value = Edit> {
-    let line = prop_oneof![
-        Just(String::new()),
-        Just("[[routes]]".to_owned()),
-        Just("[[upstreams]]".to_owned()),
-        Just("[jwt]".to_owned()),
-        "[a-z_]{1,12} = (\"[^\"\n]{0,12}\"|[0-9]{1,6}|true|\\[\\]|\\{\\})",
-        "\\PC{0,20}",
+/// The names the example uses, for keys and table headers: random names
+/// would only ever meet "unknown key".
+fn example_names() -> Vec<String> {
+    let mut names: Vec<String> = EXAMPLE
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start_matches(['#', ' ', '[']);
+            let end = line.find(|c: char| !(c.is_ascii_alphanumeric() || "_.".contains(c)))?;
+            (end > 0).then(|| line[..end].to_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A line as an operator might write it, often wrongly typed.
+fn toml_line() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        4 => proptest::sample::select(example_names()),
+        1 => "[a-z_]{1,8}",
     ];
     prop_oneof![
-        (any::<usize>(), toml_char()).prop_map(|(i, c)| Edit::InsertChar(i, c)),
-        any::<usize>().prop_map(Edit::DeleteChar),
-        (any::<usize>(), toml_char()).prop_map(|(i, c)| Edit::ReplaceChar(i, c)),
-        any::<usize>().prop_map(Edit::DeleteLine),
-        any::<usize>().prop_map(Edit::DuplicateLine),
-        (any::<usize>(), line).prop_map(|(i, l)| Edit::ReplaceLine(i, l)),
-        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::SwapLines(a, b)),
+        1 => Just(String::new()),
+        2 => proptest::sample::select(example_names()).prop_map(|n| format!("[{n}]")),
+        2 => proptest::sample::select(example_names()).prop_map(|n| format!("[[{n}]]")),
+        8 => (name, toml_value()).prop_map(|(n, v)| format!("{n} = {v}")),
+        1 => "\\PC{0,20}",
+    ]
+}
+
+/// A value of every TOML type, some of them what a key wants.
+fn toml_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\"[^\"\\\\\n]{0,12}\"",
+        Just("\"${WB_TEST_HOST}\"".to_owned()),
+        Just("\"${UNSET}\"".to_owned()),
+        "-?[0-9]{1,20}",
+        Just("true".to_owned()),
+        Just("1.5".to_owned()),
+        Just("1979-05-27T07:32:00Z".to_owned()),
+        Just("[]".to_owned()),
+        Just("[1, \"a\"]".to_owned()),
+        Just("{}".to_owned()),
+        Just("{ a = 1 }".to_owned()),
+        Just("[[]]".to_owned()),
+        Just("\"5s\"".to_owned()),
+        Just("\"127.0.0.1:0\"".to_owned()),
+        Just("[\"127.0.0.1:0\"]".to_owned()),
+        Just("\"/\"".to_owned()),
+        // Escapes and multi-line strings: text that reaches a message may
+        // hold a line break.
+        "\"[a-z0-9:./]{0,6}(\\\\n|\\\\r|\\\\t|\\\\u0000)[a-z0-9]{0,6}\"",
+        Just("\"\"\"\n5s\n\"\"\"".to_owned()),
+    ]
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        1 => (any::<usize>(), toml_char()).prop_map(|(i, c)| Edit::InsertChar(i, c)),
+        1 => any::<usize>().prop_map(Edit::DeleteChar),
+        1 => (any::<usize>(), toml_char()).prop_map(|(i, c)| Edit::ReplaceChar(i, c)),
+        1 => any::<usize>().prop_map(Edit::DeleteLine),
+        1 => any::<usize>().prop_map(Edit::DuplicateLine),
+        3 => (any::<usize>(), toml_line()).prop_map(|(i, l)| Edit::ReplaceLine(i, l)),
+        // Line 0 is outside every table: where a whole section can be
+        // given the wrong type.
+        2 => (prop_oneof![Just(0), any::<usize>()], toml_line())
+            .prop_map(|(i, l)| Edit::InsertLine(i, l)),
+        3 => (any::<usize>(), toml_value()).prop_map(|(i, v)| Edit::Retype(i, v)),
+        1 => (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::SwapLines(a, b)),
     ]
 }
 
@@ -113,6 +170,20 @@ fn apply(text: &str, edit: &Edit) -> String {
         Edit::ReplaceLine(i, line) => {
             let i = at(*i, lines.len());
             lines[i].clone_from(line);
+            return lines.join("\n");
+        }
+        Edit::InsertLine(i, line) => {
+            lines.insert(i % (lines.len() + 1), line.clone());
+            return lines.join("\n");
+        }
+        Edit::Retype(n, value) => {
+            let keys: Vec<usize> = (0..lines.len())
+                .filter(|&i| !lines[i].starts_with('#') && lines[i].contains(" = "))
+                .collect();
+            if let Some(&i) = keys.get(at(*n, keys.len())) {
+                let key = lines[i].split(" = ").next().unwrap_or_default().to_owned();
+                lines[i] = format!("{key} = {value}");
+            }
             return lines.join("\n");
         }
         Edit::SwapLines(a, b) => {
