@@ -62,7 +62,7 @@ pub(super) fn load_with_env(
         for e in syntax_errors {
             diag.error_at(e.span().map(|s| s.start), "", e.message());
         }
-        return Err(diag.into_errors());
+        return Err(one_line(diag.into_errors()));
     }
 
     let mut doc = doc.into_inner();
@@ -78,10 +78,30 @@ pub(super) fn load_with_env(
     };
     let config = validate::validate(&mut diag, raw, path, base_dir);
     if diag.has_errors() {
-        Err(diag.into_errors())
+        Err(one_line(diag.into_errors()))
     } else {
         Ok(config)
     }
+}
+
+/// Messages quote what the operator wrote, and a TOML string may hold a
+/// line break (`"a\nb"`, `"""..."""`); SPEC §2 prints one error per line, so
+/// control characters are written as Rust escapes (`\n`, `\u{0}`).
+fn one_line(mut errors: ConfigErrors) -> ConfigErrors {
+    for e in &mut errors.0 {
+        if e.message.contains(char::is_control) {
+            let mut escaped = String::with_capacity(e.message.len() + 8);
+            for c in e.message.chars() {
+                if c.is_control() {
+                    escaped.extend(c.escape_default());
+                } else {
+                    escaped.push(c);
+                }
+            }
+            e.message = escaped;
+        }
+    }
+    errors
 }
 
 /// Records the span of `path` and everything below it, and substitutes
@@ -334,6 +354,20 @@ mod tests {
             "NESTED" => Ok("${HOST}".into()),
             _ => Err(std::env::VarError::NotPresent),
         }
+    }
+
+    /// Found by `tests_prop`: `upstream = """\n5s\n"""` printed an
+    /// error whose message went on over two lines.
+    #[test]
+    fn a_line_break_in_a_quoted_value_stays_on_one_line() {
+        let errors = crate::config::test_support::errors(
+            "[[upstreams]]\nname = \"a\"\ntargets = [\"http://127.0.0.1:1\"]\n\
+             [[routes]]\nname = \"r\"\npath = \"/\"\nupstream = \"x\\ny\\u0000\"\n",
+        );
+        assert_eq!(
+            errors,
+            [r#":7:12: routes[0].upstream: no upstream named "x\ny\u{0}""#]
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ mod load;
 mod raw;
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod tests_prop;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -249,4 +249,70 @@ mod tests {
         assert_eq!(text("use"), "sig");
         assert!(jwk.get("d").is_none(), "never the private part");
     }
+
+    mod props {
+        use super::*;
+        use crate::identity::tests::props::claim_value;
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever the claims hold (CR, LF, NUL, any character, any
+            /// nesting), the assertion is a valid header of base64url and
+            /// dots, verifies under the published key, and carries each
+            /// named claim whole.
+            #[test]
+            fn any_identity_is_asserted_whole_in_a_clean_header(
+                sub in any::<String>(),
+                claims in proptest::collection::btree_map(
+                    proptest::sample::select(vec!["roles", "email", "iss", "other"])
+                        .prop_map(str::to_owned),
+                    claim_value(),
+                    0..4,
+                ),
+                audience in "[a-z0-9-]{1,8}",
+            ) {
+                let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("key");
+                let public = pair.public_key().as_ref().to_vec();
+                let config = AssertionConfig {
+                    header: HeaderName::from_static("x-auth-assertion"),
+                    key_file: PathBuf::new(),
+                    issuer: "wristband".into(),
+                    ttl: Duration::from_secs(60),
+                };
+                let signer = AssertionSigner::new(&config, ["sub", "roles", "email", "iss"], pair);
+                let identity = Identity::new(sub.clone(), claims.clone());
+                let token = signer.sign_at(&identity, &audience, 1000).expect("signed");
+                let token = token.as_bytes();
+                prop_assert!(token
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b)));
+                let token = std::str::from_utf8(token).expect("ASCII");
+                let (signing_input, signature) = token.rsplit_once('.').expect("three segments");
+                let signature = crate::encoding::base64url_decode(signature).expect("base64url");
+                prop_assert!(UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &public)
+                    .verify(signing_input.as_bytes(), &signature)
+                    .is_ok());
+                let payload = signing_input.split('.').nth(1).unwrap_or_default();
+                let mut expected = Map::new();
+                for name in ["roles", "email"] {
+                    if let Some(value) = claims.get(name) {
+                        expected.insert(name.into(), value.clone());
+                    }
+                }
+                expected.insert("iss".into(), json!("wristband"));
+                expected.insert("sub".into(), json!(sub));
+                expected.insert("aud".into(), json!(audience));
+                expected.insert("iat".into(), json!(1000));
+                expected.insert("exp".into(), json!(1060));
+                // Compared as text: reading floats back through serde_json
+                // may move them by one ulp.
+                let payload = crate::encoding::base64url_decode(payload).expect("base64url");
+                prop_assert_eq!(
+                    String::from_utf8_lossy(&payload),
+                    Value::Object(expected).to_string()
+                );
+            }
+        }
+    }
 }

@@ -369,4 +369,131 @@ mod tests {
         assert!(header_value(&json!("nul\0")).is_none());
         assert!(header_value(&json!("tab\there")).is_none());
     }
+
+    pub(super) mod props {
+        //! The rendering rule of SPEC §3 and §5.2, checked over arbitrary
+        //! claims: a header is sent only when the claim's whole text holds
+        //! no control character (U+0000–U+001F, U+007F–U+009F: CR, LF, NUL
+        //! and tab among them), and then exactly that text as UTF-8 (other
+        //! non-ASCII characters go out as RFC 9110 §5.5 obs-text); a claim
+        //! with a control character, or `null`, sends no header at all —
+        //! never a part of it.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Claim values as an IdP or a session store might hold them, with
+        /// strings of any characters, control characters made common.
+        pub(in crate::identity) fn claim_value() -> impl Strategy<Value = Value> {
+            let text = prop_oneof![
+                any::<String>(),
+                "[ -~]{0,12}",
+                "[a-z\r\n\0\t\u{7f}\u{85}é ]{0,8}",
+            ];
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(Value::from),
+                text.prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    proptest::collection::btree_map("[a-z\r\n\"]{0,3}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// SPEC §3's text of a claim, or `None` for `null`.
+        fn spec_text(value: &Value) -> Option<String> {
+            let json = |v: &Value| serde_json::to_string(v).unwrap_or_default();
+            match value {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                Value::Array(items) => Some(
+                    items
+                        .iter()
+                        .map(|item| item.as_str().map_or_else(|| json(item), str::to_owned))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                other => Some(json(other)),
+            }
+        }
+
+        fn expected_header(value: &Value) -> Option<String> {
+            let control = |c: &char| matches!(c, '\0'..='\u{1f}' | '\u{7f}'..='\u{9f}');
+            spec_text(value).filter(|t| !t.chars().any(|c| control(&c)))
+        }
+
+        const CLAIMS: [&str; 4] = ["sub", "a", "b", "roles"];
+
+        fn mapped() -> IdentityHeaders {
+            let config = IdentityConfig {
+                strip: vec![HeaderPattern::Prefix("x-auth-".into())],
+                headers: CLAIMS
+                    .iter()
+                    .map(|c| {
+                        let name = HeaderName::try_from(format!("x-auth-{c}"));
+                        (name.expect("a valid header name"), (*c).to_owned())
+                    })
+                    .collect(),
+                assertion: None,
+            };
+            match IdentityHeaders::new(&config).map(Arc::try_unwrap) {
+                Ok(Ok(ids)) => ids,
+                _ => unreachable!("no assertion key to load, and the Arc is ours"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            #[test]
+            fn a_claim_renders_whole_or_not_at_all(value in claim_value()) {
+                let rendered = header_value(&value);
+                let expected = expected_header(&value);
+                prop_assert_eq!(
+                    rendered.as_ref().map(HeaderValue::as_bytes),
+                    expected.as_ref().map(String::as_bytes),
+                    "{}", value
+                );
+            }
+
+            /// Through strip and inject, with every identity header
+            /// spoofed by the client: each one carries the claim's whole
+            /// text or is absent, and no value the upstream gets holds CR,
+            /// LF or NUL.
+            #[test]
+            fn injected_headers_are_the_claims_or_nothing(
+                sub in any::<String>(),
+                claims in proptest::collection::btree_map(
+                    proptest::sample::select(CLAIMS[1..].to_vec()).prop_map(str::to_owned),
+                    claim_value(),
+                    0..4,
+                ),
+            ) {
+                let ids = mapped();
+                let identity = Identity::new(sub, claims);
+                let mut headers = HeaderMap::new();
+                for (name, _) in &ids.inject {
+                    headers.append(name.clone(), HeaderValue::from_static("spoofed"));
+                }
+                ids.strip(&mut headers);
+                ids.inject(&identity, "app", &mut headers).expect("no assertion configured");
+                for (name, claim) in &ids.inject {
+                    let sent: Vec<&[u8]> =
+                        headers.get_all(name).iter().map(HeaderValue::as_bytes).collect();
+                    let expected = identity.claim(claim).and_then(expected_header);
+                    let expected: Vec<&[u8]> = expected.iter().map(String::as_bytes).collect();
+                    prop_assert_eq!(sent, expected, "{}", name);
+                }
+                for value in headers.values() {
+                    prop_assert!(!value.as_bytes().iter().any(|b| b"\r\n\0".contains(b)));
+                }
+            }
+        }
+    }
 }
