@@ -262,6 +262,20 @@ mod tests {
                     ]),
                     0..8,
                 ).prop_map(|pieces| pieces.concat()),
+                // URLs whose host is listed, or looks listed, with what could
+                // carry them elsewhere: user info, escapes, odd ports.
+                (
+                    proptest::sample::select(vec!["https://", "HTTPS://", "http://", "https:/"]),
+                    proptest::sample::select(vec!["", "evil.example@", "u:p@", "%40", "x%2F"]),
+                    proptest::sample::select(vec![
+                        "app.example.com", "wiki.corp.example", "corp.example",
+                        "evil.example", "x%2Fevil.corp.example", "app.example.com.evil.example",
+                    ]),
+                    proptest::sample::select(vec!["", ":443", ":", ":x", "@evil.example"]),
+                    proptest::sample::select(vec!["", "/", "/x?y=1", "#f", "\\@evil.example/"]),
+                ).prop_map(|(scheme, user, host, port, tail)| {
+                    format!("{scheme}{user}{host}{port}{tail}")
+                }),
             ],
         ) {
             let out = return_url(Some(&rd), &allowed());
