@@ -253,7 +253,11 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4096))]
+        // PROPTEST_CASES raises the count for a deep run.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(4096),
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn a_return_url_never_leaves_the_site(

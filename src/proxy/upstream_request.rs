@@ -289,7 +289,11 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4096))]
+        // PROPTEST_CASES raises the count for a deep run.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(4096),
+            ..ProptestConfig::default()
+        })]
 
         /// Guarantee 3: what routing and policy saw (the normalized path) is
         /// exactly what the upstream is asked for, with the query as sent.

@@ -377,7 +377,11 @@ pub(crate) mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4096))]
+        // PROPTEST_CASES raises the count for a deep run.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(4096),
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn any_accepted_path_is_normal_and_a_fixed_point(x in any_path()) {

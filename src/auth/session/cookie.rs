@@ -195,7 +195,11 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2048))]
+        // PROPTEST_CASES raises the count for a deep run.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(2048),
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn plain_accepts_exactly_the_ids_of_the_allowed_shape(
