@@ -151,6 +151,7 @@ pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -215,6 +216,106 @@ mod tests {
                 .find(|(k, _)| k.trim_ascii() == "sid")
                 .map(|(_, v)| strip_quotes(v.trim_ascii()));
             assert_eq!(by_pairs, expected, "splitting agrees: {header:?}");
+        }
+    }
+
+    /// The plain reading of RFC 6265 §5.4, kept apart from the fast one:
+    /// every value the readable `Cookie` headers carry for `name`.
+    fn values_carried<'h>(headers: &'h HeaderMap, name: &str) -> Vec<&'h str> {
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|text| text.split(';'))
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(k, _)| k.trim_ascii() == name)
+            .map(|(_, v)| strip_quotes(v.trim_ascii()))
+            .collect()
+    }
+
+    /// Checks `cookie` against the plain reading: the value it returns is
+    /// one carried for `name`, two different ones are always ambiguous.
+    fn agrees_with_the_plain_reading(headers: &HeaderMap, name: &str) {
+        let mut carried = values_carried(headers, name);
+        carried.sort_unstable();
+        carried.dedup();
+        match (cookie(headers, name), carried.as_slice()) {
+            (Err(Ambiguous(_)), [_, _, ..]) => {}
+            (Ok(None), []) => {}
+            (Ok(None), [""]) => {}
+            (Ok(Some(value)), [one]) if value == *one => {}
+            (got, carried) => panic!("{name:?}: {got:?}, but carried {carried:?} in {headers:?}"),
+        }
+    }
+
+    fn cookie_headers(texts: &[Vec<u8>]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for text in texts {
+            if let Ok(value) = HeaderValue::from_bytes(text) {
+                map.append(COOKIE, value);
+            }
+        }
+        map
+    }
+
+    proptest! {
+        // PROPTEST_CASES raises the count for a deep run.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(4096),
+            ..ProptestConfig::default()
+        })]
+
+        /// Few names and values, so names repeat and values collide.
+        #[test]
+        fn a_cookie_is_a_value_carried_for_it_and_two_values_are_ambiguous(
+            headers in proptest::collection::vec(
+                proptest::collection::vec(
+                    ("[ \t]{0,1}", "sid|si|sidx|a", "[ \t]{0,1}=?[ \t]{0,1}", "\"?[xy=\"]{0,2}\"?"),
+                    0..4,
+                ),
+                1..4,
+            ),
+        ) {
+            let texts: Vec<Vec<u8>> = headers
+                .iter()
+                .map(|pairs| {
+                    pairs
+                        .iter()
+                        .map(|(a, k, eq, v)| format!("{a}{k}{eq}{v}"))
+                        .collect::<Vec<_>>()
+                        .join(";")
+                        .into_bytes()
+                })
+                .collect();
+            let map = cookie_headers(&texts);
+            for name in ["sid", "si", "a"] {
+                agrees_with_the_plain_reading(&map, name);
+            }
+        }
+
+        #[test]
+        fn arbitrary_cookie_bytes_never_panic_and_agree(
+            texts in proptest::collection::vec(
+                prop_oneof![
+                    // Visible bytes, often a cookie's own, so pairs form.
+                    3 => proptest::collection::vec(
+                        prop_oneof![
+                            2 => 0x20u8..0x7f,
+                            1 => Just(b'\t'),
+                            4 => proptest::sample::select(b"sidax=; \"".to_vec()),
+                        ],
+                        0..32,
+                    ),
+                    // Any bytes: a header `to_str` refuses, or none at all.
+                    1 => proptest::collection::vec(any::<u8>(), 0..32),
+                ],
+                1..4,
+            ),
+        ) {
+            let map = cookie_headers(&texts);
+            for name in ["sid", "a", "x"] {
+                agrees_with_the_plain_reading(&map, name);
+            }
         }
     }
 

@@ -75,7 +75,9 @@ fn is_safe(raw: &str, allowed: &AllowedHosts) -> bool {
         return false;
     }
     if decoded.starts_with('/') {
-        return !decoded.starts_with("//");
+        // It goes on as sent, where `%2Fx` is no absolute path but a
+        // relative reference, resolved against `login_path`.
+        return raw.starts_with('/') && !decoded.starts_with("//");
     }
     is_allowed_https_url(raw, allowed)
 }
@@ -106,6 +108,7 @@ fn is_allowed_https_url(raw: &str, allowed: &AllowedHosts) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn allowed() -> AllowedHosts {
         AllowedHosts::new(["app.example.com", "*.corp.example"])
@@ -168,6 +171,16 @@ mod tests {
         assert_eq!(return_url(None, &allowed()), "/");
     }
 
+    /// Regression (found by `a_return_url_never_leaves_the_site`): `%2Fx`
+    /// was checked as `/x` but sent on as `%2Fx`, a relative reference that
+    /// the browser resolves against `login_path`, not the path checked.
+    #[test]
+    fn an_encoded_leading_slash_is_no_absolute_path() {
+        for rd in ["%2Fwiki", "%2fwiki", "%2F", "%2Fa%2Fb"] {
+            assert_eq!(return_url(Some(rd), &allowed()), "/", "{rd:?}");
+        }
+    }
+
     #[test]
     fn https_urls_on_allowed_hosts_are_kept() {
         for rd in [
@@ -185,6 +198,101 @@ mod tests {
             "/",
             "no host is allowed unless configured"
         );
+    }
+
+    /// Independent of `AllowedHosts`: the hosts `allowed()` lets through.
+    fn is_listed(host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        host == "app.example.com"
+            || (host.ends_with(".corp.example") && host.len() > ".corp.example".len())
+    }
+
+    /// What a return URL may be: the root; a path that stays a path after
+    /// one percent-decode; or an `https` URL on a listed host with no user
+    /// info and no escapes in its authority. Always a `Location` value of
+    /// visible ASCII.
+    fn assert_on_site(rd: &str, out: &str) {
+        assert!(
+            http::HeaderValue::from_str(out).is_ok(),
+            "{rd:?} -> {out:?}"
+        );
+        // A URL has no blanks and no bytes past ASCII; `HeaderValue` would
+        // let both through, and a browser would re-encode what was checked.
+        assert!(
+            out.bytes().all(|b| b.is_ascii_graphic()),
+            "{rd:?} -> {out:?}"
+        );
+        if out == "/" {
+            return;
+        }
+        assert_eq!(out, rd, "kept as sent");
+        let decoded = percent_decode(out);
+        let decoded = decoded
+            .as_deref()
+            .unwrap_or_else(|| panic!("{out:?} does not decode"));
+        assert!(
+            !decoded.chars().any(|c| c.is_control() || c == '\\'),
+            "{out:?}"
+        );
+        assert!(!out.contains('\\'), "{out:?}");
+        if out.starts_with('/') {
+            assert!(
+                !out.starts_with("//") && !decoded.starts_with("//"),
+                "{out:?}"
+            );
+            assert!(decoded.starts_with('/'), "{out:?}");
+            return;
+        }
+        let scheme = out.get(..8).unwrap_or_default();
+        assert!(scheme.eq_ignore_ascii_case("https://"), "{rd:?} -> {out:?}");
+        let rest = &out[8..];
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        assert!(!authority.contains(['@', '%']), "{out:?}");
+        let host = authority.split(':').next().unwrap_or_default();
+        assert!(is_listed(host), "{out:?}");
+    }
+
+    proptest! {
+        // PROPTEST_CASES raises the count for a deep run.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(4096),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn a_return_url_never_leaves_the_site(
+            rd in prop_oneof![
+                "/?\\PC{0,24}",
+                proptest::collection::vec(
+                    proptest::sample::select(vec![
+                        "/", "//", "\\", "%2F", "%2f", "%5C", "%5c", "%09", "%0A", "%0d",
+                        "%00", "%7F", "\u{e9}", "\u{a0}", "\u{7f}", "%25", "%", "%zz",
+                        "%C3%A9", "\t", " ", "?", "#", ":",
+                        "@", "%40", ".", "x", "443", "https://", "HTTPS://", "http://",
+                        "https:", "javascript:", "app.example.com", "APP.example.com",
+                        "evil.example", ".corp.example", "wiki", "corp.example",
+                    ]),
+                    0..8,
+                ).prop_map(|pieces| pieces.concat()),
+                // URLs whose host is listed, or looks listed, with what could
+                // carry them elsewhere: user info, escapes, odd ports.
+                (
+                    proptest::sample::select(vec!["https://", "HTTPS://", "http://", "https:/"]),
+                    proptest::sample::select(vec!["", "evil.example@", "u:p@", "%40", "x%2F"]),
+                    proptest::sample::select(vec![
+                        "app.example.com", "wiki.corp.example", "corp.example",
+                        "evil.example", "x%2Fevil.corp.example", "app.example.com.evil.example",
+                    ]),
+                    proptest::sample::select(vec!["", ":443", ":", ":x", "@evil.example"]),
+                    proptest::sample::select(vec!["", "/", "/x?y=1", "#f", "\\@evil.example/"]),
+                ).prop_map(|(scheme, user, host, port, tail)| {
+                    format!("{scheme}{user}{host}{port}{tail}")
+                }),
+            ],
+        ) {
+            let out = return_url(Some(&rd), &allowed());
+            assert_on_site(&rd, out);
+        }
     }
 
     #[test]

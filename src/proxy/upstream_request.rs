@@ -209,6 +209,7 @@ mod tests {
     use crate::config::{HeaderPattern, IdentityConfig};
     use http::HeaderName;
     use http_body_util::{Either, Empty};
+    use proptest::prelude::*;
     use std::collections::BTreeMap;
 
     fn identity_headers() -> std::sync::Arc<IdentityHeaders> {
@@ -285,6 +286,40 @@ mod tests {
         assert_eq!(headers.get_all("x-auth-user").iter().count(), 1);
         assert_eq!(headers["x-request-id"], "req-1");
         assert!(headers.get("host").is_none(), "the pool sets the target's");
+    }
+
+    proptest! {
+        // PROPTEST_CASES raises the count for a deep run.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(4096),
+            ..ProptestConfig::default()
+        })]
+
+        /// Guarantee 3: what routing and policy saw (the normalized path) is
+        /// exactly what the upstream is asked for, with the query as sent.
+        #[test]
+        fn the_upstream_is_asked_for_the_normalized_path(
+            path in crate::routing::any_path(),
+            query in proptest::option::of("[a-zA-Z0-9=&%./?-]{0,12}"),
+        ) {
+            let target = match &query {
+                Some(query) => format!("{path}?{query}"),
+                None => path,
+            };
+            let Ok(request) = Request::get(target.as_str()).body(()) else {
+                return Ok(());
+            };
+            let (parts, ()) = request.into_parts();
+            let Ok(normalized) = crate::routing::normalize_path(parts.uri.path()) else {
+                return Ok(());
+            };
+            let forwarded = upstream_target(&parts, &normalized);
+            let forwarded = forwarded.map_err(|_| {
+                proptest::test_runner::TestCaseError::fail(format!("{target:?} refused"))
+            })?;
+            prop_assert_eq!(forwarded.path(), normalized.as_str(), "{:?}", target);
+            prop_assert_eq!(forwarded.query(), parts.uri.query(), "{:?}", target);
+        }
     }
 
     #[test]

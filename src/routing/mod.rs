@@ -20,6 +20,9 @@ use std::collections::HashMap;
 
 use crate::config::{HostPattern, RouteConfig};
 
+/// Request paths for property tests of the stages after routing.
+#[cfg(test)]
+pub(crate) use path::tests::any_path;
 pub use path::{PathError, normalize_path};
 
 /// Finds the route for a request. Built once per config (and on reload).

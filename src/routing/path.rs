@@ -205,9 +205,28 @@ fn is_pchar(b: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Request paths built from the pieces normalization cares about: pchar
+    /// runs, separators, dot segments, escapes of any byte in either case,
+    /// and now and then any printable ASCII byte.
+    pub(crate) fn any_path() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => "[A-Za-z0-9._~!$&'()*+,;=:@-]{1,3}",
+            3 => Just("/".to_owned()),
+            2 => Just(".".to_owned()),
+            2 => Just("..".to_owned()),
+            3 => (any::<u8>(), any::<bool>()).prop_map(|(b, upper)| if upper {
+                format!("%{b:02X}")
+            } else {
+                format!("%{b:02x}")
+            }),
+            1 => "[ -~]",
+        ];
+        proptest::collection::vec(piece, 0..16).prop_map(|pieces| format!("/{}", pieces.concat()))
+    }
 
     #[test]
     fn table_of_paths() {
@@ -346,11 +365,51 @@ mod tests {
             );
             let value = escape_at(bytes, i).expect("valid escape");
             assert!(!is_unreserved(value), "unreserved escape in {y:?}");
+            assert!(
+                !matches!(value, b'/' | b'\\' | 0),
+                "encoded separator or NUL in {y:?}"
+            );
         }
+        assert!(
+            y.bytes().all(|b| b == b'/' || b == b'%' || is_pchar(b)),
+            "a byte outside pchar in {y:?}"
+        );
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(4096))]
+        // PROPTEST_CASES raises the count for a deep run.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(4096),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_accepted_path_is_normal_and_a_fixed_point(x in any_path()) {
+            if let Ok(y) = normalize_path(&x) {
+                prop_assert_eq!(normalize_path(&y), Ok(y.clone()));
+                assert_normal(&y);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_and_is_normal_when_accepted(
+            pieces in proptest::collection::vec(
+                // Any character, and often the makings of an escape or a
+                // dot segment, which plain random text almost never spells.
+                prop_oneof![
+                    any::<char>().prop_map(String::from),
+                    proptest::sample::select(vec!["%", "2f", "5C", "00", "2e", "/", ".", "\\"])
+                        .prop_map(str::to_owned),
+                ],
+                0..24,
+            ),
+        ) {
+            let x = format!("/{}", pieces.concat());
+            if let Ok(y) = normalize_path(&x) {
+                prop_assert_eq!(normalize_path(&y), Ok(y.clone()));
+                assert_normal(&y);
+            }
+        }
 
         #[test]
         fn normalized_paths_are_normal_and_fixed_points(

@@ -91,6 +91,7 @@ impl Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn express(secrets: &[&str]) -> Codec {
         let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
@@ -176,6 +177,79 @@ mod tests {
                 Err(CookieError::MalformedId),
                 "{bad:?}"
             );
+        }
+    }
+
+    /// cookie-signature's `sign`, written out apart from `unsign`.
+    fn sign(id: &str, secret: &str) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+        let mac = crate::encoding::base64_unpadded(hmac::sign(&key, id.as_bytes()).as_ref());
+        format!("s:{id}.{mac}")
+    }
+
+    fn is_id_shaped(id: &str) -> bool {
+        (1..=MAX_ID_LEN).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
+    proptest! {
+        // PROPTEST_CASES raises the count for a deep run.
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(2048),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn plain_accepts_exactly_the_ids_of_the_allowed_shape(
+            value in prop_oneof![
+                "[A-Za-z0-9_-]{0,300}",
+                "[A-Za-z0-9_.:/%+ -]{0,12}",
+                "\\PC{0,12}",
+            ],
+        ) {
+            let codec = Codec::new(CookieCodec::Plain, &[]);
+            match codec.session_id(&value) {
+                Ok(id) => {
+                    prop_assert_eq!(id.as_ref(), value.as_str());
+                    prop_assert!(is_id_shaped(&id), "{:?}", value);
+                }
+                Err(_) => prop_assert!(!is_id_shaped(&value), "{:?}", value),
+            }
+        }
+
+        /// Signed by any configured secret: accepted, as sent or URL-encoded,
+        /// and the id comes back. Signed by another secret, or with one byte
+        /// changed: refused.
+        #[test]
+        fn express_accepts_exactly_what_a_configured_secret_signed(
+            id in "[A-Za-z0-9_-]{1,40}",
+            secrets in proptest::collection::vec("\\PC{1,16}", 1..4),
+            signer in any::<proptest::sample::Index>(),
+            outsider in "\\PC{1,16}",
+            at in any::<proptest::sample::Index>(),
+            shift in 1u8..94,
+        ) {
+            prop_assume!(!secrets.contains(&outsider));
+            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let codec = express(&refs);
+
+            let signed = sign(&id, signer.get(&secrets).as_str());
+            prop_assert_eq!(codec.session_id(&signed), Ok(Cow::Borrowed(id.as_str())));
+            let encoded = signed.replace(':', "%3A").replace('+', "%2B").replace('/', "%2F");
+            prop_assert_eq!(codec.session_id(&encoded), Ok(Cow::Borrowed(id.as_str())));
+
+            prop_assert!(codec.session_id(&sign(&id, &outsider)).is_err());
+
+            let mut mutated = signed.clone().into_bytes();
+            let i = at.index(mutated.len());
+            // Another visible byte, never the same one: no rejected cases.
+            mutated[i] = (mutated[i] - 0x21 + shift) % 94 + 0x21;
+            let mutated = String::from_utf8(mutated).map_err(|e| {
+                proptest::test_runner::TestCaseError::fail(e.to_string())
+            })?;
+            prop_assert!(codec.session_id(&mutated).is_err(), "{:?} accepted", mutated);
         }
     }
 
