@@ -67,7 +67,7 @@ impl Identity {
 /// One identity header's value for one identity.
 #[derive(Debug, Clone)]
 enum Rendered {
-    /// The claim is missing: no header.
+    /// The claim is missing or null: no header.
     Absent,
     Value(HeaderValue),
     /// The claim holds a control character: never sent.
@@ -218,7 +218,8 @@ impl IdentityHeaders {
         self.inject
             .iter()
             .map(|(_, claim)| match identity.claim(claim) {
-                None => Rendered::Absent,
+                // A null claim is no value: no header, and nothing to warn of.
+                None | Some(Value::Null) => Rendered::Absent,
                 Some(value) => header_value(value).map_or(Rendered::Refused, Rendered::Value),
             })
             .collect()
@@ -313,6 +314,23 @@ mod tests {
         assert_eq!(headers["remote-user"], "alice");
         assert!(headers.get("x-roles").is_none(), "missing claim: no header");
         assert_eq!(headers.get_all("x-auth-user").iter().count(), 1);
+    }
+
+    #[test]
+    fn a_null_claim_is_absent_and_a_control_character_refused() {
+        let ids = IdentityHeaders::new(&config()).expect("no assertion key to load");
+        let with_roles =
+            |roles: Value| Identity::new("alice", BTreeMap::from([("roles".to_owned(), roles)]));
+        // The x-roles header is the third in `config()`.
+        let rendered = ids.render(&with_roles(Value::Null));
+        assert!(matches!(rendered[2], Rendered::Absent), "{rendered:?}");
+        let rendered = ids.render(&with_roles(json!("admin\nroot")));
+        assert!(matches!(rendered[2], Rendered::Refused), "{rendered:?}");
+        let rendered = ids.render(&with_roles(json!(["admin", "ops"])));
+        assert!(
+            matches!(&rendered[2], Rendered::Value(v) if v == "admin,ops"),
+            "{rendered:?}"
+        );
     }
 
     #[test]
