@@ -118,7 +118,7 @@ impl SessionAuth {
         let slid = (!config.sliding_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
-                .time_to_live(Duration::from_secs(60))
+                .time_to_live(SessionsConfig::SLIDING_TTL_MARGIN)
                 .build()
         });
         Ok(Some(Arc::new(SessionAuth {
@@ -253,7 +253,9 @@ impl SessionAuth {
     /// at most once a minute per key on this instance.
     async fn slide(&self, key: String, ttl: i64) {
         let sliding = self.config.sliding_ttl;
-        let threshold = sliding.as_secs().saturating_sub(60);
+        let threshold = sliding
+            .as_secs()
+            .saturating_sub(SessionsConfig::SLIDING_TTL_MARGIN.as_secs());
         if let Some(slid) = &self.slid {
             slid.insert(key.clone(), ());
         }
