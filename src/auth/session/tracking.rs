@@ -118,6 +118,14 @@ impl Tracking {
                         // left a connection untracked: try again first.
                         Ok(()) if this.generation.load(Ordering::Acquire) == generation => {
                             this.cache.clear(true);
+                            // An event between the check above and this
+                            // switch-on bumped the generation and switched
+                            // the cache off before we switched it back on:
+                            // off again, and the loop re-enables tracking.
+                            if this.generation.load(Ordering::Acquire) != generation {
+                                this.cache.clear(false);
+                                continue;
+                            }
                             warned = false;
                             retry = FIRST_RETRY;
                             tracing::debug!("Redis client tracking on; session cache active");
