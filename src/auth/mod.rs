@@ -25,6 +25,7 @@ use crate::config::{AuthMode, Config, CredentialKind, RouteConfig};
 use crate::identity::Identity;
 use crate::reuse::Reuse;
 use crate::telemetry::Metrics;
+use crate::telemetry::logging::chain;
 use counters::{AuthOutcome, AuthRecord, Outcome};
 use credentials::{Ambiguous, Unforwarded};
 use error::{AuthError, Unavailable};
@@ -249,9 +250,12 @@ impl Authenticator {
         }
         let first = route.accept.first().copied();
         if route.auth == AuthMode::Optional {
-            let refused = failures
-                .any()
-                .then(|| failures.into_error(first, || None).outcome());
+            let refused = failures.any().then(|| {
+                let error = failures.into_error(first, || None);
+                // The access log says "anonymous"; this says why.
+                tracing::debug!(route = %route.name, reason = %chain(&error), "credential refused; forwarded anonymously");
+                error.outcome()
+            });
             return Ok(Authenticated::Anonymous { refused });
         }
         Err(failures.into_error(first, || redirect::location(route, parts, site)))
