@@ -832,6 +832,18 @@ async fn a_connect_redis_session_whose_cookie_expired_is_401() {
         .await;
     assert_401(&reply, "invalid_session", "cookie.expires in the past");
     assert_eq!(f.forwarded(), 0);
+    // SPEC §6: an expired session is counted as `expired`, once, and not
+    // also as `invalid`.
+    let metrics = get(f.px.admin, "/metrics", &[]).await.text();
+    let count = |outcome: &str| {
+        common::metric_sample(
+            &metrics,
+            "wristband_auth_total",
+            &[("route", "app"), ("kind", "session"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(count("expired"), Some(1.0), "{metrics}");
+    assert_eq!(count("invalid"), None, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
