@@ -11,39 +11,22 @@
 //! which is visible ASCII only, so a browser resolves exactly what was
 //! checked: it never decodes `%2F` into a path separator or an authority.
 
+use crate::config::HostPattern;
 use crate::encoding::percent_decode;
 
-/// `allowed_redirect_hosts`: exact host names, or `*.example.com` for any
-/// host under `example.com` (not `example.com` itself).
+/// `allowed_redirect_hosts`, in the config's own host patterns (exact, or
+/// `*.example.com` for any host under it, not the apex): the rule routing
+/// and validation already use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowedHosts(Vec<HostPattern>);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum HostPattern {
-    Exact(String),
-    /// `.example.com`: the dot included, so `badexample.com` never matches.
-    Under(String),
-}
-
 impl AllowedHosts {
-    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> AllowedHosts {
-        AllowedHosts(
-            patterns
-                .into_iter()
-                .map(|p| match p.strip_prefix('*') {
-                    Some(suffix) => HostPattern::Under(suffix.to_ascii_lowercase()),
-                    None => HostPattern::Exact(p.to_ascii_lowercase()),
-                })
-                .collect(),
-        )
+    pub fn new(patterns: Vec<HostPattern>) -> AllowedHosts {
+        AllowedHosts(patterns)
     }
 
     fn allows(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
-        self.0.iter().any(|pattern| match pattern {
-            HostPattern::Exact(exact) => host == *exact,
-            HostPattern::Under(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
-        })
+        self.0.iter().any(|pattern| pattern.matches(host))
     }
 }
 
@@ -111,7 +94,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn allowed() -> AllowedHosts {
-        AllowedHosts::new(["app.example.com", "*.corp.example"])
+        AllowedHosts::new(vec![
+            HostPattern::Exact("app.example.com".into()),
+            HostPattern::Wildcard(".corp.example".into()),
+        ])
     }
 
     #[test]
