@@ -140,10 +140,9 @@ impl AssertionSigner {
                 // base64url and '.' only: always a valid header value.
                 HeaderValue::try_from(token).ok()
             }
-            Err(_) => {
-                tracing::error!("signing the identity assertion failed; header not sent");
-                None
-            }
+            // aws-lc-rs says only "unspecified". The request is refused
+            // (503) and logged once, at error level, as that rejection.
+            Err(_) => None,
         }
     }
 }
