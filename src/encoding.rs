@@ -122,6 +122,28 @@ pub fn percent_decode(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// Regression (issue 13.7): `u8::from_str_radix` reads a leading `+`
+    /// as a sign, so `%+5` was decoded as the byte 5. RFC 3986 §2.1: an
+    /// escape is `%` and exactly two hex digits; anything else is refused.
+    #[test]
+    fn an_escape_is_a_percent_and_exactly_two_hex_digits() {
+        for bad in [
+            "%+5", "%-5", "% 5", "%5", "%", "%G0", "%0G", "a%+5b", "%+F", "%-0", "%\u{e9}0", "%%41",
+        ] {
+            assert_eq!(percent_decode(bad), None, "{bad:?} was decoded");
+        }
+        for (good, decoded) in [
+            ("%3A", ":"),
+            ("%3a", ":"),
+            ("s%3Aab%2Bc", "s:ab+c"),
+            ("%C3%A9", "\u{e9}"),
+            ("plain", "plain"),
+            ("", ""),
+        ] {
+            assert_eq!(percent_decode(good).as_deref(), Some(decoded), "{good:?}");
+        }
+    }
+
     #[test]
     fn hex_digits_are_exactly_rfc_3986_hexdig() {
         let digits: Vec<(u8, u8)> = (0..=255u8)
