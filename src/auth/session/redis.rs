@@ -28,6 +28,9 @@ pub struct RedisStore {
     _tracking: Option<Arc<Tracking>>,
 }
 
+/// How long closing a replaced store's client may take.
+const QUIT_LIMIT: Duration = Duration::from_secs(5);
+
 /// A store a reload replaced closes its connections. fred's connection
 /// task (and the tracking handlers) keep the client alive: dropping the
 /// last handle would leave it connected, and reconnecting, for good.
@@ -42,8 +45,14 @@ impl Drop for RedisStore {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(error) = client.quit().await {
-                    tracing::debug!(error = ?error.kind(), "closing a replaced Redis client");
+                // Bounded: a client between connection attempts may never
+                // answer, and this task must not outlive it for good.
+                match tokio::time::timeout(QUIT_LIMIT, client.quit()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::debug!(error = ?error.kind(), "closing a replaced Redis client")
+                    }
+                    Err(_) => tracing::debug!("closing a replaced Redis client timed out"),
                 }
             });
         }
