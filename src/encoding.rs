@@ -39,6 +39,12 @@ pub fn base64_unpadded(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
+/// Padded standard base64 (RFC 4648 §4), as HTTP Basic credentials are
+/// written (RFC 7617 §2).
+pub fn base64_padded(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// Why a JWS segment or a JWK member is not unpadded base64url.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotBase64url {

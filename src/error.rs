@@ -15,6 +15,7 @@ use http_body_util::Full;
 use crate::auth::counters::AuthOutcome;
 use crate::auth::error::AuthError;
 use crate::identity::AssertionUnsigned;
+use crate::login::LoginError;
 use crate::upstream::ForwardError;
 
 /// Which side caused a rejection: picks the log level and tells operators
@@ -55,6 +56,14 @@ pub enum Rejection {
     /// the exchange, or did not answer in time.
     #[error("upstream failed")]
     Upstream(#[from] ForwardError),
+    /// A login endpoint refused (SPEC §7): 403 `login_failed` (a page for
+    /// a browser, which `retry` then links to), 403 `forbidden`, 405, 503.
+    #[error("login")]
+    Login {
+        #[source]
+        error: LoginError,
+        retry: Option<String>,
+    },
 }
 
 /// The reasons for a 400 that are not about credentials.
@@ -83,14 +92,18 @@ impl Rejection {
     /// The side that caused it, for the log level and for operators.
     pub fn side(&self) -> Side {
         match self {
-            Rejection::Auth(AuthError::Unavailable(_)) | Rejection::AssertionUnsigned(_) => {
-                Side::Internal
-            }
+            Rejection::Auth(AuthError::Unavailable(_))
+            | Rejection::AssertionUnsigned(_)
+            | Rejection::Login {
+                error: LoginError::Unavailable(_),
+                ..
+            } => Side::Internal,
             Rejection::NoRoute
             | Rejection::MethodNotAllowed { .. }
             | Rejection::BadRequest(_)
             | Rejection::HeadersTooLarge
-            | Rejection::Auth(_) => Side::Client,
+            | Rejection::Auth(_)
+            | Rejection::Login { .. } => Side::Client,
             Rejection::Upstream(_) => Side::Upstream,
         }
     }
@@ -173,6 +186,39 @@ impl Rejection {
                 "bad_gateway",
                 "the upstream could not be reached",
             ),
+            Rejection::Login { error, retry } => match error {
+                LoginError::Failed(_) => match retry {
+                    Some(login_path) => crate::login::pages::login_failed(&login_path),
+                    None => json(
+                        StatusCode::FORBIDDEN,
+                        "login_failed",
+                        "the login could not be completed",
+                    ),
+                },
+                LoginError::CrossSiteLogout => {
+                    json(StatusCode::FORBIDDEN, "forbidden", "access denied")
+                }
+                LoginError::Method(allow) => {
+                    let mut resp = json(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method_not_allowed",
+                        "method not allowed on this route",
+                    );
+                    resp.headers_mut()
+                        .insert(ALLOW, HeaderValue::from_static(allow));
+                    resp
+                }
+                LoginError::Unavailable(_) => {
+                    let mut resp = json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "login is temporarily unavailable",
+                    );
+                    resp.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    resp
+                }
+            },
         }
     }
 }

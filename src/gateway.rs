@@ -16,6 +16,7 @@ use crate::auth::counters::AuthCounters;
 use crate::config::{Config, RouteConfig};
 use crate::error::Rejection;
 use crate::identity::IdentityHeaders;
+use crate::login::Login;
 use crate::reuse::Reuse;
 use crate::routing::Router;
 use crate::telemetry::Metrics;
@@ -31,6 +32,8 @@ pub struct Gateway {
     pub upstreams: Vec<Arc<Upstream>>,
     pub identity: Arc<IdentityHeaders>,
     pub auth: Authenticator,
+    /// `[login]`: the endpoints of the login flow.
+    pub login: Option<Arc<Login>>,
     /// Per route, what each request needs without allocating: the `Allow`
     /// value for 405s, the name as a metric label, its latency histogram.
     pub routes: Vec<RouteRuntime>,
@@ -101,8 +104,16 @@ impl Gateway {
             .clone();
         let unrouted_requests = StatusCounters::new(&metrics.requests, "".into());
         let auth = Authenticator::new(&config, metrics, previous.map(|p| &p.auth), &mut reuse)?;
+        let login = Login::new(
+            &config,
+            &auth,
+            metrics,
+            previous.and_then(|p| p.login.as_deref()),
+            &mut reuse,
+        )?;
         let gateway = Arc::new(Gateway {
             auth,
+            login,
             router: Router::new(&config.routes),
             identity: IdentityHeaders::new(&config.identity)
                 .context("identity.assertion.key_file")?,

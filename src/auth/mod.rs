@@ -77,6 +77,9 @@ pub struct Authenticator {
     /// What `forward_token = false` / `forward_cookie = false` keep from
     /// the upstream.
     pub unforwarded: Unforwarded,
+    /// `[login] login_path`, where `on_unauthenticated = "login"` sends
+    /// a browser.
+    login_path: Option<String>,
 }
 
 /// What the kinds that did not vouch for the caller said.
@@ -163,6 +166,7 @@ impl Authenticator {
                 reuse,
             )?,
             unforwarded: Unforwarded::of(config),
+            login_path: config.login.as_ref().map(|l| l.login_path.clone()),
         })
     }
 
@@ -172,6 +176,7 @@ impl Authenticator {
             jwt: None,
             session: None,
             unforwarded: Unforwarded::default(),
+            login_path: None,
         }
     }
 
@@ -258,7 +263,9 @@ impl Authenticator {
             });
             return Ok(Authenticated::Anonymous { refused });
         }
-        Err(failures.into_error(first, || redirect::location(route, parts, site)))
+        Err(failures.into_error(first, || {
+            redirect::location(route, parts, site, self.login_path.as_deref())
+        }))
     }
 }
 

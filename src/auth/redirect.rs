@@ -35,19 +35,46 @@ impl Site<'_> {
 }
 
 /// The `Location` for a 401 on this route, or `None` to keep the 401.
-pub fn location(route: &RouteConfig, parts: &Parts, site: &Site<'_>) -> Option<String> {
-    let OnUnauthenticated::Redirect(login_url) = &route.on_unauthenticated else {
-        return None;
-    };
+/// `login_path` is `[login] login_path` when login is on.
+pub fn location(
+    route: &RouteConfig,
+    parts: &Parts,
+    site: &Site<'_>,
+    login_path: Option<&str>,
+) -> Option<String> {
     if !is_navigational(&parts.method, &parts.headers) {
         return None;
     }
-    let host = site.host?.to_str().ok()?;
     // The target as the client sent it, before normalization: the page the
     // user wanted, not what routing made of it.
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let url = format!("{}://{host}{target}", site.scheme());
-    Some(login_url.replace("{url}", &percent_encode(&url)))
+    match &route.on_unauthenticated {
+        OnUnauthenticated::Deny => None,
+        OnUnauthenticated::Redirect(login_url) => {
+            let host = site.host?.to_str().ok()?;
+            let url = format!("{}://{host}{target}", site.scheme());
+            Some(login_url.replace("{url}", &percent_encode(&url)))
+        }
+        OnUnauthenticated::Login => Some(login_start(login_path?, target)),
+    }
+}
+
+/// `login_path?rd=<target>`: the same-origin target, its `/` left as they
+/// are (the login start only takes an `rd` that starts with a literal `/`)
+/// and everything else that is not unreserved escaped, so that its own `?`
+/// and `&` stay inside the one parameter.
+pub fn login_start(login_path: &str, target: &str) -> String {
+    let target = if target.starts_with('/') { target } else { "/" };
+    let mut out = String::with_capacity(login_path.len() + 4 + target.len() * 3);
+    out.push_str(login_path);
+    out.push_str("?rd=");
+    for segment in target.split('/').enumerate() {
+        if segment.0 > 0 {
+            out.push('/');
+        }
+        out.push_str(&percent_encode(segment.1));
+    }
+    out
 }
 
 /// SPEC §4: GET or HEAD, `Accept` containing `text/html`, not an
@@ -180,7 +207,7 @@ mod tests {
             host: Some(&host),
         };
         let parts = request("GET", "/a/../b%2Fc?x=1&y=a%20b", BROWSER);
-        let location = location(&redirecting(), &parts, &site).expect("redirect");
+        let location = location(&redirecting(), &parts, &site, None).expect("redirect");
         assert_eq!(
             location,
             "https://login.example.com/?rd=https%3A%2F%2Fapp.example.com%3A8443%2Fa%2F..%2Fb%252Fc%3Fx%3D1%26y%3Da%2520b"
@@ -192,7 +219,7 @@ mod tests {
         };
         let parts = request("GET", "/", BROWSER);
         assert_eq!(
-            super::location(&redirecting(), &parts, &plain).expect("redirect"),
+            super::location(&redirecting(), &parts, &plain, None).expect("redirect"),
             "https://login.example.com/?rd=http%3A%2F%2Fapp.example.com%3A8443%2F"
         );
     }
@@ -205,16 +232,35 @@ mod tests {
             host: Some(&host),
         };
         let get = request("GET", "/x", BROWSER);
-        assert!(location(&route(OnUnauthenticated::Deny), &get, &site).is_none());
+        assert!(location(&route(OnUnauthenticated::Deny), &get, &site, None).is_none());
         let api = request("GET", "/x", &[("accept", "application/json")]);
-        assert!(location(&redirecting(), &api, &site).is_none());
+        assert!(location(&redirecting(), &api, &site, None).is_none());
         let post = request("POST", "/x", BROWSER);
-        assert!(location(&redirecting(), &post, &site).is_none());
+        assert!(location(&redirecting(), &post, &site, None).is_none());
         let no_host = Site {
             tls: false,
             host: None,
         };
-        assert!(location(&redirecting(), &get, &no_host).is_none());
+        assert!(location(&redirecting(), &get, &no_host, None).is_none());
+    }
+
+    #[test]
+    fn login_routes_start_a_login_with_the_target_as_rd() {
+        let host = HeaderValue::from_static("app.example.com");
+        let site = Site {
+            tls: true,
+            host: Some(&host),
+        };
+        let login = route(OnUnauthenticated::Login);
+        let get = request("GET", "/a%20b/c?x=1&y=%2F", BROWSER);
+        assert_eq!(
+            location(&login, &get, &site, Some("/_wristband/login")).expect("login"),
+            "/_wristband/login?rd=/a%2520b/c%3Fx%3D1%26y%3D%252F"
+        );
+        // An API call keeps its 401 (guarantee 9); so does a missing [login].
+        let api = request("GET", "/x", &[("accept", "application/json")]);
+        assert!(location(&login, &api, &site, Some("/_wristband/login")).is_none());
+        assert!(location(&login, &get, &site, None).is_none());
     }
 
     #[test]
@@ -230,7 +276,7 @@ mod tests {
             host: Some(&host),
         };
         let parts = request("GET", "/", BROWSER);
-        let location = location(&redirecting(), &parts, &site).expect("redirect");
+        let location = location(&redirecting(), &parts, &site, None).expect("redirect");
         assert!(HeaderValue::from_str(&location).is_ok());
         assert!(
             location

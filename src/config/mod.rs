@@ -40,6 +40,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
     pub identity: IdentityConfig,
+    /// `None`: no `[login]` table, so sessions come from elsewhere.
+    pub login: Option<LoginConfig>,
 }
 
 impl Config {
@@ -56,13 +58,14 @@ impl Config {
     /// One line for `wristband check`.
     pub fn summary(&self) -> String {
         format!(
-            "{}: ok ({} listener(s), {} route(s), {} upstream(s), {} JWT provider(s), sessions {}, store {})",
+            "{}: ok ({} listener(s), {} route(s), {} upstream(s), {} JWT provider(s), sessions {}, login {}, store {})",
             self.source.display(),
             self.server.listen.len(),
             self.routes.len(),
             self.upstreams.len(),
             self.jwt.providers.len(),
             if self.sessions.is_some() { "on" } else { "off" },
+            if self.login.is_some() { "on" } else { "off" },
             self.store.kind.as_str(),
         )
     }
@@ -514,6 +517,8 @@ pub enum OnUnauthenticated {
     Deny,
     /// `login_url`, with `{url}` still in it.
     Redirect(String),
+    /// Into wristband's own login flow (`[login]`, SPEC §7).
+    Login,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -556,4 +561,57 @@ pub fn canonical_header_name(name: &str) -> String {
             b => b.to_ascii_lowercase() as char,
         })
         .collect()
+}
+
+/// `[login]` (SPEC §7): wristband logs browsers in at an OpenID provider
+/// and writes the sessions `[sessions]` then enforces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginConfig {
+    /// As written: discovery is at `<issuer>/.well-known/...`, and the
+    /// discovered `issuer` must equal it.
+    pub issuer: String,
+    pub client_id: String,
+    /// `None`: a public client (PKCE alone).
+    pub client_secret: Option<Secret>,
+    pub redirect_uri: String,
+    /// `redirect_uri`'s path: where the IdP sends the browser back.
+    pub callback_path: String,
+    pub scopes: Vec<String>,
+    pub login_path: String,
+    pub logout_path: String,
+    pub claims: Vec<String>,
+    pub session_ttl: Duration,
+    pub persistent: bool,
+    /// Zero: sessions are never re-validated with the IdP.
+    pub refresh_interval: Duration,
+    pub allowed_redirect_hosts: Vec<HostPattern>,
+    pub post_logout_redirect: String,
+    /// Each 32 bytes in base64 (checked); the first encrypts.
+    pub encryption_keys: Vec<Secret>,
+    pub cookie_secure: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The defaults and fixed values of `[login]` (SPEC §7).
+impl LoginConfig {
+    pub const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile"];
+    pub const DEFAULT_LOGIN_PATH: &str = "/_wristband/login";
+    pub const DEFAULT_LOGOUT_PATH: &str = "/_wristband/logout";
+    pub const DEFAULT_CLAIMS: &[&str] = &["sub", "email", "name", "groups"];
+    pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+    pub const DEFAULT_POST_LOGOUT_REDIRECT: &str = "/";
+    /// How long a started login may take to come back (the state's TTL and
+    /// the binding cookie's Max-Age).
+    pub const STATE_TTL: Duration = Duration::from_secs(600);
+    /// Bound on every exchange with the IdP (discovery, token, userinfo).
+    pub const IDP_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The cookie that binds a started login to the browser that started it.
+    pub fn binding_cookie(&self) -> &'static str {
+        if self.cookie_secure {
+            "__Host-wristband-login"
+        } else {
+            "wristband-login"
+        }
+    }
 }

@@ -36,6 +36,7 @@ pub(super) struct RawDoc {
     pub upstream_names: Vec<Option<String>>,
     pub routes: Vec<Option<RawRoute>>,
     pub identity: Section<RawIdentity>,
+    pub login: Section<RawLogin>,
 }
 
 /// A top-level table: absent, deserialized, or broken (errors already reported).
@@ -206,6 +207,28 @@ pub(super) struct RawAssertion {
     pub ttl: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+pub(super) struct RawLogin {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub login_path: Option<String>,
+    pub logout_path: Option<String>,
+    pub claims: Option<Vec<String>>,
+    pub session_ttl: Option<String>,
+    pub persistent: Option<bool>,
+    pub refresh_interval: Option<String>,
+    pub allowed_redirect_hosts: Option<Vec<String>>,
+    pub post_logout_redirect: Option<String>,
+    pub encryption_keys: Option<Vec<String>>,
+    pub encryption_keys_file: Option<String>,
+    pub cookie_secure: Option<bool>,
+    pub ca_file: Option<String>,
+}
+
 /// `"admin"` or `["admin", "ops"]`: a hand-written visitor rather than an
 /// untagged enum, which would lose the position of a type error.
 pub(super) struct OneOrMany(pub Vec<String>);
@@ -244,6 +267,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "upstreams",
     "routes",
     "identity",
+    "login",
 ];
 
 /// The keys a table accepts, for "unknown key" messages. `table` is a key
@@ -269,6 +293,7 @@ pub(super) fn valid_keys(table: &str) -> Option<Vec<&'static str>> {
         "routes[]" => fields_of::<RawRoute>(),
         "identity" => fields_of::<RawIdentity>(),
         "identity.assertion" => fields_of::<RawAssertion>(),
+        "login" => fields_of::<RawLogin>(),
         _ => return None,
     };
     Some(keys)

@@ -46,6 +46,27 @@ pub fn return_url<'a>(rd: Option<&'a str>, allowed: &AllowedHosts) -> &'a str {
     rd.filter(|rd| is_safe(rd, allowed)).unwrap_or("/")
 }
 
+/// The `Location` for a checked `rd` ([`return_url`]'s answer): the value
+/// decoded once, as a query parameter is, so that the target's own query
+/// (`/a?b=1&c=2`, sent as `rd=/a%3Fb%3D1%26c%3D2`) survives. Everything the
+/// checks refused stays refused, as they ran on this very decoding;
+/// blanks and bytes past ASCII are escaped again, so the value stays
+/// visible ASCII.
+pub fn same_site_location(checked: &str) -> String {
+    let Some(decoded) = percent_decode(checked) else {
+        return "/".to_owned();
+    };
+    let mut out = String::with_capacity(decoded.len());
+    for b in decoded.bytes() {
+        if b.is_ascii_graphic() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn is_safe(raw: &str, allowed: &AllowedHosts) -> bool {
     // What is sent on must be a header value that means what was checked.
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') {
@@ -278,7 +299,45 @@ mod tests {
         ) {
             let out = return_url(Some(&rd), &allowed());
             assert_on_site(&rd, out);
+            let location = same_site_location(out);
+            assert_location_on_site(&location);
         }
+    }
+
+    /// What the browser is finally sent to: visible ASCII; a path that is
+    /// no network-path reference and holds no backslash; or an `https` URL
+    /// on a listed host without user info.
+    fn assert_location_on_site(location: &str) {
+        assert!(
+            location.bytes().all(|b| b.is_ascii_graphic()),
+            "{location:?}"
+        );
+        assert!(!location.contains('\\'), "{location:?}");
+        if location.starts_with('/') {
+            assert!(!location.starts_with("//"), "{location:?}");
+            return;
+        }
+        let scheme = location.get(..8).unwrap_or_default();
+        assert!(scheme.eq_ignore_ascii_case("https://"), "{location:?}");
+        let authority = location[8..]
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        assert!(!authority.contains(['@', '%']), "{location:?}");
+        assert!(
+            is_listed(authority.split(':').next().unwrap_or_default()),
+            "{location:?}"
+        );
+    }
+
+    #[test]
+    fn the_location_keeps_the_targets_own_query() {
+        let rd = "/a%20b/c%3Fx%3D1%26y%3D%252F";
+        let checked = return_url(Some(rd), &allowed());
+        assert_eq!(checked, rd);
+        assert_eq!(same_site_location(checked), "/a%20b/c?x=1&y=%2F");
+        assert_eq!(same_site_location("/caf%C3%A9"), "/caf%C3%A9");
+        assert_eq!(same_site_location("/"), "/");
     }
 
     #[test]

@@ -23,13 +23,14 @@ use hyper::body::Incoming;
 
 use crate::auth;
 use crate::auth::counters::AuthRecord;
-use crate::auth::redirect::Site;
+use crate::auth::redirect::{Site, is_navigational};
 use crate::boxed::boxed;
 use crate::config::{Config, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
 use crate::gateway::{Gateway, JWKS_PATH};
 use crate::headers;
 use crate::identity::Identity;
+use crate::login::{Endpoint, Login};
 use crate::routing::normalize_path;
 use crate::telemetry::Metrics;
 use crate::telemetry::logging::{LoggedPath, chain};
@@ -176,6 +177,16 @@ impl Proxy {
             return jwks_response(gateway, &parts.method);
         }
         let host = client_host(&parts);
+        let site = Site {
+            tls: conn.tls,
+            host: host.as_ref(),
+        };
+        // The login flow's own endpoints, ahead of routing like the key set.
+        if let Some(login) = &gateway.login
+            && let Some(endpoint) = login.endpoint(path)
+        {
+            return login_answer(login, endpoint, &parts, &site).await;
+        }
         let index = gateway.route(host.as_ref(), path, &parts.method)?;
         let route = &config.routes[index];
         let runtime = &gateway.routes[index];
@@ -184,10 +195,6 @@ impl Proxy {
         // Authenticate, then authorize, on the request without its
         // hop-by-hop headers.
         let inbound = Inbound::new(parts);
-        let site = Site {
-            tls: conn.tls,
-            host: host.as_ref(),
-        };
         let authenticated = gateway
             .auth
             .authenticate(route, inbound.parts(), &site)
@@ -241,6 +248,26 @@ fn log_rejection(rejection: &Rejection, request_id: &HeaderValue) {
         Side::Client => tracing::debug!(request_id, %reason, "rejected"),
         Side::Upstream => tracing::warn!(request_id, %reason, "upstream failure"),
         Side::Internal => tracing::error!(request_id, %reason, "unavailable"),
+    }
+}
+
+/// A login endpoint's answer; a refused callback is a page for a browser
+/// and JSON for anything else (SPEC §7).
+async fn login_answer(
+    login: &Login,
+    endpoint: Endpoint,
+    parts: &Parts,
+    site: &Site<'_>,
+) -> Result<Response<ResponseBody>, Rejection> {
+    match login.answer(endpoint, parts, site).await {
+        Ok(answer) => Ok(answer.map(Either::Right)),
+        Err(error) => {
+            let browser = is_navigational(&parts.method, &parts.headers);
+            Err(Rejection::Login {
+                error,
+                retry: browser.then(|| login.login_path().to_owned()),
+            })
+        }
     }
 }
 

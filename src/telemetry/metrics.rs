@@ -53,6 +53,11 @@ pub struct ProviderResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabel {
     pub cache: &'static str,
 }
@@ -75,6 +80,8 @@ pub struct Metrics {
     pub cache_hits: Family<CacheLabel, Counter>,
     pub cache_misses: Family<CacheLabel, Counter>,
     pub store_errors: Counter,
+    /// `wristband_login_total{result}` (SPEC §6, §7).
+    pub login: Family<ResultLabel, Counter>,
     pub connections: Gauge,
     pub in_flight: Gauge,
 }
@@ -148,6 +155,12 @@ impl Metrics {
             "Session store commands that failed or timed out",
             store_errors.clone(),
         );
+        let login = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "login",
+            "Login flow events (started, ok, failed, refreshed, refresh_failed, logout)",
+            login.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -172,6 +185,7 @@ impl Metrics {
             cache_hits,
             cache_misses,
             store_errors,
+            login,
             connections,
             in_flight,
         }

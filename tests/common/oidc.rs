@@ -268,6 +268,8 @@ pub struct OpStats {
     pub userinfo: u64,
     /// Completed RP-initiated logouts.
     pub end_session: u64,
+    /// id_tokens forged by [`OidcProvider::tamper_id_tokens`].
+    pub tampered_id_tokens: u64,
 }
 
 /// The running OP.
@@ -389,6 +391,13 @@ impl OidcProvider {
             None => Value::Null,
         };
         self.hook("/__test/token-failure", &json!({ "answer": answer }))
+            .await;
+    }
+
+    /// From now on (`true`) the token endpoint's id_tokens carry
+    /// `sub = "mallory"` in a payload their signature was not made over.
+    pub async fn tamper_id_tokens(&self, on: bool) {
+        self.hook("/__test/tamper-id-tokens", &json!({ "on": on }))
             .await;
     }
 

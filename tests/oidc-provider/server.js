@@ -49,7 +49,11 @@ const stats = {
   injected_token_failures: 0,
   userinfo: 0,
   end_session: 0,
+  tampered_id_tokens: 0,
 };
+// true: the token endpoint's id_tokens get another `sub` in their payload,
+// their signature left as it was (a forged id_token).
+let tamperIdTokens = false;
 let tokenFailure = null; // null | "invalid_grant" | "server_error"
 const grantOwners = new Map(); // grant id -> account id
 
@@ -202,7 +206,34 @@ async function route(req, res) {
   if (path === '/me') {
     stats.userinfo += 1;
   }
+  if (req.method === 'POST' && path === '/token' && tamperIdTokens) {
+    tamperResponse(res);
+  }
   return handle(req, res);
+}
+
+// oidc-provider (Koa) sets its headers, then calls res.end(body) once:
+// the body is rewritten there, before anything is sent.
+function tamperResponse(res) {
+  const end = res.end.bind(res);
+  res.end = (chunk, ...rest) => {
+    try {
+      const doc = JSON.parse(Buffer.from(chunk).toString('utf8'));
+      if (doc.id_token) {
+        const [header, payload, signature] = doc.id_token.split('.');
+        const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+        claims.sub = 'mallory';
+        const forged = Buffer.from(JSON.stringify(claims)).toString('base64url');
+        doc.id_token = [header, forged, signature].join('.');
+        stats.tampered_id_tokens += 1;
+        chunk = JSON.stringify(doc);
+        res.setHeader('content-length', Buffer.byteLength(chunk));
+      }
+    } catch (err) {
+      console.error('tampering failed:', err);
+    }
+    return end(chunk, ...rest);
+  };
 }
 
 async function interact(req, res, action) {
@@ -275,6 +306,10 @@ async function testHook(req, res, path) {
     }
     tokenFailure = body.answer ?? null;
     return sendJson(res, 200, { answer: tokenFailure });
+  }
+  if (path === '/__test/tamper-id-tokens') {
+    tamperIdTokens = body.on === true;
+    return sendJson(res, 200, { on: tamperIdTokens });
   }
   if (path === '/__test/revoke-grants') {
     let revoked = 0;

@@ -16,6 +16,8 @@ use crate::identity::Identity;
 pub struct Resolved {
     pub identity: Arc<Identity>,
     pub expires: Option<SystemTime>,
+    /// A login session's last refresh (see `record::Session`).
+    pub refreshed: Option<u64>,
     /// The generation of identity rules it was resolved under (a reload
     /// may change them while the cache lives on).
     pub rules: u64,
@@ -112,6 +114,7 @@ mod tests {
         Arc::new(Resolved {
             identity: Arc::new(Identity::new(sub, BTreeMap::new())),
             expires: None,
+            refreshed: None,
             rules: 0,
         })
     }

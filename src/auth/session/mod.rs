@@ -12,15 +12,19 @@ mod cookie;
 pub mod memory;
 mod record;
 mod redis;
+pub mod refresh;
+pub mod store;
 mod tracking;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::HeaderMap;
 
 pub use memory::MemoryStore;
-pub use record::{RecordError, Stored};
+pub use record::{INTERNAL_PREFIX, REFRESH_TOKEN_FIELD, REFRESHED_FIELD, RecordError, Stored};
+use refresh::{Refreshed, Refresher};
+pub use store::SessionStore;
 
 use super::credentials;
 use crate::boxed::boxed;
@@ -89,6 +93,8 @@ pub struct SessionAuth {
     slid: Option<moka::sync::Cache<String, ()>>,
     cache_hits: Counter,
     cache_misses: Counter,
+    /// Set by login when it refreshes sessions (`refresh_interval > 0`).
+    refresher: OnceLock<Arc<dyn Refresher>>,
 }
 
 const SESSION_CACHE: CacheLabel = CacheLabel { cache: "sessions" };
@@ -131,6 +137,7 @@ impl SessionAuth {
             slid,
             cache_hits: metrics.cache_hits.get_or_create(&SESSION_CACHE).clone(),
             cache_misses: metrics.cache_misses.get_or_create(&SESSION_CACHE).clone(),
+            refresher: OnceLock::new(),
         })))
     }
 
@@ -176,6 +183,19 @@ impl SessionAuth {
         credentials::cookie(headers, &self.config.cookie)
     }
 
+    /// The store, for login to write the sessions this verifies.
+    pub fn store(&self) -> SessionStore {
+        SessionStore {
+            store: self.store.clone(),
+            key_prefix: self.config.key_prefix.clone(),
+        }
+    }
+
+    /// Login's refresh of the sessions it wrote (once per config version).
+    pub fn set_refresher(&self, refresher: Arc<dyn Refresher>) {
+        let _ = self.refresher.set(refresher);
+    }
+
     /// `/readyz`: the store answers.
     pub fn is_ready(&self) -> bool {
         match &self.store {
@@ -189,14 +209,27 @@ impl SessionAuth {
             .codec
             .session_id(cookie_value)
             .map_err(SessionInvalid::Cookie)?;
+        let (identity, refreshed) = self.resolve(&id).await?;
+        if let (Some(refreshed), Some(refresher)) = (refreshed, self.refresher.get())
+            && refresher.due(refreshed)
+            && refresher.refresh(&id, identity.sub()).await == Refreshed::Ended
+        {
+            return Err(SessionInvalid::Unknown.into());
+        }
+        Ok(identity)
+    }
+
+    /// The session's identity, from the cache or the store, and its last
+    /// refresh when it is a login session that can be refreshed.
+    async fn resolve(&self, id: &str) -> Result<(Arc<Identity>, Option<u64>), SessionError> {
         if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(&id).filter(|hit| hit.rules == self.rules) {
+            if let Some(hit) = cache.get(id).filter(|hit| hit.rules == self.rules) {
                 self.cache_hits.inc();
-                return still_valid(&hit);
+                return still_valid(&hit).map(|identity| (identity, hit.refreshed));
             }
             self.cache_misses.inc();
         }
-        let key = [self.config.key_prefix.as_str(), &id].concat();
+        let key = [self.config.key_prefix.as_str(), id].concat();
         let epoch = self.cache.as_ref().map(|c| c.epoch());
         let check_ttl = self
             .slid
@@ -214,14 +247,15 @@ impl SessionAuth {
             let resolved = Resolved {
                 identity: identity.clone(),
                 expires: session.expires,
+                refreshed: session.refreshed,
                 rules: self.rules,
             };
-            cache.insert(id.into_owned(), Arc::new(resolved), epoch);
+            cache.insert(id.to_owned(), Arc::new(resolved), epoch);
         }
         if let Some(ttl) = ttl {
             self.slide(key, ttl).await;
         }
-        Ok(identity)
+        Ok((identity, session.refreshed))
     }
 
     async fn fetch(

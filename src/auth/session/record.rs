@@ -40,14 +40,29 @@ pub enum RecordError {
 pub struct Session {
     pub identity: Identity,
     pub expires: Option<SystemTime>,
+    /// A login session that holds a refresh token: when it was last
+    /// refreshed (or created), unix seconds (SPEC §7 "Refresh").
+    pub refreshed: Option<u64>,
 }
+
+/// Fields of sessions wristband's login writes for itself: never claims,
+/// never headers (SPEC §7).
+pub const INTERNAL_PREFIX: &str = "_wb_";
+/// The sealed refresh token.
+pub const REFRESH_TOKEN_FIELD: &str = "_wb_rt";
+/// Unix seconds of the last refresh, or of the login.
+pub const REFRESHED_FIELD: &str = "_wb_refreshed";
 
 pub fn session(config: &SessionsConfig, stored: Stored) -> Result<Session, RecordError> {
     match stored {
-        Stored::Hash(fields) => Ok(Session {
-            identity: from_hash(config, fields)?,
-            expires: None,
-        }),
+        Stored::Hash(fields) => {
+            let refreshed = refreshed(&fields);
+            Ok(Session {
+                identity: from_hash(config, fields)?,
+                expires: None,
+                refreshed,
+            })
+        }
         Stored::Json(text) => from_json(config, &text),
     }
 }
@@ -77,6 +92,18 @@ fn cookie_expiry(doc: &serde_json::Map<String, Value>) -> Result<Option<SystemTi
     }
 }
 
+/// `_wb_refreshed` of a session that holds a refresh token. A value that
+/// is not a number counts as "long ago": refreshed at the next use.
+fn refreshed(fields: &[(String, String)]) -> Option<u64> {
+    let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    field(REFRESH_TOKEN_FIELD)?;
+    Some(
+        field(REFRESHED_FIELD)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 fn from_hash(
     config: &SessionsConfig,
     fields: Vec<(String, String)>,
@@ -84,6 +111,9 @@ fn from_hash(
     let mut claims = BTreeMap::new();
     let mut sub = None;
     for (name, value) in fields {
+        if name.starts_with(INTERNAL_PREFIX) {
+            continue;
+        }
         if name == config.user_field && !value.is_empty() {
             sub = Some(value.clone());
         }
@@ -127,6 +157,7 @@ fn from_json(config: &SessionsConfig, text: &str) -> Result<Session, RecordError
     Ok(Session {
         identity: Identity::new(sub, doc.into_iter().collect()),
         expires,
+        refreshed: None,
     })
 }
 
@@ -181,6 +212,34 @@ mod tests {
         assert_eq!(id.claim("roles"), Some(&json!(["admin", "dev"])));
         assert_eq!(id.claim("email"), Some(&json!("a@b")));
         assert_eq!(id.claim("sub"), Some(&json!("42")));
+    }
+
+    #[test]
+    fn internal_fields_are_never_claims() {
+        let c = config(SessionFormat::Hash, "user_id");
+        let session = session(
+            &c,
+            hash(&[
+                ("user_id", "42"),
+                ("_wb_rt", "wb1.sealed"),
+                ("_wb_refreshed", "1800000000"),
+                ("_wb_id_token", "eyJ"),
+            ]),
+        )
+        .expect("session");
+        assert_eq!(session.refreshed, Some(1_800_000_000));
+        assert!(
+            session
+                .identity
+                .claims()
+                .keys()
+                .all(|k| !k.starts_with("_wb_")),
+            "{:?}",
+            session.identity.claims().keys()
+        );
+        let without_token = super::session(&c, hash(&[("user_id", "42"), ("_wb_refreshed", "1")]))
+            .expect("session");
+        assert_eq!(without_token.refreshed, None, "nothing to refresh with");
     }
 
     #[test]

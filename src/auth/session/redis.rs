@@ -18,7 +18,7 @@ use super::tracking::Tracking;
 use crate::config::{SessionFormat, StoreConfig};
 
 pub struct RedisStore {
-    client: Client,
+    pub(super) client: Client,
     read_from_replicas: bool,
     /// Cluster deployments route replica reads by slot (see `read_replica`).
     clustered: bool,
@@ -292,7 +292,7 @@ impl RedisStore {
 
     /// Counts the error and keeps its kind only (a fred error may quote
     /// the command, and the command names the session key).
-    fn failed(&self, error: Error) -> StoreError {
+    pub(super) fn failed(&self, error: Error) -> StoreError {
         self.errors.inc();
         StoreError::Redis(error.kind().clone())
     }

@@ -409,14 +409,14 @@ impl V<'_, '_> {
     }
 }
 
-fn is_loopback_host(host: &str) -> bool {
+pub(super) fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A JWKS or discovery URL: https, or http for loopback hosts only.
-fn check_fetch_url(url: &str) -> Result<(), &'static str> {
+pub(super) fn check_fetch_url(url: &str) -> Result<(), &'static str> {
     let uri: http::Uri = url.parse().map_err(|_| "is not a valid URL")?;
     let host = uri
         .host()

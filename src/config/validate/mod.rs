@@ -24,6 +24,7 @@ use super::{Config, CredentialKind};
 
 mod identity;
 mod jwt;
+mod login;
 mod routes;
 mod server;
 mod store;
@@ -57,8 +58,14 @@ pub(super) fn validate(diag: &mut Diag<'_>, raw: RawDoc, source: &Path, base_dir
     }
     let jwt = v.jwt(raw.jwt.or_default(), raw.providers);
     let upstreams = v.upstreams(raw.upstreams, &raw.upstream_names);
-    let routes = v.routes(raw.routes, &raw.upstream_names, &configured);
+    let login_section = !matches!(raw.login, Section::Absent);
+    let routes = v.routes(raw.routes, &raw.upstream_names, &configured, login_section);
     let identity = v.identity(raw.identity.or_default());
+    // A broken table has its errors already; it adds no "required" ones.
+    let login = match raw.login {
+        Section::Present(login) => v.login(login, sessions.as_ref()),
+        Section::Absent | Section::Invalid => None,
+    };
 
     Config {
         source: source.to_path_buf(),
@@ -71,6 +78,7 @@ pub(super) fn validate(diag: &mut Diag<'_>, raw: RawDoc, source: &Path, base_dir
         upstreams,
         routes,
         identity,
+        login,
     }
 }
 

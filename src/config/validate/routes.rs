@@ -19,6 +19,7 @@ impl V<'_, '_> {
         raws: Vec<Option<RawRoute>>,
         upstream_names: &[Option<String>],
         configured: &[CredentialKind],
+        login: bool,
     ) -> Vec<RouteConfig> {
         let mut out = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
@@ -28,7 +29,7 @@ impl V<'_, '_> {
             let Some(raw) = raw else { continue };
             let r = diag::index("routes", i);
             let explicit_name = raw.name.is_some();
-            let route = self.route(&r, raw, upstream_names, configured);
+            let route = self.route(&r, raw, upstream_names, configured, login);
             let same_place = self.unique_place(&join(&r, "path"), &route, i, &mut places);
             let name_clash = if explicit_name {
                 NameClash::Explicit
@@ -98,6 +99,7 @@ impl V<'_, '_> {
         raw: RawRoute,
         upstream_names: &[Option<String>],
         configured: &[CredentialKind],
+        login: bool,
     ) -> RouteConfig {
         let path = self.route_path(&join(r, "path"), raw.path.as_deref());
         let (host, host_text) = self.route_host(&join(r, "host"), raw.host.as_deref());
@@ -124,7 +126,7 @@ impl V<'_, '_> {
         };
         let require = self.require(&join(r, "require"), raw.require.unwrap_or_default(), auth);
         let on_unauthenticated =
-            self.on_unauthenticated(r, raw.on_unauthenticated.as_deref(), raw.login_url);
+            self.on_unauthenticated(r, raw.on_unauthenticated.as_deref(), raw.login_url, login);
         let csrf = self.choice(
             &join(r, "csrf"),
             raw.csrf.as_deref(),
@@ -292,21 +294,43 @@ impl V<'_, '_> {
         require
     }
 
-    /// `deny`, or `redirect` to a `login_url` that is an absolute URL.
+    /// `deny`, `redirect` to a `login_url` that is an absolute URL, or
+    /// `login` (whether `[login]` exists is checked with the whole file).
     fn on_unauthenticated(
         &mut self,
         r: &str,
         value: Option<&str>,
         login_url: Option<String>,
+        login: bool,
     ) -> OnUnauthenticated {
-        let redirect = self.choice(
+        #[derive(Clone, Copy, PartialEq)]
+        enum Choice {
+            Deny,
+            Redirect,
+            Login,
+        }
+        let choice = self.choice(
             &join(r, "on_unauthenticated"),
             value,
-            false,
-            &[("deny", false), ("redirect", true)],
+            Choice::Deny,
+            &[
+                ("deny", Choice::Deny),
+                ("redirect", Choice::Redirect),
+                ("login", Choice::Login),
+            ],
         );
-        if !redirect {
-            return OnUnauthenticated::Deny;
+        match choice {
+            Choice::Deny => return OnUnauthenticated::Deny,
+            Choice::Login => {
+                if !login {
+                    self.err(
+                        &join(r, "on_unauthenticated"),
+                        "\"login\" needs a [login] section (SPEC §7)",
+                    );
+                }
+                return OnUnauthenticated::Login;
+            }
+            Choice::Redirect => {}
         }
         let login_key = join(r, "login_url");
         match login_url.as_deref() {
@@ -379,7 +403,7 @@ fn normalize_route_path(path: &str) -> Result<String, &'static str> {
 }
 
 /// `app.example.com`, `*.example.com` (any depth, not the apex), or an IP.
-fn parse_host_pattern(host: &str) -> Result<HostPattern, &'static str> {
+pub(super) fn parse_host_pattern(host: &str) -> Result<HostPattern, &'static str> {
     let lower = host.to_ascii_lowercase();
     if let Some(rest) = lower.strip_prefix("*.") {
         if rest.contains('*') {

@@ -216,7 +216,12 @@ fn route_require_redirect_and_csrf() {
     one_error(
         &route("on_unauthenticated = \"login\""),
         "routes[0].on_unauthenticated",
-        "\"deny\" or \"redirect\"",
+        "\"login\" needs a [login] section",
+    );
+    one_error(
+        &route("on_unauthenticated = \"sso\""),
+        "routes[0].on_unauthenticated",
+        "\"deny\" or \"redirect\" or \"login\"",
     );
     one_error(
         &route("on_unauthenticated = \"redirect\""),
