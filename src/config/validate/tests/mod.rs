@@ -10,6 +10,7 @@ use crate::config::{
 mod defaults;
 mod identity;
 mod jwt;
+mod login;
 mod routes;
 mod server;
 mod store;
