@@ -27,7 +27,9 @@ fn page(status: StatusCode, csp: HeaderValue, body: String) -> Response<Full<Byt
     );
     headers.insert(&CONTENT_SECURITY_POLICY, csp);
     headers.insert(&X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(&REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: a browser then sends `Origin: null` with the
+    // logout form's POST, which the Origin check must refuse.
+    headers.insert(&REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     no_store(headers);
     response
 }
@@ -95,6 +97,8 @@ mod tests {
             assert!(csp.starts_with("default-src 'none'"), "{csp}");
             assert_eq!(h[CACHE_CONTROL], "no-store");
             assert_eq!(h[&X_CONTENT_TYPE_OPTIONS], "nosniff");
+            // `no-referrer` would make the logout POST's Origin `null`.
+            assert_eq!(h[&REFERRER_POLICY], "same-origin");
         }
         let confirm = logout_confirm("/out", Some("https://idp.example"));
         let csp = confirm.headers()[&CONTENT_SECURITY_POLICY]
