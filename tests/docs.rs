@@ -1,6 +1,6 @@
-//! The configuration in `docs/migration.md` stays valid: every ```toml
-//! block whose first line is `# check` is a complete config, and the real
-//! binary's `wristband check` must accept it (exit 0).
+//! The configurations in `docs/migration.md` and `docs/login.md` stay
+//! valid: every ```toml block whose first line is `# check` is a complete
+//! config, and the real binary's `wristband check` must accept it (exit 0).
 
 mod common;
 
@@ -9,8 +9,17 @@ use std::process::Command;
 use common::process::{TempDir, binary};
 use common::tokens::p256_pkcs8_pem;
 
-/// Environment variables the guide's configs use.
-const ENV: &[(&str, &str)] = &[("SESSION_SECRET", "a-session-secret-for-the-docs-test")];
+/// Environment variables the guides' configs use.
+const ENV: &[(&str, &str)] = &[
+    ("SESSION_SECRET", "a-session-secret-for-the-docs-test"),
+    // docs/login.md: 32 bytes in base64, as `openssl rand -base64 32` makes.
+    (
+        "WB_LOGIN_KEY",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    ),
+    ("OIDC_SECRET", "an-oidc-client-secret-for-the-docs-test"),
+    ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+];
 
 /// The `# check` blocks of a Markdown text, in order.
 fn checked_blocks(markdown: &str) -> Vec<String> {
@@ -57,6 +66,43 @@ fn every_checked_config_in_the_migration_guide_passes_check() {
             output.status.success(),
             "block {i} of docs/migration.md fails `wristband check`:\n{}\n---\n{block}",
             String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn every_checked_config_in_the_login_guide_passes_check() {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/login.md"))
+        .expect("docs/login.md");
+    let blocks = checked_blocks(&guide);
+    // Cognito, Keycloak, Google, Entra ID, Okta, oauth2-proxy, ALB.
+    assert!(blocks.len() >= 7, "only {} `# check` blocks", blocks.len());
+    // The files the guide's configs name: the listener's certificate and
+    // key (wristband terminates TLS itself) and the assertion key.
+    let certified = rcgen::generate_simple_self_signed(vec!["app.example.com".to_owned()])
+        .expect("self-signed cert");
+    for (i, block) in blocks.iter().enumerate() {
+        let dir = TempDir::new();
+        dir.write("assertion.pem", &p256_pkcs8_pem());
+        dir.write("tls.crt", &certified.cert.pem());
+        dir.write("tls.key", &certified.signing_key.serialize_pem());
+        let file = dir.write(&format!("login-{i}.toml"), block);
+        let output = Command::new(binary())
+            .args(["check", "--config"])
+            .arg(&file)
+            .envs(ENV.iter().copied())
+            .output()
+            .expect("run wristband check");
+        assert!(
+            output.status.success(),
+            "block {i} of docs/login.md fails `wristband check`:\n{}\n---\n{block}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // Every block is a login config: `check` must say so.
+        let summary = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            summary.contains("login on"),
+            "block {i} of docs/login.md has no [login]: {summary}"
         );
     }
 }

@@ -827,3 +827,19 @@ async fn the_memory_store_serves_a_single_instance() {
     );
     assert_eq!(browser.page(proxy.addr, "/").await.status, 401);
 }
+
+#[tokio::test]
+async fn a_store_that_cannot_be_asked_is_503_never_a_login() {
+    let mut site = site("").await;
+    let mut browser = Browser::new(&site.op);
+    let authorization = browser.start(site.one.addr, "/").await;
+    let target = browser.at_op(&authorization).await;
+    site.redis.stop();
+    let done = browser.callback(site.two.addr, &target).await;
+    assert_eq!(done.status, 503, "{}", done.text());
+    assert_eq!(done.header("retry-after"), Some("1"));
+    assert!(set_cookie(&done, "sid").is_none());
+    let start = client::get(site.one.addr, "/_wristband/login?rd=/", &[]).await;
+    assert_eq!(start.status, 503, "{}", start.text());
+    assert_eq!(start.json()["error"], "unavailable");
+}
