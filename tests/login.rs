@@ -843,3 +843,29 @@ async fn a_store_that_cannot_be_asked_is_503_never_a_login() {
     assert_eq!(start.status, 503, "{}", start.text());
     assert_eq!(start.json()["error"], "unavailable");
 }
+
+#[tokio::test]
+async fn behind_a_trusted_tls_proxy_the_site_is_https() {
+    let op = op().await;
+    let app = upstream::echo().await;
+    let toml = config(&op, "", app.addr, "");
+    let trusting = start_proxy(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{toml}"
+    ))
+    .await;
+    let untrusting = start_proxy(&toml).await;
+    for (proxy, expected) in [(&trusting, 302), (&untrusting, 403)] {
+        let mut browser = Browser::new(&op);
+        assert_eq!(browser.login(proxy.addr, proxy.addr, "/").await.status, 302);
+        let origin = format!("Origin: https://{}", proxy.addr);
+        let out = browser
+            .request(
+                proxy.addr,
+                "POST",
+                "/_wristband/logout",
+                &[&origin, "X-Forwarded-Proto: https"],
+            )
+            .await;
+        assert_eq!(out.status, expected, "{}", out.text());
+    }
+}

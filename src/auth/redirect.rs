@@ -22,7 +22,8 @@ static SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
 /// for, and to compare an `Origin` against (CSRF).
 #[derive(Debug, Clone, Copy)]
 pub struct Site<'a> {
-    /// The connection is TLS: the scheme is `https`, else `http`.
+    /// The client's scheme is `https` (its connection is TLS, or a trusted
+    /// proxy says so in `X-Forwarded-Proto`), else `http`.
     pub tls: bool,
     /// The authority of an absolute-form target, else the Host header.
     pub host: Option<&'a HeaderValue>,

@@ -177,8 +177,13 @@ impl Proxy {
             return jwks_response(gateway, &parts.method);
         }
         let host = client_host(&parts);
+        let trusted = config
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&conn.peer.ip()));
         let site = Site {
-            tls: conn.tls,
+            tls: conn.tls || (trusted && forwarded_https(&parts.headers)),
             host: host.as_ref(),
         };
         // The login flow's own endpoints, ahead of routing like the key set.
@@ -209,11 +214,7 @@ impl Proxy {
             ip: conn.peer.ip(),
             ip_header: &conn.peer_ip,
             tls: conn.tls,
-            trusted: config
-                .server
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(&conn.peer.ip())),
+            trusted,
             host: host.as_ref(),
             request_id,
         };
@@ -287,6 +288,18 @@ fn jwks_response(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+/// A trusted proxy in front terminated TLS: its `X-Forwarded-Proto` (the
+/// first value, the hop nearest the client) says `https`. Then the site
+/// the browser sees is https, for the Origin checks and the redirects made
+/// here (SPEC §3 `trusted_proxies`).
+fn forwarded_https(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(&headers::X_FORWARDED_PROTO)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 /// The Host the client asked for: the authority of an absolute-form target

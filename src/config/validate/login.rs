@@ -333,6 +333,12 @@ impl V<'_, '_> {
                 "must be \"hash\" when [login] is on (login writes hash sessions)",
             );
         }
+        if !sessions.sliding_ttl.is_zero() {
+            self.err(
+                "sessions.sliding_ttl",
+                "must be \"0s\" when [login] is on: login.session_ttl is an absolute lifetime",
+            );
+        }
         if !cookie_secure && sessions.cookie.starts_with("__Host-") {
             self.err(
                 "sessions.cookie",
