@@ -39,15 +39,15 @@ impl Login {
             return Err(LoginError::CrossSiteLogout);
         }
         let mut id_token = None;
-        if let Ok(Some(id)) = credentials::cookie(&parts.headers, &self.cookie) {
-            if let Some(fields) = self.store.fields(id).await? {
-                let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-                id_token = field(ID_TOKEN_FIELD)
-                    .and_then(|sealed| self.sealer.open(ID_TOKEN_FIELD, sealed).ok())
-                    .and_then(|bytes| String::from_utf8(bytes).ok());
-                let sub = field(&self.user_field).cloned().unwrap_or_default();
-                self.store.end(id, &sub).await?;
-            }
+        if let Ok(Some(id)) = credentials::cookie(&parts.headers, &self.cookie)
+            && let Some(fields) = self.store.fields(id).await?
+        {
+            let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+            id_token = field(ID_TOKEN_FIELD)
+                .and_then(|sealed| self.sealer.open(ID_TOKEN_FIELD, sealed).ok())
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            let sub = field(&self.user_field).cloned().unwrap_or_default();
+            self.store.end(id, &sub).await?;
         }
         self.counters.logout.inc();
         let location = self.after_logout(site, id_token.as_deref()).await;
