@@ -239,11 +239,12 @@ fn canonical_byte(b: u8) -> u8 {
     }
 }
 
-/// SPEC §3: strings as they are; numbers and booleans in JSON form; arrays
-/// joined with `,`; objects as compact JSON. `None` when the text holds a
-/// control character (CR, LF, NUL, ...), which must never reach a header.
-pub fn header_value(value: &Value) -> Option<HeaderValue> {
-    let text: Cow<'_, str> = match value {
+/// A claim as text (SPEC §3): strings as they are; numbers and booleans in
+/// JSON form; arrays joined with `,`; objects as compact JSON; null is no
+/// value. Identity headers and the session fields login writes (which
+/// `list_fields` splits back on `,`) both render claims this way.
+pub fn claim_text(value: &Value) -> Option<Cow<'_, str>> {
+    Some(match value {
         Value::String(s) => Cow::Borrowed(s),
         Value::Array(items) => Cow::Owned(
             items
@@ -257,7 +258,13 @@ pub fn header_value(value: &Value) -> Option<HeaderValue> {
         ),
         Value::Null => return None,
         other => Cow::Owned(other.to_string()),
-    };
+    })
+}
+
+/// [`claim_text`] as a header value; `None` when the text holds a control
+/// character (CR, LF, NUL, ...), which must never reach a header.
+pub fn header_value(value: &Value) -> Option<HeaderValue> {
+    let text = claim_text(value)?;
     if text.chars().any(char::is_control) {
         return None;
     }

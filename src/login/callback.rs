@@ -24,7 +24,7 @@ use crate::auth::credentials;
 use crate::auth::jwt::JwtError;
 use crate::auth::session::{REFRESH_TOKEN_FIELD, REFRESHED_FIELD};
 use crate::encoding::percent_decode;
-use crate::identity::Identity;
+use crate::identity::{Identity, claim_text};
 
 /// Internal session fields besides those `auth::session` reads.
 pub const CREATED_FIELD: &str = "_wb_created";
@@ -174,7 +174,7 @@ impl Login {
         let mut fields: Vec<(String, String)> = claims
             .into_iter()
             .filter(|(name, _)| *name != self.user_field)
-            .filter_map(|(name, value)| field_text(&value).map(|text| (name, text)))
+            .filter_map(|(name, value)| claim_text(&value).map(|text| (name, text.into_owned())))
             .collect();
         fields.push((self.user_field.clone(), identity.sub().to_owned()));
         fields.push((CREATED_FIELD.into(), now.clone()));
@@ -197,27 +197,6 @@ impl Login {
             }
         }
         Ok(fields)
-    }
-}
-
-/// A claim as a hash field: strings as they are, arrays comma-joined (as
-/// `list_fields` splits them), numbers and booleans in JSON form, objects
-/// as compact JSON; null is left out.
-fn field_text(value: &Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        other => Some(other.to_string()),
     }
 }
 
@@ -266,11 +245,11 @@ mod tests {
 
     #[test]
     fn claims_become_fields_as_list_fields_reads_them() {
-        assert_eq!(field_text(&json!(["a", "b"])).as_deref(), Some("a,b"));
-        assert_eq!(field_text(&json!("x")).as_deref(), Some("x"));
-        assert_eq!(field_text(&json!(true)).as_deref(), Some("true"));
-        assert_eq!(field_text(&json!({"a": 1})).as_deref(), Some("{\"a\":1}"));
-        assert_eq!(field_text(&json!(null)), None);
+        assert_eq!(claim_text(&json!(["a", "b"])).as_deref(), Some("a,b"));
+        assert_eq!(claim_text(&json!("x")).as_deref(), Some("x"));
+        assert_eq!(claim_text(&json!(true)).as_deref(), Some("true"));
+        assert_eq!(claim_text(&json!({"a": 1})).as_deref(), Some("{\"a\":1}"));
+        assert_eq!(claim_text(&json!(null)), None);
     }
 
     #[test]
