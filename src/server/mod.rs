@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod idle;
 pub mod listener;
+mod timer_anchor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +80,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let admin_addr = admin.local_addr()?;
     tracing::info!(addr = %admin_addr, "admin listening");
+    tasks.spawn(timer_anchor::run(drain_rx.clone()));
     tasks.spawn(admin::serve(
         admin,
         proxy.clone(),
