@@ -462,8 +462,8 @@ async fn fault_redis_sigstopped_for_5_s() {
             let redis = rig.redis.as_ref().expect("a Redis server");
             {
                 until(started, fault_at(duration)).await;
-                redis.pause();
                 let injected = started.elapsed();
+                redis.pause();
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 redis.resume();
                 timing(injected, Some(started.elapsed()))
@@ -490,8 +490,8 @@ async fn fault_jwks_answering_500_then_hanging() {
             {
                 // 500 for a quarter, hanging for a quarter, then serving.
                 until(started, fault_at(duration)).await;
-                jwks.fail_with(500);
                 let injected = started.elapsed();
+                jwks.fail_with(500);
                 until(started, duration / 2).await;
                 jwks.hang();
                 until(started, duration * 3 / 4).await;
@@ -525,8 +525,8 @@ async fn fault_backend_target_killed_and_restarted() {
             let backend = &mut rig.backends[0];
             {
                 until(started, fault_at(duration)).await;
-                backend.kill();
                 let injected = started.elapsed();
+                backend.kill();
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 backend.restart();
                 let mut timing = timing(injected, Some(started.elapsed()));
@@ -571,9 +571,9 @@ async fn fault_sighup_with_a_valid_then_an_invalid_config() {
         let original = rig.toml.clone();
         {
             until(started, fault_at(duration)).await;
+            let injected = started.elapsed();
             px.rewrite_config(&valid);
             px.signal("HUP");
-            let injected = started.elapsed();
             assert!(
                 log_count_reaches(px, "\"config reloaded\"", 1).await,
                 "no reload logged:\n{}",
@@ -619,8 +619,8 @@ async fn fault_sigterm_with_requests_in_flight() {
             let px = &mut rig.proxies[1];
             {
                 until(started, fault_at(duration)).await;
-                px.signal("TERM");
                 let injected = started.elapsed();
+                px.signal("TERM");
                 let status = px.wait_exit(Duration::from_secs(40)).await;
                 let log = px.stderr();
                 assert!(
@@ -704,6 +704,7 @@ async fn the_checks_count_answers_other_than_200_401_503() {
 fn record(at_ms: u64, kind: load::Kind, outcome: load::Outcome) -> load::Record {
     load::Record {
         at: Duration::from_millis(at_ms),
+        done: Duration::from_millis(at_ms + 20),
         instance: 0,
         kind,
         outcome,
@@ -816,4 +817,22 @@ fn a_panic_in_a_log_is_found() {
     let log = "{\"message\":\"listening\"}\nthread 'tokio-runtime-worker' panicked at src/x.rs:1:2:\nboom\n";
     assert_eq!(battery::panics_in(log).len(), 1);
     assert!(battery::panics_in("{\"message\":\"listening\"}\n").is_empty());
+}
+
+#[test]
+fn a_request_in_flight_when_the_fault_strikes_is_the_fault_s() {
+    use load::{Kind::*, Outcome::*};
+    let mut in_flight = record(990, Session, Status(502));
+    in_flight.done = Duration::from_millis(1_010);
+    let before = record(500, Session, Status(503));
+    let s = battery::summarize(
+        &[before, in_flight],
+        &FaultTiming {
+            gateway_errors_expected: true,
+            duration: Duration::from_secs(10),
+            ..timing(Duration::from_secs(1), None)
+        },
+    );
+    assert_eq!(s.baseline_failures, 1, "only the one that ended before");
+    assert_eq!(s.gateway_errors, 1);
 }

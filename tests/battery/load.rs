@@ -113,6 +113,8 @@ impl fmt::Display for Outcome {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub at: Duration,
+    /// When it ended (since the load began).
+    pub done: Duration,
     pub instance: usize,
     pub kind: Kind,
     pub outcome: Outcome,
@@ -352,6 +354,7 @@ pub async fn run(load: Load, started: Instant) -> Vec<Record> {
                     drop(permit);
                     Record {
                         at,
+                        done: started.elapsed(),
                         instance,
                         kind,
                         outcome,
@@ -361,6 +364,7 @@ pub async fn run(load: Load, started: Instant) -> Vec<Record> {
             }
             Err(_) => skipped.push(Record {
                 at,
+                done: at,
                 instance,
                 kind,
                 outcome: Outcome::Skipped,

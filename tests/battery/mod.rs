@@ -156,7 +156,7 @@ pub struct Summary {
     pub valid_refused: usize,
     /// First and last 503, seconds after the fault.
     pub window_503: Option<(f64, f64)>,
-    /// Non-200 answers to valid requests before the fault.
+    /// Non-200 answers to valid requests that ended before the fault.
     pub baseline_failures: usize,
     /// Seconds from the fault to the last non-200 answer to a valid
     /// request (0: none); `None`: still failing at the end.
@@ -224,7 +224,9 @@ pub fn summarize(records: &[Record], timing: &FaultTiming) -> Summary {
             other => *s.unexpected.entry(other.to_string()).or_insert(0) += 1,
         }
         if r.kind.should_pass() && !to_stopped && r.outcome != Outcome::Status(200) {
-            if r.at < timing.injected {
+            // Failed and over before the fault: the rig was not healthy.
+            // (A request in flight when the fault struck is the fault's.)
+            if r.done < timing.injected {
                 s.baseline_failures += 1;
             } else {
                 last_bad = Some(last_bad.map_or(r.at, |l: Duration| l.max(r.at)));
