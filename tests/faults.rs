@@ -428,21 +428,19 @@ async fn fault_redis_primary_killed_under_sentinel() {
         load,
         async |rig: &mut Rig, started: Instant| {
             let set = rig.sentinel.take().expect("a Sentinel set");
-            {
-                let at = fault_at(duration);
-                until(started, at).await;
-                let injected = started.elapsed();
-                let set = tokio::task::spawn_blocking(move || {
-                    let mut set = set;
-                    set.kill_primary_and_wait_for_failover();
-                    set
-                })
-                .await
-                .expect("the failover");
-                let lifted = started.elapsed();
-                rig.sentinel = Some(set);
-                timing(injected, Some(lifted))
-            }
+            let at = fault_at(duration);
+            until(started, at).await;
+            let injected = started.elapsed();
+            let set = tokio::task::spawn_blocking(move || {
+                let mut set = set;
+                set.kill_primary_and_wait_for_failover();
+                set
+            })
+            .await
+            .expect("the failover");
+            let lifted = started.elapsed();
+            rig.sentinel = Some(set);
+            timing(injected, Some(lifted))
         },
     )
     .await;
@@ -460,14 +458,12 @@ async fn fault_redis_sigstopped_for_5_s() {
         load,
         async |rig: &mut Rig, started: Instant| {
             let redis = rig.redis.as_ref().expect("a Redis server");
-            {
-                until(started, fault_at(duration)).await;
-                let injected = started.elapsed();
-                redis.pause();
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                redis.resume();
-                timing(injected, Some(started.elapsed()))
-            }
+            until(started, fault_at(duration)).await;
+            let injected = started.elapsed();
+            redis.pause();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            redis.resume();
+            timing(injected, Some(started.elapsed()))
         },
     )
     .await;
@@ -487,17 +483,15 @@ async fn fault_jwks_answering_500_then_hanging() {
         load,
         async |rig: &mut Rig, started: Instant| {
             let jwks = &rig.jwks;
-            {
-                // 500 for a quarter, hanging for a quarter, then serving.
-                until(started, fault_at(duration)).await;
-                let injected = started.elapsed();
-                jwks.fail_with(500);
-                until(started, duration / 2).await;
-                jwks.hang();
-                until(started, duration * 3 / 4).await;
-                jwks.serve();
-                timing(injected, Some(started.elapsed()))
-            }
+            // 500 for a quarter, hanging for a quarter, then serving.
+            until(started, fault_at(duration)).await;
+            let injected = started.elapsed();
+            jwks.fail_with(500);
+            until(started, duration / 2).await;
+            jwks.hang();
+            until(started, duration * 3 / 4).await;
+            jwks.serve();
+            timing(injected, Some(started.elapsed()))
         },
     )
     .await;
@@ -523,16 +517,14 @@ async fn fault_backend_target_killed_and_restarted() {
         load,
         async |rig: &mut Rig, started: Instant| {
             let backend = &mut rig.backends[0];
-            {
-                until(started, fault_at(duration)).await;
-                let injected = started.elapsed();
-                backend.kill();
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                backend.restart();
-                let mut timing = timing(injected, Some(started.elapsed()));
-                timing.gateway_errors_expected = true;
-                timing
-            }
+            until(started, fault_at(duration)).await;
+            let injected = started.elapsed();
+            backend.kill();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            backend.restart();
+            let mut timing = timing(injected, Some(started.elapsed()));
+            timing.gateway_errors_expected = true;
+            timing
         },
     )
     .await;
@@ -569,34 +561,32 @@ async fn fault_sighup_with_a_valid_then_an_invalid_config() {
         );
         let invalid = format!("{}\n[[routes]]\npath = 42\nupstream = \"app\"\n", rig.toml);
         let original = rig.toml.clone();
-        {
-            until(started, fault_at(duration)).await;
-            let injected = started.elapsed();
-            px.rewrite_config(&valid);
-            px.signal("HUP");
-            assert!(
-                log_count_reaches(px, "\"config reloaded\"", 1).await,
-                "no reload logged:\n{}",
-                px.stderr()
-            );
-            until(started, duration / 2).await;
-            px.rewrite_config(&invalid);
-            px.signal("HUP");
-            assert!(
-                log_count_reaches(px, "the previous config keeps serving", 1).await,
-                "the refused reload was not logged:\n{}",
-                px.stderr()
-            );
-            until(started, duration * 3 / 4).await;
-            px.rewrite_config(&original);
-            px.signal("HUP");
-            assert!(
-                log_count_reaches(px, "\"config reloaded\"", 2).await,
-                "the second reload was not logged:\n{}",
-                px.stderr()
-            );
-            timing(injected, Some(started.elapsed()))
-        }
+        until(started, fault_at(duration)).await;
+        let injected = started.elapsed();
+        px.rewrite_config(&valid);
+        px.signal("HUP");
+        assert!(
+            log_count_reaches(px, "\"config reloaded\"", 1).await,
+            "no reload logged:\n{}",
+            px.stderr()
+        );
+        until(started, duration / 2).await;
+        px.rewrite_config(&invalid);
+        px.signal("HUP");
+        assert!(
+            log_count_reaches(px, "the previous config keeps serving", 1).await,
+            "the refused reload was not logged:\n{}",
+            px.stderr()
+        );
+        until(started, duration * 3 / 4).await;
+        px.rewrite_config(&original);
+        px.signal("HUP");
+        assert!(
+            log_count_reaches(px, "\"config reloaded\"", 2).await,
+            "the second reload was not logged:\n{}",
+            px.stderr()
+        );
+        timing(injected, Some(started.elapsed()))
     })
     .await;
 }
@@ -617,24 +607,22 @@ async fn fault_sigterm_with_requests_in_flight() {
         load,
         async |rig: &mut Rig, started: Instant| {
             let px = &mut rig.proxies[1];
-            {
-                until(started, fault_at(duration)).await;
-                let injected = started.elapsed();
-                px.signal("TERM");
-                let status = px.wait_exit(Duration::from_secs(40)).await;
-                let log = px.stderr();
-                assert!(
-                    status.success(),
-                    "exit status {status} after SIGTERM:\n{log}"
-                );
-                assert!(
-                    !log.contains("cut_requests"),
-                    "the drain cut requests (grace 30 s, requests take 0.5 s):\n{log}"
-                );
-                let mut timing = timing(injected, None);
-                timing.stopped = Some((1, injected));
-                timing
-            }
+            until(started, fault_at(duration)).await;
+            let injected = started.elapsed();
+            px.signal("TERM");
+            let status = px.wait_exit(Duration::from_secs(40)).await;
+            let log = px.stderr();
+            assert!(
+                status.success(),
+                "exit status {status} after SIGTERM:\n{log}"
+            );
+            assert!(
+                !log.contains("cut_requests"),
+                "the drain cut requests (grace 30 s, requests take 0.5 s):\n{log}"
+            );
+            let mut timing = timing(injected, None);
+            timing.stopped = Some((1, injected));
+            timing
         },
     )
     .await;
