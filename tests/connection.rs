@@ -438,3 +438,41 @@ async fn draining_cuts_what_outlives_the_grace() {
     let report = px.shutdown().await;
     assert_eq!(report.cut_requests, 1);
 }
+
+/// Regression (found by the soak, issue 17): a 401 to an upload the proxy
+/// never read announced a keep-alive connection and then closed it, so a
+/// pooling client sent its next request into a closed connection
+/// ("connection closed before message completed"). A rejection that leaves
+/// a request body unread now says `Connection: close` (RFC 9112 §9.6).
+#[tokio::test]
+async fn regression_a_refused_upload_left_unread_announced_keep_alive_then_closed() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    // 1 MiB announced, 64 KiB sent: the proxy answers without reading it.
+    stream
+        .write_all(b"POST /private/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n")
+        .await
+        .expect("write head");
+    stream
+        .write_all(&[b'x'; 64 * 1024])
+        .await
+        .expect("write body");
+    let head = read_head(&mut stream).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(
+        head.contains("\r\nconnection: close\r\n"),
+        "the connection is closed after this answer, and must say so:\n{head}"
+    );
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+
+    // Without a body, a refusal keeps the connection.
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let head = read_head(&mut stream).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+}

@@ -205,7 +205,11 @@ fn the_example_loads() {
 
 proptest! {
     // Each case parses and validates a whole document.
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // PROPTEST_CASES raises the count for a deep run.
+    #![proptest_config(ProptestConfig {
+        cases: ProptestConfig::default().cases.max(512),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn any_text_loads_or_points_at_lines(text in any::<String>()) {

@@ -474,7 +474,11 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(2048))]
+            // PROPTEST_CASES raises the count for a deep run.
+            #![proptest_config(ProptestConfig {
+                cases: ProptestConfig::default().cases.max(2048),
+                ..ProptestConfig::default()
+            })]
 
             #[test]
             fn a_claim_renders_whole_or_not_at_all(value in claim_value()) {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{HOST, HeaderValue};
+use http::header::{CONNECTION, HOST, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
@@ -96,6 +96,11 @@ impl Proxy {
         let gateway = self.gateway.load_full();
         let request_id = headers::request_id(req.headers());
         let method = req.method().clone();
+        // An HTTP/1 request with a body: a rejection may leave it unread,
+        // and hyper then closes the connection after the answer, which the
+        // answer must announce (RFC 9112 §9.6).
+        let body_left_unread =
+            req.version() < Version::HTTP_2 && !http_body::Body::is_end_stream(req.body());
         let mut log = RequestLog::default();
         self.metrics.in_flight.inc();
         // Boxed, once per request: hyper keeps each connection's service
@@ -112,7 +117,15 @@ impl Proxy {
                     log.auth = AuthRecord::Decided(outcome);
                 }
                 log_rejection(&rejection, &request_id);
-                rejection.into_response().map(Either::Right)
+                let mut response = rejection.into_response().map(Either::Right);
+                if body_left_unread {
+                    // Say so, or a pooling client sends its next request
+                    // into the closed connection.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
             }
         };
         response

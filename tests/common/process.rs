@@ -120,11 +120,17 @@ impl ProxyProcess {
 
     /// As [`ProxyProcess::start`], with extra environment variables.
     pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> ProxyProcess {
+        ProxyProcess::start_program(Path::new(binary()), toml, env).await
+    }
+
+    /// As [`ProxyProcess::start_with_env`], running `program` instead of the
+    /// test build's binary (the reliability battery loads a release build).
+    pub async fn start_program(program: &Path, toml: &str, env: &[(&str, &str)]) -> ProxyProcess {
         let dir = TempDir::new();
         let config = dir.write("wristband.toml", &with_listeners(toml));
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("stdout file");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr file");
-        let child = Command::new(binary())
+        let child = Command::new(program)
             .arg("run")
             .arg("--config")
             .arg(&config)

@@ -457,7 +457,11 @@ mod tests {
         const READ_MEMBERS: [&str; 7] = ["alg", "kid", "jku", "x5u", "jwk", "x5c", "crit"];
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(4096))]
+            // PROPTEST_CASES raises the count for a deep run.
+            #![proptest_config(ProptestConfig {
+                cases: ProptestConfig::default().cases.max(4096),
+                ..ProptestConfig::default()
+            })]
 
             #[test]
             fn any_text_is_parsed_as_the_oracle_says(raw in any::<String>()) {
