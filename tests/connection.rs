@@ -42,6 +42,57 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     assert_eq!(up.requests.load(Ordering::SeqCst), 0);
 }
 
+/// SPEC §3: between requests a keep-alive connection idles for
+/// `idle_timeout`; `header_read_timeout` bounds a head once it has begun.
+/// (hyper's header timer ran from the end of the previous response and
+/// closed this connection after `header_read_timeout`.)
+#[tokio::test]
+async fn a_keep_alive_connection_idles_for_idle_timeout_not_header_read_timeout() {
+    let up = upstream::echo().await;
+    let toml = with_server(
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
+        &one_upstream(up.addr, PUBLIC),
+    );
+    let px = start_proxy(&toml).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    assert_eq!(exchange(&mut stream, "/a").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(exchange(&mut stream, "/b").await.status, 200);
+
+    // The next head, begun and never finished, is cut off.
+    stream
+        .write_all(b"GET /c HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some(),
+        "slowloris on a keep-alive connection still open after 5s"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(up.requests.load(Ordering::SeqCst), 2);
+}
+
+/// A connection that sends nothing at all is cut off after
+/// `header_read_timeout`, as nginx's `client_header_timeout` does.
+#[tokio::test]
+async fn a_connection_that_never_sends_a_byte_is_cut_off() {
+    let up = upstream::echo().await;
+    let toml = with_server(
+        "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
+        &one_upstream(up.addr, PUBLIC),
+    );
+    let px = start_proxy(&toml).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "silent connection still open after 5s");
+}
+
 /// SPEC §1: HTTP/2 comes via ALPN, over TLS. On plain TCP the HTTP/2
 /// preface is an HTTP/1 protocol error: hyper closes the connection (an
 /// error status would do too), and the request is never served.

@@ -1,36 +1,91 @@
-//! `server.idle_timeout`: a connection with no bytes moving either way for
-//! that long is closed gracefully (a request in flight still completes).
+//! The two clocks of a client connection, kept by one watcher per
+//! connection that ticks, so the request path never reads the clock or
+//! arms a timer:
+//!
+//! - `server.idle_timeout`: no bytes moving either way for that long closes
+//!   the connection gracefully (a request in flight still completes).
+//! - `server.header_read_timeout` (the slowloris bound): a request head
+//!   must be complete that long after it began: after the accept for the
+//!   first request, after its first byte for the next ones on a keep-alive
+//!   connection. Waiting for that first byte is idling, not reading a head
+//!   (hyper's own header timer ran from the end of the previous response,
+//!   so idle keep-alive connections were closed after `header_read_timeout`
+//!   instead of `idle_timeout`; found by the issue 17 soak). A head that
+//!   runs out is cut off at once.
 //!
 //! Counting I/O events instead of reading the clock on each of them keeps the
-//! hot path to one relaxed atomic increment.
+//! hot path to a few relaxed atomic operations.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// What the watcher and the connection share.
+#[derive(Debug)]
+pub struct Clocks {
+    /// Reads and writes so far.
+    activity: AtomicU64,
+    /// The watcher's ticks so far.
+    ticks: AtomicU64,
+    /// No request is being handled: the next bytes begin a head.
+    awaiting_head: AtomicBool,
+    /// The tick at which the head being read began; [`NO_HEAD`] between
+    /// heads.
+    head_started: AtomicU64,
+}
+
+const NO_HEAD: u64 = u64::MAX;
+
+impl Clocks {
+    /// A new connection: its first head is being waited for from now.
+    pub fn new() -> Arc<Clocks> {
+        Arc::new(Clocks {
+            activity: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+            awaiting_head: AtomicBool::new(true),
+            head_started: AtomicU64::new(0),
+        })
+    }
+
+    /// A whole head was read: the request is being handled.
+    pub fn request_started(&self) {
+        self.awaiting_head.store(false, Ordering::Relaxed);
+        self.head_started.store(NO_HEAD, Ordering::Relaxed);
+    }
+
+    /// The response is on its way: the next bytes begin the next head.
+    pub fn response_started(&self) {
+        self.awaiting_head.store(true, Ordering::Relaxed);
+    }
+
+    fn read_some(&self) {
+        self.activity.fetch_add(1, Ordering::Relaxed);
+        if self.awaiting_head.load(Ordering::Relaxed)
+            && self.head_started.load(Ordering::Relaxed) == NO_HEAD
+        {
+            let now = self.ticks.load(Ordering::Relaxed);
+            self.head_started.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// An I/O stream that counts its reads and writes.
+    /// An I/O stream that counts its reads and writes, and notes where a
+    /// request head begins.
     pub struct Tracked<T> {
         #[pin]
         inner: T,
-        activity: Arc<AtomicU64>,
+        clocks: Arc<Clocks>,
     }
 }
 
 impl<T> Tracked<T> {
-    pub fn new(inner: T) -> (Self, Arc<AtomicU64>) {
-        let activity = Arc::new(AtomicU64::new(0));
-        (
-            Tracked {
-                inner,
-                activity: activity.clone(),
-            },
-            activity,
-        )
+    pub fn new(inner: T, clocks: Arc<Clocks>) -> Self {
+        Tracked { inner, clocks }
     }
 }
 
@@ -41,9 +96,14 @@ impl<T: AsyncRead> AsyncRead for Tracked<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.project();
+        let before = buf.filled().len();
         let poll = this.inner.poll_read(cx, buf);
         if poll.is_ready() {
-            this.activity.fetch_add(1, Ordering::Relaxed);
+            if buf.filled().len() > before {
+                this.clocks.read_some();
+            } else {
+                this.clocks.activity.fetch_add(1, Ordering::Relaxed);
+            }
         }
         poll
     }
@@ -58,7 +118,7 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
         let this = self.project();
         let poll = this.inner.poll_write(cx, buf);
         if poll.is_ready() {
-            this.activity.fetch_add(1, Ordering::Relaxed);
+            this.clocks.activity.fetch_add(1, Ordering::Relaxed);
         }
         poll
     }
@@ -79,7 +139,7 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
         let this = self.project();
         let poll = this.inner.poll_write_vectored(cx, bufs);
         if poll.is_ready() {
-            this.activity.fetch_add(1, Ordering::Relaxed);
+            this.clocks.activity.fetch_add(1, Ordering::Relaxed);
         }
         poll
     }
@@ -89,19 +149,42 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
     }
 }
 
-/// Resolves once `activity` has not changed for `idle` (within a quarter of
-/// it).
-pub async fn expired(activity: &AtomicU64, idle: Duration) {
-    let tick = (idle / 4).max(Duration::from_millis(10));
-    let mut last = activity.load(Ordering::Relaxed);
+/// Why the watcher ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// No bytes moved for `idle_timeout`: close gracefully.
+    Idle,
+    /// A head was not complete within `header_read_timeout`: cut off.
+    HeadTimeout,
+}
+
+/// Resolves once the connection has been quiet for `idle`, or a head has
+/// been read for longer than `header_read` (`None`: no head bound, as for
+/// HTTP/2, whose streams interleave). Within a quarter of either.
+pub async fn expired(clocks: &Clocks, idle: Duration, header_read: Option<Duration>) -> Expired {
+    let shortest = header_read.map_or(idle, |h| h.min(idle));
+    let tick = (shortest / 4).max(Duration::from_millis(10));
+    let mut last = clocks.activity.load(Ordering::Relaxed);
     let mut quiet = Duration::ZERO;
+    let mut ticks: u64 = 0;
     loop {
         tokio::time::sleep(tick).await;
-        let now = activity.load(Ordering::Relaxed);
+        ticks += 1;
+        clocks.ticks.store(ticks, Ordering::Relaxed);
+        if let Some(limit) = header_read {
+            let started = clocks.head_started.load(Ordering::Relaxed);
+            let reading = clocks.awaiting_head.load(Ordering::Relaxed) && started != NO_HEAD;
+            let elapsed = tick
+                .saturating_mul(u32::try_from(ticks.saturating_sub(started)).unwrap_or(u32::MAX));
+            if reading && elapsed >= limit {
+                return Expired::HeadTimeout;
+            }
+        }
+        let now = clocks.activity.load(Ordering::Relaxed);
         if now == last {
             quiet += tick;
             if quiet >= idle {
-                return;
+                return Expired::Idle;
             }
         } else {
             last = now;

@@ -84,9 +84,12 @@ impl Limits {
     // (the connection copies what it needs): never kept for its life.
     fn http1(&self) -> http1::Builder {
         let mut http1 = http1::Builder::new();
+        // No hyper header timer: `idle::expired` bounds the head (hyper's
+        // ran from the end of the previous response, so it closed idle
+        // keep-alive connections after `header_read_timeout`).
         http1
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
+            .header_read_timeout(None)
             // hyper answers 431 itself when the head outgrows its buffer;
             // the exact `max_header_bytes` check happens on the parsed
             // headers.
@@ -178,26 +181,39 @@ where
         proxy,
         drain,
     } = serving;
-    let (stream, activity) = idle::Tracked::new(stream);
+    let clocks = idle::Clocks::new();
+    let stream = idle::Tracked::new(stream, clocks.clone());
     let peer = conn.peer;
     let conn = Arc::new(conn);
+    let service_clocks = clocks.clone();
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(&conn, req).await) }
+        let clocks = service_clocks.clone();
+        async move {
+            clocks.request_started();
+            let response = proxy.handle(&conn, req).await;
+            clocks.response_started();
+            Ok::<_, Infallible>(response)
+        }
     });
     let io = TokioIo::new(stream);
-    let idle = idle::expired(&activity, limits.idle_timeout);
     let result = match protocol {
         Protocol::Http1 => {
             let connection = limits.http1().serve_connection(io, service).with_upgrades();
-            until_drained(connection, drain, idle).await
+            let watch = idle::expired(
+                &clocks,
+                limits.idle_timeout,
+                Some(limits.header_read_timeout),
+            );
+            until_drained(connection, drain, watch).await
         }
         // Boxed: HTTP/2 comes only over TLS, and its connection state would
         // otherwise size every HTTP/1 connection's task.
         Protocol::Http2 => {
             let connection = limits.http2().serve_connection(io, service);
-            Box::pin(until_drained(connection, drain, idle)).await
+            let watch = idle::expired(&clocks, limits.idle_timeout, None);
+            Box::pin(until_drained(connection, drain, watch)).await
         }
     };
     if let Err(error) = result {
@@ -238,12 +254,13 @@ where
     }
 }
 
-/// Drives `connection` to its end; a drain, or `idle` expiring, asks it to
-/// shut down gracefully first.
+/// Drives `connection` to its end; a drain, or the connection idling out,
+/// asks it to shut down gracefully first; a head read for too long ends it
+/// at once.
 async fn until_drained<C: Served>(
     connection: C,
     mut drain: watch::Receiver<bool>,
-    idle: impl Future<Output = ()>,
+    watch: impl Future<Output = idle::Expired>,
 ) -> Result<(), hyper::Error> {
     tokio::pin!(connection);
     // The drain and idle watchers sit in a `FuturesUnordered` so that they
@@ -258,8 +275,8 @@ async fn until_drained<C: Served>(
     } else {
         watchers.push(async move {
             tokio::select! {
-                _ = drain.changed() => {}
-                _ = idle => {}
+                _ = drain.changed() => idle::Expired::Idle,
+                expired = watch => expired,
             }
         });
     }
@@ -269,7 +286,13 @@ async fn until_drained<C: Served>(
             biased;
             result = connection.as_mut() => return result,
             // Ready(None) once the watcher has fired: the branch disables.
-            Some(()) = watchers.next() => connection.as_mut().shut_down(),
+            Some(expired) = watchers.next() => match expired {
+                idle::Expired::Idle => connection.as_mut().shut_down(),
+                idle::Expired::HeadTimeout => {
+                    tracing::debug!("request head not complete within server.header_read_timeout");
+                    return Ok(());
+                }
+            },
         }
     }
 }
