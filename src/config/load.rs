@@ -195,6 +195,8 @@ fn split(diag: &mut Diag<'_>, doc: DeTable<'_>) -> RawDoc {
             "store" => raw.store = part(diag, value, &path).into(),
             "sessions" => raw.sessions = part(diag, value, &path).into(),
             "identity" => raw.identity = part(diag, value, &path).into(),
+            "forward_auth" => raw.forward_auth = part(diag, value, &path).into(),
+            "revocation" => raw.revocation = part(diag, value, &path).into(),
             "jwt" => {
                 let providers = match value.get_mut() {
                     DeValue::Table(table) => table.remove("providers"),

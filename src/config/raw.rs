@@ -36,6 +36,8 @@ pub(super) struct RawDoc {
     pub upstream_names: Vec<Option<String>>,
     pub routes: Vec<Option<RawRoute>>,
     pub identity: Section<RawIdentity>,
+    pub forward_auth: Section<RawForwardAuth>,
+    pub revocation: Section<RawRevocation>,
 }
 
 /// A top-level table: absent, deserialized, or broken (errors already reported).
@@ -89,6 +91,8 @@ pub(super) struct RawTls {
 #[derive(Deserialize, Default)]
 pub(super) struct RawAdmin {
     pub listen: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -206,6 +210,16 @@ pub(super) struct RawAssertion {
     pub ttl: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+pub(super) struct RawForwardAuth {
+    pub path: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawRevocation {
+    pub propagation: Option<String>,
+}
+
 /// `"admin"` or `["admin", "ops"]`: a hand-written visitor rather than an
 /// untagged enum, which would lose the position of a type error.
 pub(super) struct OneOrMany(pub Vec<String>);
@@ -244,6 +258,8 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "upstreams",
     "routes",
     "identity",
+    "forward_auth",
+    "revocation",
 ];
 
 /// The keys a table accepts, for "unknown key" messages. `table` is a key
@@ -269,6 +285,8 @@ pub(super) fn valid_keys(table: &str) -> Option<Vec<&'static str>> {
         "routes[]" => fields_of::<RawRoute>(),
         "identity" => fields_of::<RawIdentity>(),
         "identity.assertion" => fields_of::<RawAssertion>(),
+        "forward_auth" => fields_of::<RawForwardAuth>(),
+        "revocation" => fields_of::<RawRevocation>(),
         _ => return None,
     };
     Some(keys)
