@@ -14,6 +14,7 @@ use http_body_util::Full;
 
 use crate::auth::counters::AuthOutcome;
 use crate::auth::error::AuthError;
+use crate::auth::revocation::RevokeError;
 use crate::identity::AssertionUnsigned;
 use crate::upstream::ForwardError;
 
@@ -55,6 +56,26 @@ pub enum Rejection {
     /// the exchange, or did not answer in time.
     #[error("upstream failed")]
     Upstream(#[from] ForwardError),
+    /// RFC 9110 §15.5.4, SPEC §8: forward-auth asked by a peer outside
+    /// `server.trusted_proxies`, whose `X-Forwarded-*` mean nothing.
+    #[error("forward-auth asked by a peer outside server.trusted_proxies")]
+    UntrustedPeer,
+    /// SPEC §8: a refusal answered to the edge as a 401 (never a 302:
+    /// nginx `auth_request` takes anything but 2xx, 401 and 403 for an
+    /// error), with `X-Auth-Login` saying where to send the browser.
+    #[error("refused; the edge may send the browser to log in")]
+    EdgeLogin {
+        #[source]
+        error: AuthError,
+        location: HeaderValue,
+    },
+    /// RFC 6750 §3.1, SPEC §9: `POST /revoke` without the admin token.
+    #[error("admin token missing or wrong")]
+    AdminToken,
+    /// SPEC §9: the revocation could not be written (503); nothing is
+    /// known to be revoked.
+    #[error("revocation not written")]
+    NotRevoked(#[source] RevokeError),
 }
 
 /// The reasons for a 400 that are not about credentials.
@@ -68,6 +89,13 @@ pub enum BadRequest {
     UnderscoreHeader,
     #[error("missing or invalid Host")]
     Host,
+    /// SPEC §8: the original request cannot be read from the edge's
+    /// headers (missing, repeated, or from both header sets at once).
+    #[error("forward-auth: {0}")]
+    OriginalRequest(&'static str),
+    /// SPEC §9: a `POST /revoke` body that says neither what nor how long.
+    #[error("revoke: {0}")]
+    Revoke(&'static str),
 }
 
 impl From<BadRequest> for Rejection {
@@ -83,14 +111,17 @@ impl Rejection {
     /// The side that caused it, for the log level and for operators.
     pub fn side(&self) -> Side {
         match self {
-            Rejection::Auth(AuthError::Unavailable(_)) | Rejection::AssertionUnsigned(_) => {
-                Side::Internal
-            }
+            Rejection::Auth(AuthError::Unavailable(_))
+            | Rejection::AssertionUnsigned(_)
+            | Rejection::NotRevoked(_) => Side::Internal,
             Rejection::NoRoute
             | Rejection::MethodNotAllowed { .. }
             | Rejection::BadRequest(_)
             | Rejection::HeadersTooLarge
-            | Rejection::Auth(_) => Side::Client,
+            | Rejection::Auth(_)
+            | Rejection::UntrustedPeer
+            | Rejection::EdgeLogin { .. }
+            | Rejection::AdminToken => Side::Client,
             Rejection::Upstream(_) => Side::Upstream,
         }
     }
@@ -99,7 +130,7 @@ impl Rejection {
     /// refused (SPEC §6 `wristband_auth_total`).
     pub fn auth_outcome(&self) -> Option<AuthOutcome> {
         match self {
-            Rejection::Auth(error) => Some(error.outcome()),
+            Rejection::Auth(error) | Rejection::EdgeLogin { error, .. } => Some(error.outcome()),
             _ => None,
         }
     }
@@ -173,9 +204,34 @@ impl Rejection {
                 "bad_gateway",
                 "the upstream could not be reached",
             ),
+            Rejection::UntrustedPeer => json(StatusCode::FORBIDDEN, "forbidden", "access denied"),
+            Rejection::EdgeLogin { error, location } => {
+                let mut resp = Rejection::Auth(error).into_response();
+                resp.headers_mut().insert(&X_AUTH_LOGIN, location);
+                resp
+            }
+            Rejection::AdminToken => unauthorized(
+                None,
+                "unauthenticated",
+                "authentication required",
+                BEARER,
+            ),
+            Rejection::NotRevoked(_) => {
+                let mut resp = json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the revocation could not be stored",
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }
         }
     }
 }
+
+/// SPEC §8: where the edge should send a browser that must log in.
+pub static X_AUTH_LOGIN: http::HeaderName = http::HeaderName::from_static("x-auth-login");
 
 /// 401, or 302 to the login page when the route redirects this request.
 fn unauthorized(

@@ -2,10 +2,13 @@
 //! route ([`crate::routing`]), authenticate ([`crate::auth`]), authorize
 //! ([`crate::auth::policy`]), build the upstream request
 //! ([`upstream_request`]: strip, then inject), forward
-//! ([`crate::upstream`]). Every rejection is a [`Rejection`], turned into a
-//! response in one place; what authentication concluded is counted once,
-//! here, for the metric and the access log alike.
+//! ([`crate::upstream`]). A forward-auth question (SPEC §8) runs the same
+//! stages on the request the edge describes ([`forward_auth`]) and ends by
+//! answering with the identity instead of forwarding. Every rejection is a
+//! [`Rejection`], turned into a response in one place; what authentication
+//! concluded is counted once, here, for the metric and the access log alike.
 
+pub mod forward_auth;
 pub mod upgrade;
 pub mod upstream_request;
 
@@ -21,8 +24,8 @@ use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::auth;
 use crate::auth::counters::AuthRecord;
+use crate::auth::{self, Authenticated};
 use crate::auth::redirect::Site;
 use crate::boxed::boxed;
 use crate::config::{Config, UnderscoreHeaders};
@@ -153,7 +156,8 @@ impl Proxy {
         response
     }
 
-    /// SPEC §1, in order. Returns the upstream's response, or why not.
+    /// SPEC §1, in order. Returns the upstream's response, or why not;
+    /// for a forward-auth question (SPEC §8), the answer to the edge.
     async fn pipeline(
         &self,
         gateway: &Gateway,
@@ -166,47 +170,42 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         check_head(&parts, config)?;
 
-        // Route: the normalized path is what policy sees and what is forwarded.
+        // The normalized path is what policy sees and what is forwarded.
         // The access log keeps it; the pipeline borrows it from there.
         log.path = normalize_path(parts.uri.path()).map_err(BadRequest::Path)?;
-        let path = log.path.as_str();
-        // The proxy's own key set is answered here, never routed, so that no
-        // route can shadow it.
-        if path == JWKS_PATH {
+        // The proxy's own endpoints are answered here, never routed, so
+        // that no route can shadow them.
+        if log.path == JWKS_PATH {
             return jwks_response(gateway, &parts.method);
         }
+        if config
+            .forward_auth
+            .as_ref()
+            .is_some_and(|fa| fa.path == log.path)
+        {
+            return answer_edge(gateway, conn, parts, log).await;
+        }
         let host = client_host(&parts);
-        let index = gateway.route(host.as_ref(), path, &parts.method)?;
-        let route = &config.routes[index];
-        let runtime = &gateway.routes[index];
-        log.route = Some(index);
-
-        // Authenticate, then authorize, on the request without its
-        // hop-by-hop headers.
-        let inbound = Inbound::new(parts);
         let site = Site {
             tls: conn.tls,
             host: host.as_ref(),
         };
-        let authenticated = gateway
-            .auth
-            .authenticate(route, inbound.parts(), &site)
-            .await?;
-        let authenticated = auth::policy::authorize(route, authenticated)?;
-        auth::csrf::check(route, &authenticated, inbound.parts(), &site)?;
+        let inbound = Inbound::new(parts);
+        let (index, authenticated) =
+            admit(gateway, &inbound, &log.path, &site, &mut log.route).await?;
         log.auth = authenticated.record();
+        let route = &config.routes[index];
+        let runtime = &gateway.routes[index];
+        // A route only the edge proxies (SPEC §8) has nowhere to go here.
+        let upstream_index = route.upstream.ok_or(Rejection::NoRoute)?;
 
-        // Build the upstream request: strip, then inject (last).
-        let upstream = &gateway.upstreams[route.upstream];
+        // Last: build the upstream request (strip, then inject), forward.
+        let upstream = &gateway.upstreams[upstream_index];
         let client = Client {
             ip: conn.peer.ip(),
             ip_header: &conn.peer_ip,
             tls: conn.tls,
-            trusted: config
-                .server
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(&conn.peer.ip())),
+            trusted: trusted(config, conn),
             host: host.as_ref(),
             request_id,
         };
@@ -218,11 +217,15 @@ impl Proxy {
             audience: upstream.name(),
         };
         let identity = authenticated.identity();
-        let outbound =
-            upstream_request::build(inbound, path, pool::body(body), &client, &rules, identity)?;
-
-        // Forward.
-        log.upstream = Some(route.upstream);
+        let outbound = upstream_request::build(
+            inbound,
+            &log.path,
+            pool::body(body),
+            &client,
+            &rules,
+            identity,
+        )?;
+        log.upstream = Some(upstream_index);
         let user = identity.map(Identity::sub);
         let (mut response, target) = upstream.forward(outbound.request, user).await?;
         log.target = Some(target);
@@ -230,6 +233,91 @@ impl Proxy {
         upgrade::finish(&mut response, outbound.upgrade, &runtime.name)?;
         Ok(response.map(Either::Left))
     }
+}
+
+/// Route, then authenticate and authorize on the request without its
+/// hop-by-hop headers: the stages a proxied request and a forward-auth
+/// question share. `route` learns the route as soon as there is one, for
+/// the metrics of a refusal.
+async fn admit(
+    gateway: &Gateway,
+    inbound: &Inbound,
+    path: &str,
+    site: &Site<'_>,
+    route: &mut Option<usize>,
+) -> Result<(usize, Authenticated), Rejection> {
+    let parts = inbound.parts();
+    let index = gateway.route(site.host, path, &parts.method)?;
+    *route = Some(index);
+    let config = &gateway.config.routes[index];
+    let authenticated = gateway.auth.authenticate(config, parts, site).await?;
+    let authenticated = auth::policy::authorize(config, authenticated)?;
+    auth::csrf::check(config, &authenticated, parts, site)?;
+    Ok((index, authenticated))
+}
+
+/// SPEC §8: the pipeline for the request the edge describes, whose last
+/// step answers with the identity headers (and assertion) instead of
+/// forwarding: 200 without a body, or the refusal a proxied request would
+/// get (a login redirect as `X-Auth-Login`).
+async fn answer_edge(
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    call: Parts,
+    log: &mut RequestLog,
+) -> Result<Response<ResponseBody>, Rejection> {
+    // Anyone else could describe any request, and learn any identity
+    // headers for a credential they hold.
+    if !trusted(&gateway.config, conn) {
+        return Err(Rejection::UntrustedPeer);
+    }
+    let original = forward_auth::original(call, conn.tls)?;
+    log.path = normalize_path(original.parts.uri.path()).map_err(BadRequest::Path)?;
+    let host = original.parts.headers.get(HOST).cloned();
+    let site = Site {
+        tls: original.tls,
+        host: host.as_ref(),
+    };
+    let inbound = Inbound::new(original.parts);
+    let (index, authenticated) =
+        match admit(gateway, &inbound, &log.path, &site, &mut log.route).await {
+            Ok(admitted) => admitted,
+            Err(rejection) => {
+                return Err(match log.route {
+                    Some(i) => forward_auth::for_the_edge(
+                        rejection,
+                        &gateway.config.routes[i],
+                        inbound.parts(),
+                        &site,
+                    ),
+                    None => rejection,
+                });
+            }
+        };
+    log.auth = authenticated.record();
+
+    // Last: the identity, as it would have been injected upstream.
+    let route = &gateway.config.routes[index];
+    let audience = match route.upstream {
+        Some(upstream) => gateway.upstreams[upstream].name(),
+        None => route.name.as_str(),
+    };
+    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+    if let Some(identity) = authenticated.identity() {
+        gateway
+            .identity
+            .inject(identity, audience, response.headers_mut())?;
+    }
+    Ok(response)
+}
+
+/// The peer is in `server.trusted_proxies`.
+fn trusted(config: &Config, conn: &ConnInfo) -> bool {
+    config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&conn.peer.ip()))
 }
 
 /// One line per rejection, at the level of the side that caused it, with
