@@ -53,6 +53,11 @@ pub struct ProviderResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabel {
     pub cache: &'static str,
 }
@@ -75,6 +80,7 @@ pub struct Metrics {
     pub cache_hits: Family<CacheLabel, Counter>,
     pub cache_misses: Family<CacheLabel, Counter>,
     pub store_errors: Counter,
+    pub revocations: Family<KindLabel, Gauge>,
     pub connections: Gauge,
     pub in_flight: Gauge,
 }
@@ -148,6 +154,12 @@ impl Metrics {
             "Session store commands that failed or timed out",
             store_errors.clone(),
         );
+        let revocations = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "revocations",
+            "Revocations held in memory, by kind (jti, sub)",
+            revocations.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -172,6 +184,7 @@ impl Metrics {
             cache_hits,
             cache_misses,
             store_errors,
+            revocations,
             connections,
             in_flight,
         }
