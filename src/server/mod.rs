@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod idle;
 pub mod listener;
+mod revoke;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
