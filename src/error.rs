@@ -376,6 +376,36 @@ mod tests {
                 504,
                 "gateway_timeout",
             ),
+            (Rejection::UntrustedPeer, 403, "forbidden"),
+            (
+                Rejection::BadRequest(BadRequest::OriginalRequest("both header sets at once")),
+                400,
+                "bad_request",
+            ),
+            (
+                Rejection::EdgeLogin {
+                    error: AuthError::InvalidToken {
+                        reason: Invalid::Revoked(crate::auth::revocation::Refusal::Jti),
+                        redirect: None,
+                    },
+                    location: HeaderValue::from_static("/_wristband/login?rd=x"),
+                },
+                401,
+                "invalid_token",
+            ),
+            (Rejection::AdminToken, 401, "unauthenticated"),
+            (
+                Rejection::BadRequest(BadRequest::Revoke("jti needs exp")),
+                400,
+                "bad_request",
+            ),
+            (
+                Rejection::NotRevoked(RevokeError::Store(
+                    crate::auth::session::StoreError::BadReply("x"),
+                )),
+                503,
+                "unavailable",
+            ),
         ];
         for (rejection, status, code) in cases {
             let resp = rejection.into_response();
@@ -399,6 +429,21 @@ mod tests {
             assert!(body["message"].is_string());
             assert!(!body.to_string().contains("secret-token-text"));
         }
+    }
+
+    #[test]
+    fn the_edge_gets_a_401_with_where_to_log_in_never_a_302() {
+        let resp = Rejection::EdgeLogin {
+            error: AuthError::Missing {
+                kind: None,
+                redirect: None,
+            },
+            location: HeaderValue::from_static("https://login.example.com/?rd=x"),
+        }
+        .into_response();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(resp.headers()[&X_AUTH_LOGIN], "https://login.example.com/?rd=x");
+        assert!(resp.headers().get(LOCATION).is_none());
     }
 
     #[tokio::test]
