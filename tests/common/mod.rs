@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod edge;
 pub mod client;
 pub mod idp;
 pub mod jwks;
