@@ -164,9 +164,7 @@ async fn collect(
 /// primary of the cluster's slot map.
 async fn enable_tracking(client: &Client) -> Result<(), Error> {
     if !client.is_clustered() {
-        return client
-            .client_tracking::<(), _, _>(Toggle::On, None, PREFIX, true, false, false, false)
-            .await;
+        return bcast(client).await;
     }
     let primaries = client
         .cached_cluster_state()
@@ -176,12 +174,21 @@ async fn enable_tracking(client: &Client) -> Result<(), Error> {
         return Err(Error::new(ErrorKind::Cluster, "no cluster slot map yet"));
     }
     for primary in primaries {
-        client
-            .with_cluster_node(primary)
-            .client_tracking::<(), _, _>(Toggle::On, None, PREFIX, true, false, false, false)
-            .await?;
+        bcast(&client.with_cluster_node(primary)).await?;
     }
     Ok(())
+}
+
+/// Off, then on: a connection that still tracks (the event that asked for
+/// this was another connection's) refuses a second `PREFIX revoked:` as
+/// overlapping its own, and the reload that follows covers the gap.
+async fn bcast<C: ClientInterface + Sync>(client: &C) -> Result<(), Error> {
+    client
+        .client_tracking::<(), _, _>(Toggle::Off, None, (), false, false, false, false)
+        .await?;
+    client
+        .client_tracking::<(), _, _>(Toggle::On, None, PREFIX, true, false, false, false)
+        .await
 }
 
 /// Any connection dropped, replaced or added: its tracking is off.
