@@ -89,11 +89,20 @@ mod tests {
     #[test]
     fn revoke_takes_a_jti_with_its_exp_or_a_sub() {
         let parse = |args: &[&str]| {
-            Cli::try_parse_from(["wristband", "revoke", "--config", "c.toml"].iter().chain(args))
+            Cli::try_parse_from(
+                ["wristband", "revoke", "--config", "c.toml"]
+                    .iter()
+                    .chain(args),
+            )
         };
         assert!(matches!(
             parse(&["--jti", "a", "--exp", "5"]).map(|c| c.command),
-            Ok(Some(Command::Revoke { jti: Some(_), exp: Some(5), sub: None, .. }))
+            Ok(Some(Command::Revoke {
+                jti: Some(_),
+                exp: Some(5),
+                sub: None,
+                ..
+            }))
         ));
         assert!(parse(&["--sub", "u"]).is_ok());
         assert!(parse(&["--jti", "a"]).is_err());

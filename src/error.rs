@@ -210,12 +210,9 @@ impl Rejection {
                 resp.headers_mut().insert(&X_AUTH_LOGIN, location);
                 resp
             }
-            Rejection::AdminToken => unauthorized(
-                None,
-                "unauthenticated",
-                "authentication required",
-                BEARER,
-            ),
+            Rejection::AdminToken => {
+                unauthorized(None, "unauthenticated", "authentication required", BEARER)
+            }
             Rejection::NotRevoked(_) => {
                 let mut resp = json(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -442,7 +439,10 @@ mod tests {
         }
         .into_response();
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(resp.headers()[&X_AUTH_LOGIN], "https://login.example.com/?rd=x");
+        assert_eq!(
+            resp.headers()[&X_AUTH_LOGIN],
+            "https://login.example.com/?rd=x"
+        );
         assert!(resp.headers().get(LOCATION).is_none());
     }
 

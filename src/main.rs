@@ -57,9 +57,11 @@ fn main() -> ExitCode {
                 command::revoke_command(&config, what).await
             })
         }
-        (Some(Command::Sessions { config, sub }), _) => store_command(&config, |config| async move {
-            command::sessions_command(&config, &sub).await
-        }),
+        (Some(Command::Sessions { config, sub }), _) => {
+            store_command(&config, |config| async move {
+                command::sessions_command(&config, &sub).await
+            })
+        }
         (None, None) => {
             eprintln!("wristband: nothing to do; try `wristband --help`");
             ExitCode::from(2)

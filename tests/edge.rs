@@ -90,8 +90,20 @@ async fn a_valid_token_reaches_the_backend_with_the_identity_from_wristband_only
     let f = Fixture::start().await;
     for edge in &f.edges {
         let reply = get(edge.addr, "/app/x?y=1", &[&bearer(&admin_token())]).await;
-        assert_eq!(reply.status, 200, "{}: {}\n{}", edge.name, reply.text(), edge.log());
-        assert_eq!(reply.seen().header("x-auth-user"), Some("alice"), "{}", edge.name);
+        assert_eq!(
+            reply.status,
+            200,
+            "{}: {}\n{}",
+            edge.name,
+            reply.text(),
+            edge.log()
+        );
+        assert_eq!(
+            reply.seen().header("x-auth-user"),
+            Some("alice"),
+            "{}",
+            edge.name
+        );
 
         // A client's own X-Auth-User is replaced...
         let spoofed = get(
@@ -100,7 +112,12 @@ async fn a_valid_token_reaches_the_backend_with_the_identity_from_wristband_only
             &[&bearer(&dev_token()), "X-Auth-User: alice"],
         )
         .await;
-        assert_eq!(spoofed.seen().header("x-auth-user"), Some("bob"), "{}", edge.name);
+        assert_eq!(
+            spoofed.seen().header("x-auth-user"),
+            Some("bob"),
+            "{}",
+            edge.name
+        );
 
         // ...and removed where wristband names nobody. Caddy before 2.9
         // sets a copied header wristband did not send to its own
@@ -141,7 +158,12 @@ async fn refusals_come_back_through_the_edge_and_nothing_reaches_the_backend() {
         assert_eq!(expired.status, 401, "{}: expired", edge.name);
         let forbidden = get(edge.addr, "/admin/x", &[&bearer(&dev_token())]).await;
         assert_eq!(forbidden.status, 403, "{}: require", edge.name);
-        assert_eq!(f.backend_calls(), before, "{} forwarded a refusal", edge.name);
+        assert_eq!(
+            f.backend_calls(),
+            before,
+            "{} forwarded a refusal",
+            edge.name
+        );
     }
 }
 
@@ -150,10 +172,7 @@ async fn a_dot_dot_path_through_the_edge_is_judged_as_where_it_leads() {
     let f = Fixture::start().await;
     for edge in &f.edges {
         let before = f.backend_calls();
-        for (headers, status) in [
-            (vec![bearer(&dev_token())], 403),
-            (vec![], 401),
-        ] {
+        for (headers, status) in [(vec![bearer(&dev_token())], 403), (vec![], 401)] {
             let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
             let reply = raw(
                 edge.addr,
@@ -204,7 +223,11 @@ async fn a_client_asking_wristband_directly_is_refused() {
         let reply = get(
             edge.addr,
             "/admin/x",
-            &[&bearer(&dev_token()), "X-Original-URI: /public", "X-Original-Method: GET"],
+            &[
+                &bearer(&dev_token()),
+                "X-Original-URI: /public",
+                "X-Original-Method: GET",
+            ],
         )
         .await;
         assert!(

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::client::{Reply, get};
+use common::client::{Reply, get, raw};
 use common::upstream::{self, TestUpstream};
 use common::{TestProxy, idp, start_proxy, upstream_toml};
 use serde_json::json;
@@ -161,7 +161,12 @@ async fn refusals_are_the_answers_of_section_4() {
 async fn the_path_is_judged_normalized_as_a_proxied_one_is() {
     let f = Fixture::trusted().await;
     let dev = idp::token("alice", &[("roles", json!(["dev"]))]);
-    for sneaky in ["/public/../admin", "/public/%2e%2e/admin", "//admin", "/public/./../admin/"] {
+    for sneaky in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "//admin",
+        "/public/./../admin/",
+    ] {
         let reply = f.ask("GET", sneaky, &[&bearer(&dev)]).await;
         assert_eq!(reply.status, 403, "{sneaky}: {}", reply.text());
         let anonymous = f.ask("GET", sneaky, &[]).await;
@@ -237,7 +242,9 @@ async fn a_login_redirect_reaches_the_edge_as_a_401_with_x_auth_login() {
         Some("https://login.example.com/?rd=http%3A%2F%2Fapp.example.com%2Fapp%2Fpage%3Fx%3D1")
     );
     // An API call gets no hint (guarantee 9).
-    let reply = f.ask("GET", "/app/page", &["Accept: application/json"]).await;
+    let reply = f
+        .ask("GET", "/app/page", &["Accept: application/json"])
+        .await;
     assert_eq!(reply.status, 401);
     assert!(reply.header("x-auth-login").is_none());
 }
@@ -259,4 +266,47 @@ async fn questions_are_counted_under_the_route_they_are_about() {
     };
     assert_eq!(sample("ok"), Some(1.0), "{metrics}");
     assert_eq!(sample("missing"), Some(1.0), "{metrics}");
+}
+
+#[tokio::test]
+async fn envoy_asks_below_the_path_with_the_original_method_and_host() {
+    let f = Fixture::trusted().await;
+    let token = idp::token("alice", &[("roles", json!(["dev"]))]);
+    let reply = get(
+        f.px.addr,
+        "/_wristband/auth/api/x?y=1",
+        &[&bearer(&token), "X-Forwarded-Proto: https"],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.header("x-auth-user"), Some("alice"));
+    let delete = raw(
+        f.px.addr,
+        &format!(
+            "DELETE /_wristband/auth/api/x HTTP/1.1\r\nHost: app.example.com\r\n{}",
+            bearer(&token)
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(delete.status, 405);
+    let sneaky = get(
+        f.px.addr,
+        "/_wristband/auth/public/../admin",
+        &[&bearer(&token)],
+    )
+    .await;
+    assert_eq!(sneaky.status, 403, "{}", sneaky.text());
+    let bent = get(
+        f.px.addr,
+        "/_wristband/auth/admin",
+        &[
+            &bearer(&token),
+            "X-Forwarded-Uri: /public",
+            "X-Forwarded-Method: GET",
+        ],
+    )
+    .await;
+    assert_eq!(bent.status, 400);
+    assert_eq!(f.up.requests.load(Ordering::SeqCst), 0);
 }

@@ -112,7 +112,11 @@ async fn metrics(px: &TestProxy) -> String {
 
 /// The `wristband_revocations{kind}` gauge.
 async fn held(px: &TestProxy, kind: &str) -> Option<f64> {
-    metric_sample(&metrics(px).await, "wristband_revocations", &[("kind", kind)])
+    metric_sample(
+        &metrics(px).await,
+        "wristband_revocations",
+        &[("kind", kind)],
+    )
 }
 
 async fn two_proxies(redis: &RedisServer, up: &TestUpstream) -> (TestProxy, TestProxy, String) {
@@ -148,7 +152,11 @@ async fn a_jti_revoked_by_the_cli_is_refused_by_every_instance_within_propagatio
     let reply = get(a.addr, "/api/x", &[&bearer(&token)]).await;
     assert_eq!(reply.json()["error"], "invalid_token");
     for px in [&a, &b] {
-        assert_eq!(status(px, &other).await, 200, "another jti of the same user");
+        assert_eq!(
+            status(px, &other).await,
+            200,
+            "another jti of the same user"
+        );
         let text = metrics(px).await;
         let revoked = metric_sample(
             &text,
@@ -173,7 +181,14 @@ async fn a_sub_revocation_refuses_older_tokens_and_ends_the_login_sessions() {
     let created = now() - 60;
     for id in ["s-one-aaaaaaaaaaaa", "s-two-bbbbbbbbbbbb"] {
         let key = format!("sessions:{id}");
-        redis.cli(&["HSET", &key, "user_id", "alice", "_wb_created", &created.to_string()]);
+        redis.cli(&[
+            "HSET",
+            &key,
+            "user_id",
+            "alice",
+            "_wb_created",
+            &created.to_string(),
+        ]);
         redis.cli(&["EXPIRE", &key, "3600"]);
         redis.cli(&["SADD", &index, id]);
     }
@@ -183,7 +198,10 @@ async fn a_sub_revocation_refuses_older_tokens_and_ends_the_login_sessions() {
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(listed.starts_with("2 login session(s)"), "{listed}");
     assert!(!listed.contains("s-one-aaaa"), "a whole id: {listed}");
-    assert!(listed.contains("s-on…") && listed.contains("expires"), "{listed}");
+    assert!(
+        listed.contains("s-on…") && listed.contains("expires"),
+        "{listed}"
+    );
 
     let old = idp::token("alice", &[("iat", json!(now() - 10))]);
     let no_iat = common::tokens::Token::new()
@@ -248,7 +266,10 @@ fn common_index_key(sub: &str) -> String {
         })
         .expect("sha256sum");
     let hex = String::from_utf8_lossy(&output.stdout);
-    format!("sessions:user:{}", hex.split_whitespace().next().unwrap_or(""))
+    format!(
+        "sessions:user:{}",
+        hex.split_whitespace().next().unwrap_or("")
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +333,11 @@ async fn expired_revocations_leave_the_deny_list() {
     // No TTL in the store (written by hand): the proxy drops them itself.
     let deadline = Instant::now() + Duration::from_secs(8);
     while held(&a, "jti").await != Some(1.0) {
-        assert!(Instant::now() < deadline, "expired entries kept: {:?}", held(&a, "jti").await);
+        assert!(
+            Instant::now() < deadline,
+            "expired entries kept: {:?}",
+            held(&a, "jti").await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -331,7 +356,11 @@ async fn with_the_memory_store_post_revoke_takes_effect_in_process() {
     assert_eq!(wrong.status, 401);
     let none = post_revoke(&px, "X-None: 1", &body).await;
     assert_eq!(none.status, 401);
-    assert_eq!(status(&px, &token).await, 200, "a refused revocation did nothing");
+    assert_eq!(
+        status(&px, &token).await,
+        200,
+        "a refused revocation did nothing"
+    );
     let bad = post_revoke(&px, &admin, r#"{"jti":"m-1"}"#).await;
     assert_eq!(bad.status, 400);
 
@@ -373,4 +402,3 @@ async fn post_revoke(px: &TestProxy, header: &str, body: &str) -> Reply {
     )
     .await
 }
-

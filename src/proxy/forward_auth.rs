@@ -13,6 +13,12 @@
 //! and overwrites only those of its set, so a client can add the *other*
 //! set: a question carrying both, or any of them twice, is refused (400)
 //! rather than answered about a path the client chose.
+//!
+//! Envoy's HTTP `ext_authz` can set neither: it sends the original method
+//! and Host, to `path_prefix` + the original path. So a request *below*
+//! the forward-auth path is a question too (beyond SPEC §8, which names the
+//! header sets only): the rest of its path is the original path, and
+//! either header set next to it is the same ambiguity, refused.
 
 use http::header::{HOST, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
@@ -38,9 +44,30 @@ pub struct Original {
     pub tls: bool,
 }
 
-/// Rebuilds the original request from the edge's headers. `tls`: the call
-/// itself came over TLS (the scheme when `X-Forwarded-Proto` is absent).
-pub fn original(mut call: Parts, tls: bool) -> Result<Original, Rejection> {
+/// How the edge asks: at the forward-auth path itself (the header sets),
+/// or below it (Envoy: the rest of the normalized path is the original).
+pub fn question<'p>(forward_auth_path: &str, path: &'p str) -> Option<Asked<'p>> {
+    let rest = path.strip_prefix(forward_auth_path)?;
+    if rest.is_empty() {
+        Some(Asked::Headers)
+    } else if rest.starts_with('/') {
+        Some(Asked::PathPrefix(rest))
+    } else {
+        None
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked<'p> {
+    Headers,
+    PathPrefix(&'p str),
+}
+
+/// Rebuilds the original request from the edge's headers (or, for Envoy,
+/// from the call's method and the path below the forward-auth path).
+/// `tls`: the call itself came over TLS (the scheme when
+/// `X-Forwarded-Proto` is absent).
+pub fn original(mut call: Parts, tls: bool, asked: Asked<'_>) -> Result<Original, Rejection> {
     let headers = &call.headers;
     let traefik = (
         single(headers, &X_FORWARDED_METHOD)?,
@@ -51,25 +78,28 @@ pub fn original(mut call: Parts, tls: bool) -> Result<Original, Rejection> {
         single(headers, &X_ORIGINAL_URI)?,
     );
     let given = |(method, uri): (Option<_>, Option<_>)| method.is_some() || uri.is_some();
-    let (method, uri) = match (given(traefik), given(nginx)) {
-        (true, true) => return Err(refused("both header sets at once")),
-        (false, false) => {
+    let (method, target) = match (asked, given(traefik), given(nginx)) {
+        (Asked::Headers, true, true)
+        | (Asked::PathPrefix(_), true, _)
+        | (Asked::PathPrefix(_), _, true) => {
+            return Err(refused("both header sets at once"));
+        }
+        (Asked::Headers, false, false) => {
             return Err(refused(
                 "no X-Forwarded-Method/-Uri nor X-Original-Method/-URI",
             ));
         }
-        (true, false) => traefik,
-        (false, true) => nginx,
+        (Asked::Headers, true, false) => from_headers(traefik)?,
+        (Asked::Headers, false, true) => from_headers(nginx)?,
+        (Asked::PathPrefix(rest), false, false) => {
+            let target = match call.uri.query() {
+                Some(query) => PathAndQuery::try_from(format!("{rest}?{query}")),
+                None => PathAndQuery::try_from(rest),
+            };
+            let target = target.map_err(|_| refused("the original URI is not an absolute path"))?;
+            (call.method.clone(), target)
+        }
     };
-    let (Some(method), Some(uri)) = (method, uri) else {
-        return Err(refused("a method without a URI, or a URI without a method"));
-    };
-    let method = Method::from_bytes(method.as_bytes())
-        .map_err(|_| refused("the original method is not a method"))?;
-    let target = PathAndQuery::try_from(uri.as_bytes())
-        .ok()
-        .filter(|pq| pq.as_str().starts_with('/'))
-        .ok_or(refused("the original URI is not an absolute path"))?;
     let host = match single(headers, &X_FORWARDED_HOST)? {
         Some(host) => host.clone(),
         None => single(headers, &HOST)?
@@ -100,6 +130,22 @@ pub fn original(mut call: Parts, tls: bool) -> Result<Original, Rejection> {
     call.uri = Uri::from(target);
     call.version = Version::HTTP_11;
     Ok(Original { parts: call, tls })
+}
+
+/// The method and target one header set gives.
+fn from_headers(
+    (method, uri): (Option<&HeaderValue>, Option<&HeaderValue>),
+) -> Result<(Method, PathAndQuery), Rejection> {
+    let (Some(method), Some(uri)) = (method, uri) else {
+        return Err(refused("a method without a URI, or a URI without a method"));
+    };
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| refused("the original method is not a method"))?;
+    let target = PathAndQuery::try_from(uri.as_bytes())
+        .ok()
+        .filter(|pq| pq.as_str().starts_with('/'))
+        .ok_or(refused("the original URI is not an absolute path"))?;
+    Ok((method, target))
 }
 
 /// The one value of `name`; two are refused (which would count?).
@@ -176,6 +222,10 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         builder.body(()).expect("request").into_parts().0
+    }
+
+    fn original(call: Parts, tls: bool) -> Result<Original, Rejection> {
+        super::original(call, tls, Asked::Headers)
     }
 
     fn reason(result: Result<Original, Rejection>) -> &'static str {
@@ -265,5 +315,36 @@ mod tests {
             ("x-forwarded-proto", "gopher"),
         ]);
         assert!(original(proto, false).is_err());
+    }
+
+    #[test]
+    fn envoy_asks_below_the_path_with_the_original_method() {
+        assert_eq!(
+            question("/_wristband/auth", "/_wristband/auth"),
+            Some(Asked::Headers)
+        );
+        assert_eq!(
+            question("/_wristband/auth", "/_wristband/auth/api/x"),
+            Some(Asked::PathPrefix("/api/x"))
+        );
+        assert_eq!(question("/_wristband/auth", "/_wristband/authx"), None);
+        assert_eq!(question("/_wristband/auth", "/api"), None);
+
+        let mut call = call(&[("host", "app.example.com"), ("x-forwarded-proto", "https")]);
+        call.method = Method::DELETE;
+        call.uri = Uri::from_static("/_wristband/auth/api/x?y=1");
+        let envoy =
+            super::original(call.clone(), false, Asked::PathPrefix("/api/x")).expect("envoy");
+        assert_eq!(envoy.parts.method, Method::DELETE);
+        assert_eq!(envoy.parts.uri, "/api/x?y=1");
+        assert_eq!(envoy.parts.headers[HOST], "app.example.com");
+        assert!(envoy.tls);
+
+        call.headers
+            .insert(&X_ORIGINAL_URI, HeaderValue::from_static("/public"));
+        assert_eq!(
+            reason(super::original(call, false, Asked::PathPrefix("/api/x"))),
+            "both header sets at once"
+        );
     }
 }

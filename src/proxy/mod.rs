@@ -25,8 +25,8 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::auth::counters::AuthRecord;
-use crate::auth::{self, Authenticated};
 use crate::auth::redirect::Site;
+use crate::auth::{self, Authenticated};
 use crate::boxed::boxed;
 use crate::config::{Config, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
@@ -178,12 +178,17 @@ impl Proxy {
         if log.path == JWKS_PATH {
             return jwks_response(gateway, &parts.method);
         }
-        if config
+        let asked = config
             .forward_auth
             .as_ref()
-            .is_some_and(|fa| fa.path == log.path)
-        {
-            return answer_edge(gateway, conn, parts, log).await;
+            .and_then(|fa| forward_auth::question(&fa.path, &log.path))
+            .map(|asked| match asked {
+                // The original path, out of the borrowed access-log path.
+                forward_auth::Asked::PathPrefix(rest) => Some(rest.to_owned()),
+                forward_auth::Asked::Headers => None,
+            });
+        if let Some(below) = asked {
+            return answer_edge(gateway, conn, parts, below.as_deref(), log).await;
         }
         let host = client_host(&parts);
         let site = Site {
@@ -264,6 +269,7 @@ async fn answer_edge(
     gateway: &Gateway,
     conn: &ConnInfo,
     call: Parts,
+    below: Option<&str>,
     log: &mut RequestLog,
 ) -> Result<Response<ResponseBody>, Rejection> {
     // Anyone else could describe any request, and learn any identity
@@ -271,7 +277,11 @@ async fn answer_edge(
     if !trusted(&gateway.config, conn) {
         return Err(Rejection::UntrustedPeer);
     }
-    let original = forward_auth::original(call, conn.tls)?;
+    let asked = match below {
+        Some(rest) => forward_auth::Asked::PathPrefix(rest),
+        None => forward_auth::Asked::Headers,
+    };
+    let original = forward_auth::original(call, conn.tls, asked)?;
     log.path = normalize_path(original.parts.uri.path()).map_err(BadRequest::Path)?;
     let host = original.parts.headers.get(HOST).cloned();
     let site = Site {

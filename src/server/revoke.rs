@@ -74,7 +74,10 @@ async fn revoke(
         .revocations
         .as_ref()
         .ok_or(Rejection::NoRoute)?;
-    revocations.revoke(what).await.map_err(Rejection::NotRevoked)
+    revocations
+        .revoke(what)
+        .await
+        .map_err(Rejection::NotRevoked)
 }
 
 /// Constant time in the contents and the length: both sides are hashed

@@ -61,10 +61,7 @@ impl Edge {
         })
     }
 
-    fn start(
-        name: &'static str,
-        command: impl Fn(&TempDir, u16, &str) -> Command,
-    ) -> Edge {
+    fn start(name: &'static str, command: impl Fn(&TempDir, u16, &str) -> Command) -> Edge {
         for _ in 0..5 {
             let dir = TempDir::new();
             let port = free_port();

@@ -5,8 +5,8 @@
 #![allow(dead_code)]
 
 pub mod browser;
-pub mod edge;
 pub mod client;
+pub mod edge;
 pub mod idp;
 pub mod jwks;
 pub mod oidc;

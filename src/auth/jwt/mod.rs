@@ -290,8 +290,11 @@ impl JwtAuth {
         // A fractional or odd `iat` was refused by the claim checks, or is
         // absent: either way, as `claims::check` reads it.
         let iat = claims.get("iat").and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+            v.as_u64().or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
         });
         match revocations.check(jti, identity.sub(), iat) {
             Ok(()) => Ok(()),

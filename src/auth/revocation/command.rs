@@ -175,10 +175,9 @@ pub async fn revoke_command(config: &Config, what: Revoke) -> anyhow::Result<Str
 pub fn describe(done: &Revoked) -> String {
     let what = match &done.entry {
         Entry::Jti { jti, .. } => format!("jti {jti:?}"),
-        Entry::Sub { sub, before } => format!(
-            "tokens of sub {sub:?} issued before {}",
-            rfc3339(*before)
-        ),
+        Entry::Sub { sub, before } => {
+            format!("tokens of sub {sub:?} issued before {}", rfc3339(*before))
+        }
     };
     let Some(ttl) = done.ttl else {
         return format!("{what}: already expired, nothing to revoke");
@@ -205,7 +204,9 @@ pub async fn sessions_command(config: &Config, sub: &str) -> anyhow::Result<Stri
     let now = super::unix_now();
     let mut out = format!("{} login session(s) of sub {sub:?}\n", listed.len());
     for session in listed {
-        let created = session.created.map_or_else(|| "unknown".to_owned(), rfc3339);
+        let created = session
+            .created
+            .map_or_else(|| "unknown".to_owned(), rfc3339);
         let expires = session
             .expires_in
             .map_or_else(|| "never".to_owned(), |s| rfc3339(now.saturating_add(s)));
@@ -239,7 +240,10 @@ async fn connect(config: &Config, command: &str) -> anyhow::Result<Client> {
         Ok(Err(error)) => bail!("store: cannot connect ({:?})", error.kind()),
         Err(_) => {
             let _ = client.quit().await;
-            bail!("store: no connection within {}", humantime::format_duration(limit))
+            bail!(
+                "store: no connection within {}",
+                humantime::format_duration(limit)
+            )
         }
     }
 }

@@ -157,7 +157,10 @@ impl RevokedList {
         }
         let held = self.held.read().unwrap_or_else(|p| p.into_inner());
         if let Some(jti) = jti
-            && held.jti.get(jti).is_some_and(|exp| held.jti_until(*exp) >= now)
+            && held
+                .jti
+                .get(jti)
+                .is_some_and(|exp| held.jti_until(*exp) >= now)
         {
             return Err(Refusal::Jti);
         }
@@ -236,7 +239,8 @@ impl RevokedList {
         let mut held = self.write();
         let Lifetimes { leeway, sub_ttl } = held.lifetimes;
         held.jti.retain(|_, exp| exp.saturating_add(leeway) >= now);
-        held.sub.retain(|_, before| before.saturating_add(sub_ttl) >= now);
+        held.sub
+            .retain(|_, before| before.saturating_add(sub_ttl) >= now);
         self.settle(&held);
     }
 
@@ -291,10 +295,16 @@ mod tests {
     fn a_revoked_jti_is_refused_until_exp_plus_leeway() {
         let list = RevokedList::new(LIFETIMES);
         list.insert(jti("a", 1000), 900);
-        assert_eq!(list.check(Some("a"), "u", Some(900), 950), Err(Refusal::Jti));
+        assert_eq!(
+            list.check(Some("a"), "u", Some(900), 950),
+            Err(Refusal::Jti)
+        );
         assert_eq!(list.check(Some("b"), "u", Some(900), 950), Ok(()));
         assert_eq!(list.check(None, "u", Some(900), 950), Ok(()));
-        assert_eq!(list.check(Some("a"), "u", Some(900), 1030), Err(Refusal::Jti));
+        assert_eq!(
+            list.check(Some("a"), "u", Some(900), 1030),
+            Err(Refusal::Jti)
+        );
         assert_eq!(list.check(Some("a"), "u", Some(900), 1031), Ok(()));
     }
 

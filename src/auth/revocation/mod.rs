@@ -75,9 +75,8 @@ impl Revocations {
             return Ok(None);
         };
         let lifetimes = lifetimes(config);
-        let carried = previous.filter(|p| {
-            p.store == config.store && p.propagation == revocation.propagation
-        });
+        let carried =
+            previous.filter(|p| p.store == config.store && p.propagation == revocation.propagation);
         reuse.record(carried.is_some(), "revocations");
         let (list, backend) = match carried {
             Some(previous) => {
@@ -201,7 +200,8 @@ pub fn lifetimes(config: &Config) -> Lifetimes {
         .max()
         .unwrap_or(crate::config::JwtProvider::DEFAULT_LEEWAY);
     let longest = providers.iter().filter_map(|p| p.max_token_lifetime).max();
-    let unbounded = providers.is_empty() || providers.iter().any(|p| p.max_token_lifetime.is_none());
+    let unbounded =
+        providers.is_empty() || providers.iter().any(|p| p.max_token_lifetime.is_none());
     let sub_ttl = match longest {
         Some(longest) if !unbounded => longest,
         Some(longest) => longest.max(RevocationConfig::DEFAULT_SUB_TTL),

@@ -33,11 +33,31 @@ fn forward_auth_and_revocation_are_off_unless_written() {
 
 #[test]
 fn forward_auth_paths_are_written_the_one_way_requests_reach_them() {
-    one_error("[forward_auth]\npath = \"/\"\n", "forward_auth.path", "every request");
-    one_error("[forward_auth]\npath = \"auth\"\n", "forward_auth.path", "start with");
-    one_error("[forward_auth]\npath = \"/a/../b\"\n", "forward_auth.path", "\"..\"");
-    one_error("[forward_auth]\npath = \"/a%2Fb\"\n", "forward_auth.path", "%");
-    one_error("[forward_auth]\nurl = \"/x\"\n", "forward_auth.url", "unknown key");
+    one_error(
+        "[forward_auth]\npath = \"/\"\n",
+        "forward_auth.path",
+        "every request",
+    );
+    one_error(
+        "[forward_auth]\npath = \"auth\"\n",
+        "forward_auth.path",
+        "start with",
+    );
+    one_error(
+        "[forward_auth]\npath = \"/a/../b\"\n",
+        "forward_auth.path",
+        "\"..\"",
+    );
+    one_error(
+        "[forward_auth]\npath = \"/a%2Fb\"\n",
+        "forward_auth.path",
+        "%",
+    );
+    one_error(
+        "[forward_auth]\nurl = \"/x\"\n",
+        "forward_auth.url",
+        "unknown key",
+    );
     one_error(
         "[revocation]\npropagation = \"0s\"\n",
         "revocation.propagation",
@@ -50,17 +70,24 @@ fn a_route_without_upstream_needs_forward_auth() {
     let text = "[[routes]]\npath = \"/a\"\n";
     assert_eq!(
         errors(text),
-        [":1:1: routes[0].upstream: required key is missing (only with [forward_auth] may a route have no upstream)"]
+        [
+            ":1:1: routes[0].upstream: required key is missing (only with [forward_auth] may a route have no upstream)"
+        ]
     );
     let c = ok(&format!("[forward_auth]\n{text}"));
     assert_eq!(c.routes[0].upstream, None);
     // Named, it must still exist.
     one_error(
-        &format!("[forward_auth]\n{}", route("path = \"/b\"").replace("\"app\"\npath", "\"nope\"\npath")),
+        &format!(
+            "[forward_auth]\n{}",
+            route("path = \"/b\"").replace("\"app\"\npath", "\"nope\"\npath")
+        ),
         "routes[0].upstream",
         "no upstream named \"nope\"",
     );
-    let c = ok(&format!("[forward_auth]\n{UPSTREAM}[[routes]]\nupstream = \"app\"\n"));
+    let c = ok(&format!(
+        "[forward_auth]\n{UPSTREAM}[[routes]]\nupstream = \"app\"\n"
+    ));
     assert_eq!(c.routes[0].upstream, Some(0));
 }
 
@@ -73,18 +100,28 @@ fn the_admin_token_is_a_long_secret_that_needs_revocation() {
     );
     let errs = errors(TOKEN);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with(":2:9: admin.token: enables POST /revoke"), "{errs:?}");
+    assert!(
+        errs[0].starts_with(":2:9: admin.token: enables POST /revoke"),
+        "{errs:?}"
+    );
     // Short, and never quoted.
     let errs = errors("[admin]\ntoken = \"hunter2\"\n[revocation]\n");
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].contains("admin.token: must be at least 16"), "{errs:?}");
+    assert!(
+        errs[0].contains("admin.token: must be at least 16"),
+        "{errs:?}"
+    );
     assert!(!errs[0].contains("hunter2"));
     // Empty: off.
     assert!(ok("[admin]\ntoken = \"\"\n").admin.token.is_none());
     // From a file, one trailing newline trimmed.
     let dir = TempDir::new();
     dir.write("admin.token", "0123456789abcdef0123\n");
-    let c = load_in(&dir, "[admin]\ntoken_file = \"admin.token\"\n[revocation]\n").expect("valid");
+    let c = load_in(
+        &dir,
+        "[admin]\ntoken_file = \"admin.token\"\n[revocation]\n",
+    )
+    .expect("valid");
     assert_eq!(
         c.admin.token.as_ref().map(|t| t.expose()),
         Some("0123456789abcdef0123")
