@@ -241,9 +241,9 @@ async fn a_client_asking_wristband_directly_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nginx_sends_a_browser_to_the_login_hint() {
-    // Only nginx is configured with an error_page for the hint; the
-    // hint itself comes from a redirect route.
+async fn the_edge_sends_a_browser_to_the_login_hint() {
+    // The hint comes from a redirect route; nginx's error_page and
+    // Caddy's handle_response turn it into the redirect.
     let backend = upstream::echo().await;
     let toml = config().replace(
         "[[routes]]\nname = \"app\"\npath = \"/\"\n",
@@ -251,18 +251,31 @@ async fn nginx_sends_a_browser_to_the_login_hint() {
     );
     let px = start_proxy(&toml).await;
     let (wristband, app) = (px.addr, backend.addr);
-    let nginx = tokio::task::spawn_blocking(move || Edge::nginx(wristband, app))
-        .await
-        .expect("nginx starts");
-    let reply = get(nginx.addr, "/page", &["Accept: text/html"]).await;
-    assert_eq!(reply.status, 302, "{}\n{}", reply.text(), nginx.log());
-    let location = reply.header("location").unwrap_or_default();
-    assert!(
-        location.starts_with("https://login.example.com/?rd=http%3A%2F%2F127.0.0.1"),
-        "{location}"
-    );
-    let api = get(nginx.addr, "/page", &["Accept: application/json"]).await;
-    assert_eq!(api.status, 401);
+    let edges = tokio::task::spawn_blocking(move || {
+        vec![Edge::nginx(wristband, app), Edge::caddy(wristband, app)]
+    })
+    .await
+    .expect("edges start");
+    for edge in &edges {
+        let reply = get(edge.addr, "/page", &["Accept: text/html"]).await;
+        assert_eq!(
+            reply.status,
+            302,
+            "{}: {}\n{}",
+            edge.name,
+            reply.text(),
+            edge.log()
+        );
+        let location = reply.header("location").unwrap_or_default();
+        assert!(
+            location.starts_with("https://login.example.com/?rd=http%3A%2F%2F127.0.0.1"),
+            "{}: {location}",
+            edge.name
+        );
+        let api = get(edge.addr, "/page", &["Accept: application/json"]).await;
+        assert_eq!(api.status, 401, "{}", edge.name);
+    }
+    assert_eq!(backend.requests.load(Ordering::SeqCst), 0);
     drop(px);
 }
 

@@ -216,7 +216,8 @@ http {{
 
 /// The shape of docs/forward-auth.md's Caddy example: the identity header
 /// removed from the client's request first, then `forward_auth` with
-/// `copy_headers`, in a `route` so the order is the one written.
+/// `copy_headers` and a 401 with `X-Auth-Login` turned into a redirect, in
+/// a `route` so the order is the one written.
 fn caddy_config(port: u16, wristband: SocketAddr, backend: SocketAddr, marker: &str) -> String {
     format!(
         r#"
@@ -232,6 +233,13 @@ http://:{port} {{
         forward_auth {wristband} {{
             uri /_wristband/auth
             copy_headers X-Auth-User
+            @login {{
+                status 401
+                header X-Auth-Login *
+            }}
+            handle_response @login {{
+                redir {{rp.header.X-Auth-Login}} 302
+            }}
         }}
         reverse_proxy {backend}
     }}
