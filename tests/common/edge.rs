@@ -196,7 +196,7 @@ http {{
             return 302 $auth_login;
         }}
 
-        location = /_wristband/auth {{
+        location ^~ /_wristband/auth {{
             internal;
             proxy_pass http://wristband;
             proxy_pass_request_body off;
