@@ -137,8 +137,8 @@ fn answers_with(addr: SocketAddr, marker: &str) -> bool {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /__edge HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
+    let request = b"GET /__edge HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request).is_err() {
         return false;
     }
     let mut response = String::new();
