@@ -402,3 +402,18 @@ async fn post_revoke(px: &TestProxy, header: &str, body: &str) -> Reply {
     )
     .await
 }
+
+#[tokio::test]
+async fn a_reload_keeps_what_the_memory_store_revoked() {
+    let up = upstream::echo().await;
+    let toml = config("", &up);
+    let px = start_proxy(&toml).await;
+    let token = idp::token("alice", &[("jti", json!("r-1"))]);
+    let body = format!(r#"{{"jti":"r-1","exp":{}}}"#, now() + 300);
+    let done = post_revoke(&px, &bearer(ADMIN_TOKEN), &body).await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(status(&px, &token).await, 401);
+    // The admin listener is fixed at start; the test's config keeps it.
+    px.reload(&toml.replace("propagation = \"1s\"", "propagation = \"2s\""));
+    assert_eq!(status(&px, &token).await, 401, "forgotten on reload");
+}

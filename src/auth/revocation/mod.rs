@@ -63,8 +63,8 @@ pub struct Revocations {
 
 impl Revocations {
     /// `None` without `[revocation]`. On a reload, `previous` passes on
-    /// its set and store connection when `[store]` and `propagation` are
-    /// unchanged; the set learns the new lifetimes.
+    /// its set and store connection when `[store]` (and, for Redis,
+    /// `propagation`) is unchanged; the set learns the new lifetimes.
     pub fn new(
         config: &Config,
         metrics: &Metrics,
@@ -75,8 +75,12 @@ impl Revocations {
             return Ok(None);
         };
         let lifetimes = lifetimes(config);
-        let carried =
-            previous.filter(|p| p.store == config.store && p.propagation == revocation.propagation);
+        // The memory set is the only copy: kept whatever `propagation`
+        // says. A Redis watcher is rebuilt for a new pace, and reloads.
+        let carried = previous.filter(|p| {
+            p.store == config.store
+                && (matches!(p.backend, Backend::Memory) || p.propagation == revocation.propagation)
+        });
         reuse.record(carried.is_some(), "revocations");
         let (list, backend) = match carried {
             Some(previous) => {
