@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::client::{Reply, get, raw};
 use common::process::{TempDir, binary};
-use common::redis::RedisServer;
+use common::redis::{Cluster, RedisServer, key_slot};
 use common::tokens::now;
 use common::upstream::{self, TestUpstream};
 use common::{TestProxy, idp, metric_sample, start_proxy, upstream_toml, wait_ready};
@@ -416,4 +416,36 @@ async fn a_reload_keeps_what_the_memory_store_revoked() {
     // The admin listener is fixed at start; the test's config keeps it.
     px.reload(&toml.replace("propagation = \"1s\"", "propagation = \"2s\""));
     assert_eq!(status(&px, &token).await, 401, "forgotten on reload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_every_primary_pushes_its_revocations() {
+    let cluster = Cluster::start(3);
+    let up = upstream::echo().await;
+    let store = format!("[store]\nkind = \"redis\"\nurl = \"{}\"\n", cluster.url());
+    let toml = config(&store, &up);
+    let a = start_proxy(&toml).await;
+    let b = start_proxy(&toml).await;
+    wait_ready(&a).await;
+    wait_ready(&b).await;
+    // One jti whose key lives on each primary.
+    let mut jtis: Vec<String> = Vec::new();
+    let mut owners = std::collections::BTreeSet::new();
+    for i in 0.. {
+        let jti = format!("c-{i}");
+        if owners.insert(cluster.owner(key_slot(&format!("revoked:jti:{jti}")))) {
+            jtis.push(jti);
+        }
+        if owners.len() == 3 {
+            break;
+        }
+    }
+    let exp = (now() + 300).to_string();
+    for jti in &jtis {
+        let token = idp::token("alice", &[("jti", json!(jti))]);
+        assert_eq!(status(&a, &token).await, 200);
+        cluster.cli_cluster(&["SET", &format!("revoked:jti:{jti}"), &exp, "EX", "300"]);
+        let took = until_all(&[&a, &b], &token, 401, Duration::from_secs(5)).await;
+        assert!(took <= PROPAGATION, "{jti}: took {took:?}");
+    }
 }
