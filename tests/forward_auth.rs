@@ -225,9 +225,12 @@ async fn a_route_without_upstream_is_for_the_edge_only() {
     let reply = f.ask("GET", "/edge/x", &[&bearer(&token)]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.header("x-auth-user"), Some("alice"));
-    let proxied = get(f.px.addr, "/edge/x", &[&bearer(&token)]).await;
-    assert_eq!(proxied.status, 404);
-    assert_eq!(proxied.json()["error"], "no_route");
+    for credentials in [vec![bearer(&token)], vec![]] {
+        let headers: Vec<&str> = credentials.iter().map(String::as_str).collect();
+        let proxied = get(f.px.addr, "/edge/x", &headers).await;
+        assert_eq!(proxied.status, 404);
+        assert_eq!(proxied.json()["error"], "no_route");
+    }
     assert_eq!(f.up.requests.load(Ordering::SeqCst), 0);
 }
 

@@ -196,12 +196,18 @@ impl Proxy {
             host: host.as_ref(),
         };
         let inbound = Inbound::new(parts);
-        let (index, authenticated) =
-            admit(gateway, &inbound, &log.path, &site, &mut log.route).await?;
+        let (index, authenticated) = admit(
+            gateway,
+            &inbound,
+            &log.path,
+            &site,
+            LastStep::Forward,
+            &mut log.route,
+        )
+        .await?;
         log.auth = authenticated.record();
         let route = &config.routes[index];
         let runtime = &gateway.routes[index];
-        // A route only the edge proxies (SPEC §8) has nowhere to go here.
         let upstream_index = route.upstream.ok_or(Rejection::NoRoute)?;
 
         // Last: build the upstream request (strip, then inject), forward.
@@ -240,6 +246,15 @@ impl Proxy {
     }
 }
 
+/// What the pipeline ends with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LastStep {
+    /// Build the upstream request and forward it.
+    Forward,
+    /// Answer the edge with the identity (SPEC §8).
+    Answer,
+}
+
 /// Route, then authenticate and authorize on the request without its
 /// hop-by-hop headers: the stages a proxied request and a forward-auth
 /// question share. `route` learns the route as soon as there is one, for
@@ -249,10 +264,16 @@ async fn admit(
     inbound: &Inbound,
     path: &str,
     site: &Site<'_>,
+    last: LastStep,
     route: &mut Option<usize>,
 ) -> Result<(usize, Authenticated), Rejection> {
     let parts = inbound.parts();
     let index = gateway.route(site.host, path, &parts.method)?;
+    // A route only the edge proxies (SPEC §8) is no route for a request
+    // to forward: 404 before any credential is looked at.
+    if last == LastStep::Forward && gateway.config.routes[index].upstream.is_none() {
+        return Err(Rejection::NoRoute);
+    }
     *route = Some(index);
     let config = &gateway.config.routes[index];
     let authenticated = gateway.auth.authenticate(config, parts, site).await?;
@@ -289,21 +310,29 @@ async fn answer_edge(
         host: host.as_ref(),
     };
     let inbound = Inbound::new(original.parts);
-    let (index, authenticated) =
-        match admit(gateway, &inbound, &log.path, &site, &mut log.route).await {
-            Ok(admitted) => admitted,
-            Err(rejection) => {
-                return Err(match log.route {
-                    Some(i) => forward_auth::for_the_edge(
-                        rejection,
-                        &gateway.config.routes[i],
-                        inbound.parts(),
-                        &site,
-                    ),
-                    None => rejection,
-                });
-            }
-        };
+    let (index, authenticated) = match admit(
+        gateway,
+        &inbound,
+        &log.path,
+        &site,
+        LastStep::Answer,
+        &mut log.route,
+    )
+    .await
+    {
+        Ok(admitted) => admitted,
+        Err(rejection) => {
+            return Err(match log.route {
+                Some(i) => forward_auth::for_the_edge(
+                    rejection,
+                    &gateway.config.routes[i],
+                    inbound.parts(),
+                    &site,
+                ),
+                None => rejection,
+            });
+        }
+    };
     log.auth = authenticated.record();
 
     // Last: the identity, as it would have been injected upstream.
