@@ -25,7 +25,7 @@
 #   jwks         wristband JWT route, cache off, jwks.json (2 keys) vs jwks-100.json (100 keys)
 #   idle         wristband RSS with IDLE_CONNECTIONS (10000) idle keep-alive connections open
 #   forward-auth nginx auth_request to wristband's forward-auth (RS256 token) vs nginx auth_request to
-#                a trivial auth service; and the RS256 route with [revocation] on (1,000 revoked jtis
+#                a trivial auth service (the backend's empty 200 at /auth); and the RS256 route with [revocation] on (1,000 revoked jtis
 #                held) vs off
 # Prints one Markdown table per layout on stdout (progress goes to stderr) and
 # writes them, with the machine and versions, to bench/results/latest.md.
