@@ -24,6 +24,9 @@
 #   routes       wristband with 1 route vs 10,000 routes (request to /r/9999, which exists)
 #   jwks         wristband JWT route, cache off, jwks.json (2 keys) vs jwks-100.json (100 keys)
 #   idle         wristband RSS with IDLE_CONNECTIONS (10000) idle keep-alive connections open
+#   forward-auth nginx auth_request to wristband's forward-auth (RS256 token) vs nginx auth_request to
+#                a trivial auth service (the backend's empty 200 at /auth); and the RS256 route with [revocation] on (1,000 revoked jtis
+#                held) vs off
 # Prints one Markdown table per layout on stdout (progress goes to stderr) and
 # writes them, with the machine and versions, to bench/results/latest.md.
 set -euo pipefail
@@ -73,7 +76,7 @@ case $SWEEP in
             [[ $c =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS_LIST holds '$c', not a positive integer"
         done
         ;;
-    routes | jwks) TARGETS="wristband" ;;
+    routes | jwks | forward-auth) TARGETS="wristband" ;;
     idle)
         TARGETS="wristband"
         # The bare hyper proxy too, when asked: the stack's own floor.
@@ -693,6 +696,58 @@ for layout in "${LAYOUTS[@]}"; do
             done
             WRK_PATH='' WRK_HEADER=''
             ;;
+        forward-auth)
+            [ -n "$WB_PID" ] || die "wristband did not start"
+            read -r FA_PORT FA_ADMIN RV_PORT RV_ADMIN NT_PORT NW_PORT <<<"$(free_ports 6)"
+            token=$(cat "$KEYS/token-rs256.txt")
+            # wristband answering nginx: the bench config, nginx trusted, [forward_auth] on.
+            render "$BENCH_DIR/wristband.toml.in" "$TMP/forward-auth.toml" \
+                "PORT=$FA_PORT" "ADMIN_PORT=$FA_ADMIN" "BACKEND_PORT=$BACKEND_PORT" \
+                "JWKS=$KEYS/jwks.json" "CACHE=100000" "REDIS_PORT=$REDIS_PORT" "SESSION_CACHE=30s"
+            sed -i 's|^shutdown_grace = "1s"$|&\ntrusted_proxies = ["127.0.0.1/32"]|' "$TMP/forward-auth.toml"
+            printf '\n[forward_auth]\n' >>"$TMP/forward-auth.toml"
+            start_wb_cfg "$layout-forward-auth" "$TMP/forward-auth.toml" "$FA_PORT" "$FA_ADMIN" / ""
+            FA_PID=$STARTED_WB
+            # The wristband-rs256 config with [revocation] on and 1,000 revoked jtis in
+            # Redis (none of them the bench token's), loaded before it is ready.
+            python3 - "$(($(date +%s) + 3600))" <<'PY' | redis-cli -p "$REDIS_PORT" >/dev/null ||
+import sys
+args = " ".join(f"revoked:jti:bench-revoked-{i} {sys.argv[1]}" for i in range(1000))
+print(f"MSET {args}")
+PY
+                die "cannot write the revoked jtis to Redis"
+            render "$BENCH_DIR/wristband.toml.in" "$TMP/revocation.toml" \
+                "PORT=$RV_PORT" "ADMIN_PORT=$RV_ADMIN" "BACKEND_PORT=$BACKEND_PORT" \
+                "JWKS=$KEYS/jwks.json" "CACHE=100000" "REDIS_PORT=$REDIS_PORT" "SESSION_CACHE=30s"
+            printf '\n[revocation]\n' >>"$TMP/revocation.toml"
+            start_wb_cfg "$layout-revocation" "$TMP/revocation.toml" "$RV_PORT" "$RV_ADMIN" /api \
+                "Authorization: Bearer $token"
+            RV_PID=$STARTED_WB
+            held=$(http_body "http://127.0.0.1:$RV_ADMIN/metrics" |
+                awk '/^wristband_revocations\{kind="jti"\}/ {print $2}')
+            [ "$held" = 1000 ] || die "the revocation wristband holds '$held' revoked jtis, not 1000"
+            start_nginx "auth-trivial-$layout" "$BENCH_DIR/nginx-auth-request.conf.in" "$NT_PORT" \
+                "BACKEND_PORT=$BACKEND_PORT" "AUTH_PORT=$BACKEND_PORT" "AUTH_PATH=/auth" ||
+                die "the auth_request nginx (trivial auth) did not start"
+            NT_PID=$STARTED_PID
+            start_nginx "auth-wristband-$layout" "$BENCH_DIR/nginx-auth-request.conf.in" "$NW_PORT" \
+                "BACKEND_PORT=$BACKEND_PORT" "AUTH_PORT=$FA_PORT" "AUTH_PATH=/_wristband/auth" ||
+                die "the auth_request nginx (wristband) did not start"
+            NW_PID=$STARTED_PID
+            [ "$(http_body "http://127.0.0.1:$NW_PORT/api" "Authorization: Bearer $token")" = ok ] &&
+                [ "$(http_status "http://127.0.0.1:$NW_PORT/api")" = 401 ] &&
+                [ "$(http_status "http://127.0.0.1:$NW_PORT/api" "Authorization: Bearer ${token%.*}.AAAA")" = 401 ] ||
+                die "nginx + forward-auth does not answer 200 with the token and 401 without or with a bad one"
+            layout_pids+=("$FA_PID" "$RV_PID" "$NT_PID" "$NW_PID")
+            WRK_PATH=/api WRK_HEADER="Authorization: Bearer $token"
+            for ((round = 1; round <= ROUNDS; round++)); do
+                run_wrk "$layout" "$round" nginx-auth-request-trivial "$NT_PORT" "$BACKEND_PID" "$NT_PID"
+                run_wrk "$layout" "$round" wristband-forward-auth "$NW_PORT" "$BACKEND_PID" "$NW_PID" "$FA_PID"
+                run_wrk "$layout" "$round" wristband-rs256 "$WB_PORT" "$BACKEND_PID" "$WB_PID"
+                run_wrk "$layout" "$round" wristband-rs256-revocation-1000 "$RV_PORT" "$BACKEND_PID" "$RV_PID"
+            done
+            WRK_PATH='' WRK_HEADER=''
+            ;;
         idle)
             read -r I_PORT I_ADMIN <<<"$(free_ports 2)"
             routes_cfg "$TMP/idle.toml" "$I_PORT" "$I_ADMIN" 0
@@ -839,7 +894,7 @@ for layout in ("pinned", "unpinned"):
                        f"| {b['rps'] / a['rps']:.2f} | {' / '.join(f'{x:.0f}' for x in b['rounds'])} | {a['errs'] + b['errs']} |")
         out.append("")
         continue
-    if sweep in ("routes", "jwks"):
+    if sweep in ("routes", "jwks", "forward-auth"):
         names = [k for k in dict.fromkeys(l.split("\t")[2] for l in open(raw)) if k in agg]
         out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs first row req/s | server CPU µs/req | Δ µs/req vs first row | errors |")
         out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -849,6 +904,14 @@ for layout in ("pinned", "unpinned"):
             out.append(f"| {k} | {a['rps']:.0f} | {' / '.join(f'{x:.0f}' for x in a['rounds'])} | {a['p50']:.2f} | {a['p99']:.2f} "
                        f"| {a['rps'] / base['rps']:.3f} | {a['us']:.1f} | {a['us'] - base['us']:+.1f} | {a['errs']} |")
         out.append("")
+        if sweep == "forward-auth":
+            for a, b, what in (("wristband-forward-auth", "nginx-auth-request-trivial",
+                                "nginx auth_request to wristband ÷ to a trivial auth service"),
+                               ("wristband-rs256-revocation-1000", "wristband-rs256",
+                                "RS256 route, [revocation] on with 1,000 jtis ÷ off")):
+                if a in agg and b in agg:
+                    out.append(f"- {what}: {agg[a]['rps'] / agg[b]['rps']:.3f} (req/s)")
+            out.append("")
         continue
     if sweep == "idle":
         out.append("| server | idle keep-alive connections asked / opened / still open | failed | RSS before, MB | RSS with them open, MB | KB per connection | RSS after closing, MB | server fds | seconds to open |")

@@ -32,6 +32,28 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Revoke one token (--jti with --exp), or every token of a user issued
+    /// before now, ending the user's login sessions too (--sub).
+    Revoke {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The token's `jti`.
+        #[arg(long, value_name = "ID", requires = "exp", conflicts_with = "sub")]
+        jti: Option<String>,
+        /// The token's `exp` (unix seconds): how long to remember the `jti`.
+        #[arg(long, value_name = "UNIX", requires = "jti")]
+        exp: Option<u64>,
+        /// The user's `sub`.
+        #[arg(long, value_name = "SUB", required_unless_present = "jti")]
+        sub: Option<String>,
+    },
+    /// List a user's login sessions: created and expires, never the ids.
+    Sessions {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(long, value_name = "SUB")]
+        sub: String,
+    },
     /// Run a self-contained demo on loopback: the proxy, an echo backend and
     /// ready-to-paste curl commands.
     Demo {
@@ -62,5 +84,33 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Check { .. })));
         let cli = Cli::try_parse_from(["wristband", "demo"]).expect("parses");
         assert!(matches!(cli.command, Some(Command::Demo { .. })));
+    }
+
+    #[test]
+    fn revoke_takes_a_jti_with_its_exp_or_a_sub() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["wristband", "revoke", "--config", "c.toml"]
+                    .iter()
+                    .chain(args),
+            )
+        };
+        assert!(matches!(
+            parse(&["--jti", "a", "--exp", "5"]).map(|c| c.command),
+            Ok(Some(Command::Revoke {
+                jti: Some(_),
+                exp: Some(5),
+                sub: None,
+                ..
+            }))
+        ));
+        assert!(parse(&["--sub", "u"]).is_ok());
+        assert!(parse(&["--jti", "a"]).is_err());
+        assert!(parse(&["--exp", "5"]).is_err());
+        assert!(parse(&["--jti", "a", "--exp", "5", "--sub", "u"]).is_err());
+        assert!(parse(&[]).is_err());
+        assert!(
+            Cli::try_parse_from(["wristband", "sessions", "--config", "c", "--sub", "u"]).is_ok()
+        );
     }
 }

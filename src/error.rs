@@ -14,6 +14,7 @@ use http_body_util::Full;
 
 use crate::auth::counters::AuthOutcome;
 use crate::auth::error::AuthError;
+use crate::auth::revocation::RevokeError;
 use crate::identity::AssertionUnsigned;
 use crate::login::LoginError;
 use crate::upstream::ForwardError;
@@ -64,6 +65,26 @@ pub enum Rejection {
         error: LoginError,
         retry: Option<String>,
     },
+    /// RFC 9110 §15.5.4, SPEC §8: forward-auth asked by a peer outside
+    /// `server.trusted_proxies`, whose `X-Forwarded-*` mean nothing.
+    #[error("forward-auth asked by a peer outside server.trusted_proxies")]
+    UntrustedPeer,
+    /// SPEC §8: a refusal answered to the edge as a 401 (never a 302:
+    /// nginx `auth_request` takes anything but 2xx, 401 and 403 for an
+    /// error), with `X-Auth-Login` saying where to send the browser.
+    #[error("refused; the edge may send the browser to log in")]
+    EdgeLogin {
+        #[source]
+        error: AuthError,
+        location: HeaderValue,
+    },
+    /// RFC 6750 §3.1, SPEC §9: `POST /revoke` without the admin token.
+    #[error("admin token missing or wrong")]
+    AdminToken,
+    /// SPEC §9: the revocation could not be written (503); nothing is
+    /// known to be revoked.
+    #[error("revocation not written")]
+    NotRevoked(#[source] RevokeError),
 }
 
 /// The reasons for a 400 that are not about credentials.
@@ -77,6 +98,13 @@ pub enum BadRequest {
     UnderscoreHeader,
     #[error("missing or invalid Host")]
     Host,
+    /// SPEC §8: the original request cannot be read from the edge's
+    /// headers (missing, repeated, or from both header sets at once).
+    #[error("forward-auth: {0}")]
+    OriginalRequest(&'static str),
+    /// SPEC §9: a `POST /revoke` body that says neither what nor how long.
+    #[error("revoke: {0}")]
+    Revoke(&'static str),
 }
 
 impl From<BadRequest> for Rejection {
@@ -97,13 +125,17 @@ impl Rejection {
             | Rejection::Login {
                 error: LoginError::Unavailable(_),
                 ..
-            } => Side::Internal,
+            }
+            | Rejection::NotRevoked(_) => Side::Internal,
             Rejection::NoRoute
             | Rejection::MethodNotAllowed { .. }
             | Rejection::BadRequest(_)
             | Rejection::HeadersTooLarge
             | Rejection::Auth(_)
-            | Rejection::Login { .. } => Side::Client,
+            | Rejection::Login { .. }
+            | Rejection::UntrustedPeer
+            | Rejection::EdgeLogin { .. }
+            | Rejection::AdminToken => Side::Client,
             Rejection::Upstream(_) => Side::Upstream,
         }
     }
@@ -112,7 +144,7 @@ impl Rejection {
     /// refused (SPEC §6 `wristband_auth_total`).
     pub fn auth_outcome(&self) -> Option<AuthOutcome> {
         match self {
-            Rejection::Auth(error) => Some(error.outcome()),
+            Rejection::Auth(error) | Rejection::EdgeLogin { error, .. } => Some(error.outcome()),
             _ => None,
         }
     }
@@ -219,9 +251,31 @@ impl Rejection {
                     resp
                 }
             },
+            Rejection::UntrustedPeer => json(StatusCode::FORBIDDEN, "forbidden", "access denied"),
+            Rejection::EdgeLogin { error, location } => {
+                let mut resp = Rejection::Auth(error).into_response();
+                resp.headers_mut().insert(&X_AUTH_LOGIN, location);
+                resp
+            }
+            Rejection::AdminToken => {
+                unauthorized(None, "unauthenticated", "authentication required", BEARER)
+            }
+            Rejection::NotRevoked(_) => {
+                let mut resp = json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the revocation could not be stored",
+                );
+                resp.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                resp
+            }
         }
     }
 }
+
+/// SPEC §8: where the edge should send a browser that must log in.
+pub static X_AUTH_LOGIN: http::HeaderName = http::HeaderName::from_static("x-auth-login");
 
 /// 401, or 302 to the login page when the route redirects this request.
 fn unauthorized(
@@ -366,6 +420,36 @@ mod tests {
                 504,
                 "gateway_timeout",
             ),
+            (Rejection::UntrustedPeer, 403, "forbidden"),
+            (
+                Rejection::BadRequest(BadRequest::OriginalRequest("both header sets at once")),
+                400,
+                "bad_request",
+            ),
+            (
+                Rejection::EdgeLogin {
+                    error: AuthError::InvalidToken {
+                        reason: Invalid::Revoked(crate::auth::revocation::Refusal::Jti),
+                        redirect: None,
+                    },
+                    location: HeaderValue::from_static("/_wristband/login?rd=x"),
+                },
+                401,
+                "invalid_token",
+            ),
+            (Rejection::AdminToken, 401, "unauthenticated"),
+            (
+                Rejection::BadRequest(BadRequest::Revoke("jti needs exp")),
+                400,
+                "bad_request",
+            ),
+            (
+                Rejection::NotRevoked(RevokeError::Store(
+                    crate::auth::session::StoreError::BadReply("x"),
+                )),
+                503,
+                "unavailable",
+            ),
         ];
         for (rejection, status, code) in cases {
             let resp = rejection.into_response();
@@ -389,6 +473,24 @@ mod tests {
             assert!(body["message"].is_string());
             assert!(!body.to_string().contains("secret-token-text"));
         }
+    }
+
+    #[test]
+    fn the_edge_gets_a_401_with_where_to_log_in_never_a_302() {
+        let resp = Rejection::EdgeLogin {
+            error: AuthError::Missing {
+                kind: None,
+                redirect: None,
+            },
+            location: HeaderValue::from_static("https://login.example.com/?rd=x"),
+        }
+        .into_response();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            resp.headers()[&X_AUTH_LOGIN],
+            "https://login.example.com/?rd=x"
+        );
+        assert!(resp.headers().get(LOCATION).is_none());
     }
 
     #[tokio::test]

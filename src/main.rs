@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use wristband::auth::revocation::{Revoke, command};
 use wristband::cli::{Cli, Command};
 use wristband::config::Config;
 
@@ -34,8 +35,71 @@ fn main() -> ExitCode {
             block_on(wristband::run(config))
         }
         (Some(Command::Demo { listen, admin }), _) => block_on(wristband::demo::run(listen, admin)),
+        (
+            Some(Command::Revoke {
+                config,
+                jti,
+                exp,
+                sub,
+            }),
+            _,
+        ) => {
+            let what = match (jti, exp, sub) {
+                (Some(jti), Some(exp), None) => Revoke::Jti { jti, exp },
+                (None, None, Some(sub)) => Revoke::Sub { sub },
+                // clap's `requires` / `conflicts_with` leave only those two.
+                _ => {
+                    eprintln!("wristband: give --jti with --exp, or --sub");
+                    return ExitCode::from(2);
+                }
+            };
+            store_command(&config, |config| async move {
+                command::revoke_command(&config, what).await
+            })
+        }
+        (Some(Command::Sessions { config, sub }), _) => {
+            store_command(&config, |config| async move {
+                command::sessions_command(&config, &sub).await
+            })
+        }
         (None, None) => {
             eprintln!("wristband: nothing to do; try `wristband --help`");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `wristband revoke` / `sessions` (SPEC §9): exit 0 with what was done
+/// on stdout, or 2 with why not on stderr.
+fn store_command<F, Fut>(path: &std::path::Path, run: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
+{
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("wristband: cannot start the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("wristband: {error:#}");
             ExitCode::from(2)
         }
     }

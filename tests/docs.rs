@@ -1,6 +1,7 @@
-//! The configurations in `docs/migration.md` and `docs/login.md` stay
-//! valid: every ```toml block whose first line is `# check` is a complete
-//! config, and the real binary's `wristband check` must accept it (exit 0).
+//! The configurations in `docs/migration.md`, `docs/login.md` and
+//! `docs/forward-auth.md` stay valid: every ```toml block whose first line
+//! is `# check` is a complete config, and the real binary's `wristband
+//! check` must accept it (exit 0).
 
 mod common;
 
@@ -19,6 +20,7 @@ const ENV: &[(&str, &str)] = &[
     ),
     ("OIDC_SECRET", "an-oidc-client-secret-for-the-docs-test"),
     ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    ("WRISTBAND_ADMIN_TOKEN", "an-admin-token-for-the-docs-test"),
 ];
 
 /// The `# check` blocks of a Markdown text, in order.
@@ -47,15 +49,29 @@ fn checked_blocks(markdown: &str) -> Vec<String> {
 
 #[test]
 fn every_checked_config_in_the_migration_guide_passes_check() {
-    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/migration.md"))
-        .expect("docs/migration.md");
-    let blocks = checked_blocks(&guide);
     // ALB, oauth2-proxy, Envoy jwt_authn, express-session: one at least each.
-    assert!(blocks.len() >= 4, "only {} `# check` blocks", blocks.len());
+    check_guide("migration.md", 4);
+}
+
+#[test]
+fn every_checked_config_in_the_forward_auth_guide_passes_check() {
+    // Forward-auth alone, and with revocation.
+    check_guide("forward-auth.md", 2);
+}
+
+fn check_guide(name: &str, at_least: usize) {
+    let path = format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"));
+    let guide = std::fs::read_to_string(&path).expect("the guide");
+    let blocks = checked_blocks(&guide);
+    assert!(
+        blocks.len() >= at_least,
+        "only {} `# check` blocks in {name}",
+        blocks.len()
+    );
     for (i, block) in blocks.iter().enumerate() {
         let dir = TempDir::new();
         dir.write("assertion.pem", &p256_pkcs8_pem());
-        let file = dir.write(&format!("migration-{i}.toml"), block);
+        let file = dir.write(&format!("guide-{i}.toml"), block);
         let output = Command::new(binary())
             .args(["check", "--config"])
             .arg(&file)
@@ -64,7 +80,7 @@ fn every_checked_config_in_the_migration_guide_passes_check() {
             .expect("run wristband check");
         assert!(
             output.status.success(),
-            "block {i} of docs/migration.md fails `wristband check`:\n{}\n---\n{block}",
+            "block {i} of docs/{name} fails `wristband check`:\n{}\n---\n{block}",
             String::from_utf8_lossy(&output.stderr)
         );
     }

@@ -869,3 +869,91 @@ async fn behind_a_trusted_tls_proxy_the_site_is_https() {
         assert_eq!(out.status, expected, "{}", out.text());
     }
 }
+
+/// SPEC §8 with §7: behind an edge, a browser without a session is told
+/// where to log in (`X-Auth-Login`), and the session login writes is then
+/// what the edge's question carries.
+#[tokio::test]
+async fn forward_auth_points_the_edge_to_the_login_and_accepts_its_session() {
+    let op = op().await;
+    let app = upstream::echo().await;
+    let toml = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[forward_auth]\n{}",
+        config(&op, "", app.addr, "")
+    );
+    let proxy = start_proxy(&toml).await;
+    let question = [
+        "X-Forwarded-Method: GET",
+        "X-Forwarded-Proto: https",
+        "X-Forwarded-Host: app.example.com",
+        "X-Forwarded-Uri: /page?x=1",
+    ];
+    let mut browser = Browser::new(&op);
+    let mut headers: Vec<&str> = question.to_vec();
+    headers.push(BROWSER);
+    let ask = browser
+        .request(proxy.addr, "GET", "/_wristband/auth", &headers)
+        .await;
+    assert_eq!(ask.status, 401, "{}", ask.text());
+    assert_eq!(
+        ask.header("x-auth-login"),
+        Some("/_wristband/login?rd=/page%3Fx%3D1")
+    );
+    // An API call gets no hint (guarantee 9).
+    let mut api: Vec<&str> = question.to_vec();
+    api.push("Accept: application/json");
+    let ask = browser
+        .request(proxy.addr, "GET", "/_wristband/auth", &api)
+        .await;
+    assert_eq!(ask.status, 401);
+    assert!(ask.header("x-auth-login").is_none());
+
+    assert_eq!(
+        browser
+            .login(proxy.addr, proxy.addr, "/page%3Fx%3D1")
+            .await
+            .status,
+        302
+    );
+    let ask = browser
+        .request(proxy.addr, "GET", "/_wristband/auth", &headers)
+        .await;
+    assert_eq!(ask.status, 200, "{}", ask.text());
+    assert_eq!(ask.header("x-auth-user"), Some("alice"));
+}
+
+/// SPEC §9 with §7 on the memory store: ending a user's sessions through
+/// the admin `POST /revoke` ends the sessions the login wrote.
+#[tokio::test]
+async fn revoking_a_sub_ends_its_login_sessions_on_the_memory_store() {
+    let op = op().await;
+    let app = upstream::echo().await;
+    let token = "an-admin-token-for-the-login-test";
+    let toml = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n[revocation]\n{}",
+        config(&op, "", app.addr, "")
+    );
+    let proxy = start_proxy(&toml).await;
+    let mut browser = Browser::new(&op);
+    assert_eq!(browser.login(proxy.addr, proxy.addr, "/").await.status, 302);
+    assert_eq!(
+        browser
+            .page(proxy.addr, "/")
+            .await
+            .seen()
+            .header("x-auth-user"),
+        Some("alice")
+    );
+    let body = r#"{"sub":"alice"}"#;
+    let revoked = client::raw(
+        proxy.admin,
+        &format!(
+            "POST /revoke HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Bearer {token}",
+            body.len()
+        ),
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    assert_eq!(browser.page(proxy.addr, "/").await.status, 401);
+}

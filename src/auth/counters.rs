@@ -19,16 +19,19 @@ pub enum Outcome {
     Missing,
     Invalid,
     Expired,
+    /// A valid token that was revoked (SPEC §9).
+    Revoked,
     Forbidden,
     Unavailable,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 6] = [
+    const ALL: [Outcome; 7] = [
         Outcome::Ok,
         Outcome::Missing,
         Outcome::Invalid,
         Outcome::Expired,
+        Outcome::Revoked,
         Outcome::Forbidden,
         Outcome::Unavailable,
     ];
@@ -39,6 +42,7 @@ impl Outcome {
             Outcome::Missing => "missing",
             Outcome::Invalid => "invalid",
             Outcome::Expired => "expired",
+            Outcome::Revoked => "revoked",
             Outcome::Forbidden => "forbidden",
             Outcome::Unavailable => "unavailable",
         }

@@ -47,18 +47,37 @@ pub enum AuthError {
     },
 }
 
+impl AuthError {
+    /// The login `Location` a 401 carries, taken out: the 401 stays a
+    /// 401, and the caller says where to log in some other way (SPEC §8
+    /// `X-Auth-Login`).
+    pub fn take_redirect(&mut self) -> Option<String> {
+        match self {
+            AuthError::Missing { redirect, .. }
+            | AuthError::InvalidToken { redirect, .. }
+            | AuthError::InvalidSession { redirect, .. } => redirect.take(),
+            AuthError::Ambiguous(..) | AuthError::Unavailable(_) | AuthError::Forbidden { .. } => {
+                None
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Unavailable {
     #[error(transparent)]
     Keys(#[from] KeysUnavailable),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The revoked set is not loaded yet: no token is known to be good.
+    #[error("revocations not loaded from the store yet")]
+    Revocations,
 }
 
 impl Unavailable {
     fn kind(&self) -> CredentialKind {
         match self {
-            Unavailable::Keys(_) => CredentialKind::Jwt,
+            Unavailable::Keys(_) | Unavailable::Revocations => CredentialKind::Jwt,
             Unavailable::Store(_) => CredentialKind::Session,
         }
     }
@@ -81,10 +100,10 @@ impl AuthError {
             AuthError::Ambiguous(_, kind) => (Some(*kind), Outcome::Invalid),
             AuthError::Missing { kind, .. } => (*kind, Outcome::Missing),
             AuthError::InvalidToken { reason, .. } => {
-                let outcome = if *reason == Invalid::Expired {
-                    Outcome::Expired
-                } else {
-                    Outcome::Invalid
+                let outcome = match reason {
+                    Invalid::Expired => Outcome::Expired,
+                    Invalid::Revoked(_) => Outcome::Revoked,
+                    _ => Outcome::Invalid,
                 };
                 (Some(CredentialKind::Jwt), outcome)
             }

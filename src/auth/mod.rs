@@ -15,6 +15,7 @@ pub mod error;
 pub mod jwt;
 pub mod policy;
 pub mod redirect;
+pub mod revocation;
 pub mod session;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use credentials::{Ambiguous, Unforwarded};
 use error::{AuthError, Unavailable};
 use jwt::{Invalid, JwtAuth, JwtError};
 use redirect::Site;
+use revocation::Revocations;
 use session::{SessionAuth, SessionError, SessionInvalid};
 
 /// What authentication concluded, before policy.
@@ -74,6 +76,8 @@ impl Authenticated {
 pub struct Authenticator {
     pub jwt: Option<Arc<JwtAuth>>,
     pub session: Option<Arc<SessionAuth>>,
+    /// `[revocation]`: what the JWT check consults and `POST /revoke` writes.
+    pub revocations: Option<Arc<Revocations>>,
     /// What `forward_token = false` / `forward_cookie = false` keep from
     /// the upstream.
     pub unforwarded: Unforwarded,
@@ -110,6 +114,7 @@ impl From<JwtError> for Checked {
         match error {
             JwtError::Invalid(reason) => Checked::Invalid(Refused::Token(reason)),
             JwtError::Unavailable(keys) => Checked::Unavailable(keys.into()),
+            JwtError::RevocationsUnknown => Checked::Unavailable(Unavailable::Revocations),
         }
     }
 }
@@ -151,13 +156,21 @@ impl Authenticator {
         previous: Option<&Authenticator>,
         reuse: &mut Reuse,
     ) -> anyhow::Result<Self> {
+        let revocations = Revocations::new(
+            config,
+            metrics,
+            previous.and_then(|p| p.revocations.as_deref()),
+            reuse,
+        )?;
         Ok(Authenticator {
             jwt: JwtAuth::new(
                 &config.jwt,
                 metrics,
                 previous.and_then(|p| p.jwt.as_deref()),
+                revocations.clone(),
                 reuse,
             )?,
+            revocations,
             session: SessionAuth::new(
                 config.sessions.as_ref(),
                 &config.store,
@@ -175,6 +188,7 @@ impl Authenticator {
         Authenticator {
             jwt: None,
             session: None,
+            revocations: None,
             unforwarded: Unforwarded::default(),
             login_path: None,
         }
@@ -192,6 +206,9 @@ impl Authenticator {
         if self.session.as_ref().is_some_and(|s| !s.is_ready()) {
             missing.push("session store".into());
         }
+        if self.revocations.as_ref().is_some_and(|r| !r.is_ready()) {
+            missing.push("revocations".into());
+        }
         missing
     }
 
@@ -199,6 +216,9 @@ impl Authenticator {
     pub fn export_gauges(&self) {
         for provider in self.jwt.iter().flat_map(|jwt| jwt.providers.iter()) {
             provider.keys.export_age();
+        }
+        if let Some(revocations) = &self.revocations {
+            revocations.export_gauges();
         }
     }
 

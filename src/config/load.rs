@@ -196,6 +196,8 @@ fn split(diag: &mut Diag<'_>, doc: DeTable<'_>) -> RawDoc {
             "sessions" => raw.sessions = part(diag, value, &path).into(),
             "identity" => raw.identity = part(diag, value, &path).into(),
             "login" => raw.login = part(diag, value, &path).into(),
+            "forward_auth" => raw.forward_auth = part(diag, value, &path).into(),
+            "revocation" => raw.revocation = part(diag, value, &path).into(),
             "jwt" => {
                 let providers = match value.get_mut() {
                     DeValue::Table(table) => table.remove("providers"),

@@ -42,6 +42,10 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// `None`: no `[login]` table, so sessions come from elsewhere.
     pub login: Option<LoginConfig>,
+    /// `None`: no `[forward_auth]` table, the endpoint is off (SPEC §8).
+    pub forward_auth: Option<ForwardAuthConfig>,
+    /// `None`: no `[revocation]` table, tokens are never looked up (SPEC §9).
+    pub revocation: Option<RevocationConfig>,
 }
 
 impl Config {
@@ -132,12 +136,41 @@ pub struct TlsConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// `admin.token` / `admin.token_file`: enables `POST /revoke` (SPEC §9).
+    pub token: Option<Secret>,
 }
 
-/// The defaults of `[admin]` (SPEC §3).
+/// The defaults and bounds of `[admin]` (SPEC §3).
 impl AdminConfig {
     pub const DEFAULT_LISTEN: SocketAddr =
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090));
+    /// A shorter bearer token could be guessed; 16 characters of a
+    /// generated token are ~96 bits.
+    pub const MIN_TOKEN_LEN: usize = 16;
+}
+
+/// `[forward_auth]` (SPEC §8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuthConfig {
+    /// Normalized, as a route path is; never `/`.
+    pub path: String,
+}
+
+impl ForwardAuthConfig {
+    pub const DEFAULT_PATH: &str = "/_wristband/auth";
+}
+
+/// `[revocation]` (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    pub propagation: Duration,
+}
+
+impl RevocationConfig {
+    pub const DEFAULT_PROPAGATION: Duration = Duration::from_secs(1);
+    /// How long a `sub` revocation is kept when no provider bounds token
+    /// lifetimes (`max_token_lifetime`).
+    pub const DEFAULT_SUB_TTL: Duration = Duration::from_secs(24 * 3600);
 }
 
 #[derive(Debug, Clone)]
@@ -435,8 +468,9 @@ pub struct RouteConfig {
     pub path: String,
     /// Empty: any method.
     pub methods: Vec<http::Method>,
-    /// Index into `Config::upstreams`.
-    pub upstream: usize,
+    /// Index into `Config::upstreams`; `None` only with `[forward_auth]`,
+    /// for a route the edge proxies itself (proxying to it is 404).
+    pub upstream: Option<usize>,
     pub auth: AuthMode,
     /// Never empty when `auth` is not `Public` and some kind is configured.
     pub accept: Vec<CredentialKind>,
@@ -456,7 +490,7 @@ impl RouteConfig {
             host: None,
             path: "/".into(),
             methods: Vec::new(),
-            upstream: 0,
+            upstream: Some(0),
             auth: AuthMode::Required,
             accept: Vec::new(),
             require: BTreeMap::new(),

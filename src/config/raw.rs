@@ -37,6 +37,8 @@ pub(super) struct RawDoc {
     pub routes: Vec<Option<RawRoute>>,
     pub identity: Section<RawIdentity>,
     pub login: Section<RawLogin>,
+    pub forward_auth: Section<RawForwardAuth>,
+    pub revocation: Section<RawRevocation>,
 }
 
 /// A top-level table: absent, deserialized, or broken (errors already reported).
@@ -90,6 +92,8 @@ pub(super) struct RawTls {
 #[derive(Deserialize, Default)]
 pub(super) struct RawAdmin {
     pub listen: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -229,6 +233,16 @@ pub(super) struct RawLogin {
     pub ca_file: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+pub(super) struct RawForwardAuth {
+    pub path: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawRevocation {
+    pub propagation: Option<String>,
+}
+
 /// `"admin"` or `["admin", "ops"]`: a hand-written visitor rather than an
 /// untagged enum, which would lose the position of a type error.
 pub(super) struct OneOrMany(pub Vec<String>);
@@ -268,6 +282,8 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "identity",
     "login",
+    "forward_auth",
+    "revocation",
 ];
 
 /// The keys a table accepts, for "unknown key" messages. `table` is a key
@@ -294,6 +310,8 @@ pub(super) fn valid_keys(table: &str) -> Option<Vec<&'static str>> {
         "identity" => fields_of::<RawIdentity>(),
         "identity.assertion" => fields_of::<RawAssertion>(),
         "login" => fields_of::<RawLogin>(),
+        "forward_auth" => fields_of::<RawForwardAuth>(),
+        "revocation" => fields_of::<RawRevocation>(),
         _ => return None,
     };
     Some(keys)

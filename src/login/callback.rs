@@ -107,6 +107,7 @@ impl Login {
         let identity = self.id_tokens.verify(token).await.map_err(|e| match e {
             JwtError::Invalid(reason) => LoginError::Failed(Failure::IdToken(reason)),
             JwtError::Unavailable(keys) => LoginError::Unavailable(keys.into()),
+            JwtError::RevocationsUnknown => LoginError::Unavailable(Unavailable::Revocations),
         })?;
         let sent = identity.claim("nonce").and_then(Value::as_str);
         if !sent.is_some_and(|n| constant_time_eq(n.as_bytes(), nonce.as_bytes())) {

@@ -61,6 +61,8 @@ pub enum Unavailable {
     Idp(#[from] IdpError),
     #[error("identity provider keys")]
     Keys(#[from] KeysUnavailable),
+    #[error("revocations not loaded yet")]
+    Revocations,
     #[error("random number generator")]
     Random,
     #[error("sealing a token")]

@@ -119,6 +119,9 @@ impl Login {
             &id_token_config(login),
             metrics,
             previous.map(|p| p.id_tokens.as_ref()),
+            // An id_token is no bearer credential: it proves a login now,
+            // after any revocation of the user's earlier tokens.
+            None,
             reuse,
         )?
         .ok_or_else(|| anyhow::anyhow!("login: no id_token verifier"))?;

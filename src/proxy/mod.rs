@@ -2,10 +2,13 @@
 //! route ([`crate::routing`]), authenticate ([`crate::auth`]), authorize
 //! ([`crate::auth::policy`]), build the upstream request
 //! ([`upstream_request`]: strip, then inject), forward
-//! ([`crate::upstream`]). Every rejection is a [`Rejection`], turned into a
-//! response in one place; what authentication concluded is counted once,
-//! here, for the metric and the access log alike.
+//! ([`crate::upstream`]). A forward-auth question (SPEC §8) runs the same
+//! stages on the request the edge describes ([`forward_auth`]) and ends by
+//! answering with the identity instead of forwarding. Every rejection is a
+//! [`Rejection`], turned into a response in one place; what authentication
+//! concluded is counted once, here, for the metric and the access log alike.
 
+pub mod forward_auth;
 pub mod upgrade;
 pub mod upstream_request;
 
@@ -21,9 +24,9 @@ use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::auth;
 use crate::auth::counters::AuthRecord;
 use crate::auth::redirect::{Site, is_navigational};
+use crate::auth::{self, Authenticated};
 use crate::boxed::boxed;
 use crate::config::{Config, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
@@ -167,7 +170,8 @@ impl Proxy {
         response
     }
 
-    /// SPEC §1, in order. Returns the upstream's response, or why not.
+    /// SPEC §1, in order. Returns the upstream's response, or why not;
+    /// for a forward-auth question (SPEC §8), the answer to the edge.
     async fn pipeline(
         &self,
         gateway: &Gateway,
@@ -180,49 +184,55 @@ impl Proxy {
         let (parts, body) = req.into_parts();
         check_head(&parts, config)?;
 
-        // Route: the normalized path is what policy sees and what is forwarded.
+        // The normalized path is what policy sees and what is forwarded.
         // The access log keeps it; the pipeline borrows it from there.
         log.path = normalize_path(parts.uri.path()).map_err(BadRequest::Path)?;
-        let path = log.path.as_str();
-        // The proxy's own key set is answered here, never routed, so that no
-        // route can shadow it.
-        if path == JWKS_PATH {
+        // The proxy's own endpoints are answered here, never routed, so
+        // that no route can shadow them.
+        if log.path == JWKS_PATH {
             return jwks_response(gateway, &parts.method);
         }
+        let asked = config
+            .forward_auth
+            .as_ref()
+            .and_then(|fa| forward_auth::question(&fa.path, &log.path))
+            .map(|asked| match asked {
+                // The original path, out of the borrowed access-log path.
+                forward_auth::Asked::PathPrefix(rest) => Some(rest.to_owned()),
+                forward_auth::Asked::Headers => None,
+            });
+        if let Some(below) = asked {
+            return answer_edge(gateway, conn, parts, below.as_deref(), log).await;
+        }
         let host = client_host(&parts);
-        let trusted = config
-            .server
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&conn.peer.ip()));
+        let trusted = trusted(config, conn);
         let site = Site {
             tls: conn.tls || (trusted && forwarded_https(&parts.headers)),
             host: host.as_ref(),
         };
         // The login flow's own endpoints, ahead of routing like the key set.
         if let Some(login) = &gateway.login
-            && let Some(endpoint) = login.endpoint(path)
+            && let Some(endpoint) = login.endpoint(&log.path)
         {
             return login_answer(login, endpoint, &parts, &site).await;
         }
-        let index = gateway.route(host.as_ref(), path, &parts.method)?;
+        let inbound = Inbound::new(parts);
+        let (index, authenticated) = admit(
+            gateway,
+            &inbound,
+            &log.path,
+            &site,
+            LastStep::Forward,
+            &mut log.route,
+        )
+        .await?;
+        log.auth = authenticated.record();
         let route = &config.routes[index];
         let runtime = &gateway.routes[index];
-        log.route = Some(index);
+        let upstream_index = route.upstream.ok_or(Rejection::NoRoute)?;
 
-        // Authenticate, then authorize, on the request without its
-        // hop-by-hop headers.
-        let inbound = Inbound::new(parts);
-        let authenticated = gateway
-            .auth
-            .authenticate(route, inbound.parts(), &site)
-            .await?;
-        let authenticated = auth::policy::authorize(route, authenticated)?;
-        auth::csrf::check(route, &authenticated, inbound.parts(), &site)?;
-        log.auth = authenticated.record();
-
-        // Build the upstream request: strip, then inject (last).
-        let upstream = &gateway.upstreams[route.upstream];
+        // Last: build the upstream request (strip, then inject), forward.
+        let upstream = &gateway.upstreams[upstream_index];
         let client = Client {
             ip: conn.peer.ip(),
             ip_header: &conn.peer_ip,
@@ -239,11 +249,15 @@ impl Proxy {
             audience: upstream.name(),
         };
         let identity = authenticated.identity();
-        let outbound =
-            upstream_request::build(inbound, path, pool::body(body), &client, &rules, identity)?;
-
-        // Forward.
-        log.upstream = Some(route.upstream);
+        let outbound = upstream_request::build(
+            inbound,
+            &log.path,
+            pool::body(body),
+            &client,
+            &rules,
+            identity,
+        )?;
+        log.upstream = Some(upstream_index);
         let user = identity.map(Identity::sub);
         let (mut response, target) = upstream.forward(outbound.request, user).await?;
         log.target = Some(target);
@@ -251,6 +265,109 @@ impl Proxy {
         upgrade::finish(&mut response, outbound.upgrade, &runtime.name)?;
         Ok(response.map(Either::Left))
     }
+}
+
+/// What the pipeline ends with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LastStep {
+    /// Build the upstream request and forward it.
+    Forward,
+    /// Answer the edge with the identity (SPEC §8).
+    Answer,
+}
+
+/// Route, then authenticate and authorize on the request without its
+/// hop-by-hop headers: the stages a proxied request and a forward-auth
+/// question share. `route` learns the route as soon as there is one, for
+/// the metrics of a refusal.
+async fn admit(
+    gateway: &Gateway,
+    inbound: &Inbound,
+    path: &str,
+    site: &Site<'_>,
+    last: LastStep,
+    route: &mut Option<usize>,
+) -> Result<(usize, Authenticated), Rejection> {
+    let parts = inbound.parts();
+    let index = gateway.route(site.host, path, &parts.method)?;
+    // A route only the edge proxies (SPEC §8) is no route for a request
+    // to forward: 404 before any credential is looked at.
+    if last == LastStep::Forward && gateway.config.routes[index].upstream.is_none() {
+        return Err(Rejection::NoRoute);
+    }
+    *route = Some(index);
+    let config = &gateway.config.routes[index];
+    let authenticated = gateway.auth.authenticate(config, parts, site).await?;
+    let authenticated = auth::policy::authorize(config, authenticated)?;
+    auth::csrf::check(config, &authenticated, parts, site)?;
+    Ok((index, authenticated))
+}
+
+/// SPEC §8: the pipeline for the request the edge describes, whose last
+/// step answers with the identity headers (and assertion) instead of
+/// forwarding: 200 without a body, or the refusal a proxied request would
+/// get (a login redirect as `X-Auth-Login`).
+async fn answer_edge(
+    gateway: &Gateway,
+    conn: &ConnInfo,
+    call: Parts,
+    below: Option<&str>,
+    log: &mut RequestLog,
+) -> Result<Response<ResponseBody>, Rejection> {
+    // Anyone else could describe any request, and learn any identity
+    // headers for a credential they hold.
+    if !trusted(&gateway.config, conn) {
+        return Err(Rejection::UntrustedPeer);
+    }
+    let asked = match below {
+        Some(rest) => forward_auth::Asked::PathPrefix(rest),
+        None => forward_auth::Asked::Headers,
+    };
+    let original = forward_auth::original(call, conn.tls, asked)?;
+    log.path = normalize_path(original.parts.uri.path()).map_err(BadRequest::Path)?;
+    let host = original.parts.headers.get(HOST).cloned();
+    let site = Site {
+        tls: original.tls,
+        host: host.as_ref(),
+    };
+    let inbound = Inbound::new(original.parts);
+    let (index, authenticated) = match admit(
+        gateway,
+        &inbound,
+        &log.path,
+        &site,
+        LastStep::Answer,
+        &mut log.route,
+    )
+    .await
+    {
+        Ok(admitted) => admitted,
+        Err(rejection) => return Err(forward_auth::for_the_edge(rejection)),
+    };
+    log.auth = authenticated.record();
+
+    // Last: the identity, as it would have been injected upstream.
+    let route = &gateway.config.routes[index];
+    let audience = match route.upstream {
+        Some(upstream) => gateway.upstreams[upstream].name(),
+        None => route.name.as_str(),
+    };
+    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+    if let Some(identity) = authenticated.identity() {
+        gateway
+            .identity
+            .inject(identity, audience, response.headers_mut())?;
+    }
+    Ok(response)
+}
+
+/// The peer is in `server.trusted_proxies`.
+fn trusted(config: &Config, conn: &ConnInfo) -> bool {
+    config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&conn.peer.ip()))
 }
 
 /// One line per rejection, at the level of the side that caused it, with

@@ -1,6 +1,7 @@
-//! The admin listener (SPEC §6): `/healthz`, `/readyz`, `/metrics` and the
-//! proxy's JWKS. Kept off the client listener so that probes and scrapes
-//! never compete with, or get routed like, client traffic.
+//! The admin listener (SPEC §6): `/healthz`, `/readyz`, `/metrics`, the
+//! proxy's JWKS, and `POST /revoke` behind `admin.token` (SPEC §9,
+//! [`super::revoke`]). Kept off the client listener so that probes and
+//! scrapes never compete with, or get routed like, client traffic.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,9 +58,19 @@ pub async fn serve(
         let proxy = proxy.clone();
         let readiness = readiness.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let response = answer(&req, &proxy, &readiness);
-                async move { Ok::<_, Infallible>(response) }
+            let service = service_fn(move |req: Request<Incoming>| {
+                let proxy = proxy.clone();
+                let readiness = readiness.clone();
+                async move {
+                    if req.uri().path() == "/revoke" {
+                        let gateway = proxy.gateway.load_full();
+                        if let Some(response) = super::revoke::answer(req, &gateway).await {
+                            return Ok::<_, Infallible>(response);
+                        }
+                        return Ok(not_found());
+                    }
+                    Ok(answer(&req, &proxy, &readiness))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -116,12 +127,16 @@ fn answer(req: &Request<Incoming>, proxy: &Proxy, readiness: &Readiness) -> Resp
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "application/json",
-            r#"{"error":"not_found"}"#.into(),
-        ),
+        _ => not_found(),
     }
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    text(
+        StatusCode::NOT_FOUND,
+        "application/json",
+        r#"{"error":"not_found"}"#.into(),
+    )
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod idle;
 pub mod listener;
+mod revoke;
 mod timer_anchor;
 
 use std::net::SocketAddr;

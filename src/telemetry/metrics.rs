@@ -58,6 +58,11 @@ pub struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabel {
     pub cache: &'static str,
 }
@@ -82,6 +87,7 @@ pub struct Metrics {
     pub store_errors: Counter,
     /// `wristband_login_total{result}` (SPEC §6, §7).
     pub login: Family<ResultLabel, Counter>,
+    pub revocations: Family<KindLabel, Gauge>,
     pub connections: Gauge,
     pub in_flight: Gauge,
 }
@@ -161,6 +167,12 @@ impl Metrics {
             "Login flow events (started, ok, failed, refreshed, refresh_failed, logout)",
             login.clone(),
         );
+        let revocations = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "revocations",
+            "Revocations held in memory, by kind (jti, sub)",
+            revocations.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -186,6 +198,7 @@ impl Metrics {
             cache_misses,
             store_errors,
             login,
+            revocations,
             connections,
             in_flight,
         }

@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod client;
+pub mod edge;
 pub mod idp;
 pub mod jwks;
 pub mod oidc;

@@ -25,6 +25,7 @@ pub use provider::{Carried, KeyError, KeysUnavailable, ProviderKeys, Unusable};
 use token::Claims;
 
 use super::credentials;
+use super::revocation::{self, Refusal, Revocations};
 use crate::config::{JwtConfig, JwtProvider};
 use crate::identity::Identity;
 use crate::reuse::Reuse;
@@ -53,6 +54,9 @@ pub enum Invalid {
     Expired,
     #[error("claim check failed: {0}")]
     Claim(&'static str),
+    /// SPEC §9: valid, and taken back.
+    #[error("revoked")]
+    Revoked(#[source] Refusal),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +66,9 @@ pub enum JwtError {
     /// The keys could not be had: 503, never a pass.
     #[error(transparent)]
     Unavailable(#[from] KeysUnavailable),
+    /// The revoked set is not loaded yet: 503, never a pass.
+    #[error("revocations not loaded yet")]
+    RevocationsUnknown,
 }
 
 impl From<KeyError> for JwtError {
@@ -101,6 +108,8 @@ pub struct JwtAuth {
     by_issuer: HashMap<String, usize>,
     /// `None` with `verified_cache_size = 0`.
     verified: Option<VerifiedCache>,
+    /// `[revocation]`: checked after the claims, cached verdicts included.
+    revocations: Option<Arc<Revocations>>,
     cache_hits: Counter,
     cache_misses: Counter,
 }
@@ -115,6 +124,7 @@ impl JwtAuth {
         config: &JwtConfig,
         metrics: &Arc<Metrics>,
         previous: Option<&JwtAuth>,
+        revocations: Option<Arc<Revocations>>,
         reuse: &mut Reuse,
     ) -> anyhow::Result<Option<Arc<Self>>> {
         if config.providers.is_empty() {
@@ -156,6 +166,7 @@ impl JwtAuth {
             providers,
             by_issuer,
             verified,
+            revocations,
             cache_hits: metrics.cache_hits.get_or_create(&JWT_CACHE).clone(),
             cache_misses: metrics.cache_misses.get_or_create(&JWT_CACHE).clone(),
         })))
@@ -217,6 +228,7 @@ impl JwtAuth {
                 if hit.epoch == provider.keys.usable_epoch()? {
                     self.cache_hits.inc();
                     claims::check(&provider.config, hit.identity.claims(), now)?;
+                    self.not_revoked(&hit.identity)?;
                     return Ok(hit.identity.clone());
                 }
                 cache.invalidate(digest);
@@ -252,6 +264,7 @@ impl JwtAuth {
         // One rule set for cached and uncached tokens alike.
         claims::check(&provider.config, &unverified.claims, now)?;
         let identity = identity(unverified.claims)?;
+        self.not_revoked(&identity)?;
         if let (Some(cache), Some(digest)) = (&self.verified, digest) {
             cache.insert(
                 digest,
@@ -263,6 +276,31 @@ impl JwtAuth {
             );
         }
         Ok(identity)
+    }
+}
+
+impl JwtAuth {
+    /// SPEC §9: neither its `jti` nor, before its `iat`, its `sub`.
+    fn not_revoked(&self, identity: &Identity) -> Result<(), JwtError> {
+        let Some(revocations) = &self.revocations else {
+            return Ok(());
+        };
+        let claims = identity.claims();
+        let jti = claims.get("jti").and_then(serde_json::Value::as_str);
+        // A fractional or odd `iat` was refused by the claim checks, or is
+        // absent: either way, as `claims::check` reads it.
+        let iat = claims.get("iat").and_then(|v| {
+            v.as_u64().or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+        });
+        match revocations.check(jti, identity.sub(), iat) {
+            Ok(()) => Ok(()),
+            Err(revocation::Check::Refused(why)) => Err(Invalid::Revoked(why).into()),
+            Err(revocation::Check::Unknown) => Err(JwtError::RevocationsUnknown),
+        }
     }
 }
 

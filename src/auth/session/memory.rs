@@ -179,4 +179,16 @@ impl MemoryStore {
             }
         }
     }
+
+    /// Ends every session in a user's index (SPEC §9): each
+    /// `key_prefix` + id, then the index. How many there were.
+    pub fn end_all(&self, index: &str, key_prefix: &str) -> usize {
+        let Some(Other::Set(ids)) = self.take(index) else {
+            return 0;
+        };
+        for id in &ids {
+            self.remove(&[key_prefix, id.as_str()].concat());
+        }
+        ids.len()
+    }
 }

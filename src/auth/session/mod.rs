@@ -39,6 +39,7 @@ use prometheus_client::metrics::counter::Counter;
 use redis::{FetchError, RedisStore};
 
 pub use redis::StoreError;
+pub(crate) use redis::{client as redis_client, keep_connected};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {

@@ -114,26 +114,6 @@ impl RedisStore {
         cache: Option<Arc<TrackedCache>>,
         errors: Counter,
     ) -> anyhow::Result<Arc<RedisStore>> {
-        let url = store
-            .url
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("store.url is required for kind = \"redis\""))?;
-        let fred_url =
-            to_fred_url(url.expose()).map_err(|reason| anyhow::anyhow!("store.url: {reason}"))?;
-        // fred's error would quote the URL, password included: keep only its kind.
-        let mut config = Config::from_url(&fred_url)
-            .map_err(|e| anyhow::anyhow!("store.url: not usable ({:?})", e.kind()))?;
-        config.fail_fast = true;
-        let clustered = config.server.is_clustered();
-        if cache.is_some() {
-            // Client tracking pushes invalidations over RESP3.
-            config.version = fred::types::RespVersion::RESP3;
-        }
-        if config.tls.is_some() || store.ca_file.is_some() {
-            let tls = crate::tls::client::client_config(store.ca_file.as_deref())?;
-            config.tls = Some(tls.into());
-        }
-        let timeout = store.command_timeout;
         // Client tracking watches the keys read on the tracked (primary)
         // connection only: a session cached from a replica read would never
         // be invalidated. With the cache on, reads stay on the primary.
@@ -144,38 +124,8 @@ impl RedisStore {
                  cached sessions must be read where client tracking sees them (the primary)"
             );
         }
-        let client = Builder::from_config(config)
-            .with_performance_config(|perf| {
-                perf.default_command_timeout = timeout;
-            })
-            .with_connection_config(|conn| {
-                conn.connection_timeout = timeout.max(Duration::from_secs(1));
-                conn.internal_command_timeout = timeout.max(Duration::from_secs(1));
-                // fred spends an attempt on each write, and following a
-                // cluster redirection is a second write (after `ASKING`, or
-                // after re-reading the slots on MOVED): with one attempt a
-                // migrating slot's keys could never be read. The command
-                // timeout bounds all attempts together, so a failure is
-                // still a 503 within `command_timeout`, never a queue.
-                conn.max_command_attempts = 3;
-                if read_from_replicas && !clustered {
-                    // fred connects lazily only where a slot names the
-                    // primary (a cluster); elsewhere the replica connections
-                    // must exist before a read can be routed to them.
-                    conn.replica.lazy_connections = false;
-                }
-                conn.unresponsive = UnresponsiveConfig {
-                    max_timeout: Some(timeout.max(Duration::from_millis(500)) * 2),
-                    interval: Duration::from_millis(100),
-                };
-            })
-            // Reconnect forever, 100 ms doubling to 2 s: recovery needs no restart.
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-            .build()
-            .map_err(|e| {
-                anyhow::anyhow!("store: cannot build the Redis client ({:?})", e.kind())
-            })?;
-
+        // Client tracking pushes invalidations over RESP3.
+        let (client, clustered) = client(store, cache.is_some(), read_from_replicas)?;
         let tracking = cache.map(|cache| Tracking::wire(&client, cache));
         let ready = Arc::new(AtomicBool::new(false));
         let store = Arc::new(RedisStore {
@@ -186,7 +136,8 @@ impl RedisStore {
             errors,
             _tracking: tracking.clone(),
         });
-        spawn_connection(Arc::downgrade(&store));
+        let weak = Arc::downgrade(&store);
+        keep_connected(move || weak.upgrade().map(|s| s.client.clone()));
         spawn_pinger(Arc::downgrade(&store));
         if let Some(tracking) = tracking {
             let store = Arc::downgrade(&store);
@@ -393,24 +344,85 @@ fn json_text(reply: Value) -> Result<Option<String>, BadReply> {
     }
 }
 
+/// A fred client for `store`, with what fred leaves unset made explicit
+/// (see the module doc), and whether it talks to a cluster. `resp3`: for
+/// client tracking's invalidation pushes. `replica_reads`: connect to the
+/// replicas up front, so reads can be routed to them. Not connected yet:
+/// see [`keep_connected`].
+pub fn client(
+    store: &StoreConfig,
+    resp3: bool,
+    replica_reads: bool,
+) -> anyhow::Result<(Client, bool)> {
+    let url = store
+        .url
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("store.url is required for kind = \"redis\""))?;
+    let fred_url =
+        to_fred_url(url.expose()).map_err(|reason| anyhow::anyhow!("store.url: {reason}"))?;
+    // fred's error would quote the URL, password included: keep only its kind.
+    let mut config = Config::from_url(&fred_url)
+        .map_err(|e| anyhow::anyhow!("store.url: not usable ({:?})", e.kind()))?;
+    config.fail_fast = true;
+    let clustered = config.server.is_clustered();
+    if resp3 {
+        config.version = fred::types::RespVersion::RESP3;
+    }
+    if config.tls.is_some() || store.ca_file.is_some() {
+        let tls = crate::tls::client::client_config(store.ca_file.as_deref())?;
+        config.tls = Some(tls.into());
+    }
+    let timeout = store.command_timeout;
+    let client = Builder::from_config(config)
+        .with_performance_config(|perf| {
+            perf.default_command_timeout = timeout;
+        })
+        .with_connection_config(|conn| {
+            conn.connection_timeout = timeout.max(Duration::from_secs(1));
+            conn.internal_command_timeout = timeout.max(Duration::from_secs(1));
+            // fred spends an attempt on each write, and following a
+            // cluster redirection is a second write (after `ASKING`, or
+            // after re-reading the slots on MOVED): with one attempt a
+            // migrating slot's keys could never be read. The command
+            // timeout bounds all attempts together, so a failure is
+            // still a 503 within `command_timeout`, never a queue.
+            conn.max_command_attempts = 3;
+            if replica_reads && !clustered {
+                // fred connects lazily only where a slot names the
+                // primary (a cluster); elsewhere the replica connections
+                // must exist before a read can be routed to them.
+                conn.replica.lazy_connections = false;
+            }
+            conn.unresponsive = UnresponsiveConfig {
+                max_timeout: Some(timeout.max(Duration::from_millis(500)) * 2),
+                interval: Duration::from_millis(100),
+            };
+        })
+        // Reconnect forever, 100 ms doubling to 2 s: recovery needs no restart.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .build()
+        .map_err(|e| anyhow::anyhow!("store: cannot build the Redis client ({:?})", e.kind()))?;
+    Ok((client, clustered))
+}
+
 /// Drives fred's connection task, and starts it again if it ends. fred ends
 /// it when the first connection fails (Redis down when the proxy starts) and
 /// on some errors later; every command of the client would fail from then
 /// on, and the store must recover by itself. Restarts back off from 100 ms
 /// to 2 s, like the reconnect policy, and are logged once per outage. Ends
-/// once the store is dropped.
-fn spawn_connection(store: std::sync::Weak<RedisStore>) {
+/// once `client_of` says the client's owner is gone.
+pub fn keep_connected(client_of: impl Fn() -> Option<Client> + Send + 'static) {
     const FIRST: Duration = Duration::from_millis(100);
     const MAX: Duration = Duration::from_secs(2);
     tokio::spawn(async move {
         let mut pause = FIRST;
         loop {
-            let Some(task) = store.upgrade().map(|s| s.client.connect()) else {
+            let Some(task) = client_of().map(|c| c.connect()) else {
                 return;
             };
             let started = tokio::time::Instant::now();
             let ended = task.await;
-            if store.strong_count() == 0 {
+            if client_of().is_none() {
                 return;
             }
             // A task that ran a while had connected: a new outage.

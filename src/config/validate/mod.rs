@@ -22,6 +22,7 @@ use super::diag::{Diag, join};
 use super::raw::{RawDoc, RawSessions, Section};
 use super::{Config, CredentialKind};
 
+mod forward_auth;
 mod identity;
 mod jwt;
 mod login;
@@ -59,13 +60,28 @@ pub(super) fn validate(diag: &mut Diag<'_>, raw: RawDoc, source: &Path, base_dir
     let jwt = v.jwt(raw.jwt.or_default(), raw.providers);
     let upstreams = v.upstreams(raw.upstreams, &raw.upstream_names);
     let login_section = !matches!(raw.login, Section::Absent);
-    let routes = v.routes(raw.routes, &raw.upstream_names, &configured, login_section);
+    let forward_auth = match raw.forward_auth {
+        Section::Absent => None,
+        section => Some(v.forward_auth(section.or_default())),
+    };
+    let routes = v.routes(
+        raw.routes,
+        &raw.upstream_names,
+        &configured,
+        login_section,
+        forward_auth.is_some(),
+    );
     let identity = v.identity(raw.identity.or_default());
     // A broken table has its errors already; it adds no "required" ones.
     let login = match raw.login {
         Section::Present(login) => v.login(login, sessions.as_ref()),
         Section::Absent | Section::Invalid => None,
     };
+    let revocation = match raw.revocation {
+        Section::Absent => None,
+        section => Some(v.revocation(section.or_default())),
+    };
+    v.admin_token_needs_revocation(&admin, revocation.is_some());
 
     Config {
         source: source.to_path_buf(),
@@ -79,6 +95,8 @@ pub(super) fn validate(diag: &mut Diag<'_>, raw: RawDoc, source: &Path, base_dir
         routes,
         identity,
         login,
+        forward_auth,
+        revocation,
     }
 }
 

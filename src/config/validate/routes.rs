@@ -20,6 +20,7 @@ impl V<'_, '_> {
         upstream_names: &[Option<String>],
         configured: &[CredentialKind],
         login: bool,
+        forward_auth: bool,
     ) -> Vec<RouteConfig> {
         let mut out = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
@@ -29,7 +30,7 @@ impl V<'_, '_> {
             let Some(raw) = raw else { continue };
             let r = diag::index("routes", i);
             let explicit_name = raw.name.is_some();
-            let route = self.route(&r, raw, upstream_names, configured, login);
+            let route = self.route(&r, raw, upstream_names, configured, login, forward_auth);
             let same_place = self.unique_place(&join(&r, "path"), &route, i, &mut places);
             let name_clash = if explicit_name {
                 NameClash::Explicit
@@ -100,6 +101,7 @@ impl V<'_, '_> {
         upstream_names: &[Option<String>],
         configured: &[CredentialKind],
         login: bool,
+        forward_auth: bool,
     ) -> RouteConfig {
         let path = self.route_path(&join(r, "path"), raw.path.as_deref());
         let (host, host_text) = self.route_host(&join(r, "host"), raw.host.as_deref());
@@ -109,6 +111,7 @@ impl V<'_, '_> {
             &join(r, "upstream"),
             raw.upstream.as_deref(),
             upstream_names,
+            forward_auth,
         );
         let auth = self.choice(
             &join(r, "auth"),
@@ -204,21 +207,31 @@ impl V<'_, '_> {
         methods
     }
 
-    /// Required, and the name of an upstream; its index.
+    /// The name of an upstream; its index. Required, except with
+    /// `[forward_auth]` (SPEC §8): the edge then proxies the route itself.
     fn route_upstream(
         &mut self,
         key: &str,
         upstream: Option<&str>,
         upstream_names: &[Option<String>],
-    ) -> usize {
-        let Some(u) = self.required_str(key, upstream) else {
-            return 0;
-        };
+        forward_auth: bool,
+    ) -> Option<usize> {
+        if upstream.is_none() && forward_auth {
+            return None;
+        }
+        if upstream.is_none() {
+            self.err(
+                key,
+                "required key is missing (only with [forward_auth] may a route have no upstream)",
+            );
+            return Some(0);
+        }
+        let u = self.required_str(key, upstream)?;
         match upstream_names.iter().position(|n| n.as_deref() == Some(u)) {
-            Some(idx) => idx,
+            Some(idx) => Some(idx),
             None => {
                 self.err(key, format!("no upstream named \"{u}\""));
-                0
+                Some(0)
             }
         }
     }
@@ -375,7 +388,7 @@ fn check_login_url(url: &str) -> Result<(), &'static str> {
 
 /// A route prefix in the normalized form requests are matched in (SPEC §5.3),
 /// so that it can only be written one way.
-fn normalize_route_path(path: &str) -> Result<String, &'static str> {
+pub(super) fn normalize_route_path(path: &str) -> Result<String, &'static str> {
     if !path.starts_with('/') {
         return Err("must start with \"/\"");
     }

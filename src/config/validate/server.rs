@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::config::diag::{self, join};
 use crate::config::raw::{RawAdmin, RawLog, RawServer};
 use crate::config::{
-    AdminConfig, LogConfig, LogFormat, ServerConfig, TlsConfig, UnderscoreHeaders,
+    AdminConfig, LogConfig, LogFormat, Secret, ServerConfig, TlsConfig, UnderscoreHeaders,
 };
 
 use super::V;
@@ -118,6 +118,7 @@ impl V<'_, '_> {
     }
 
     pub(super) fn admin(&mut self, raw: RawAdmin, server_listen: &[SocketAddr]) -> AdminConfig {
+        let token = self.admin_token(raw.token, raw.token_file.as_deref());
         let path = join("admin", "listen");
         let default = AdminConfig::DEFAULT_LISTEN;
         let listen = match raw.listen.as_deref() {
@@ -129,7 +130,10 @@ impl V<'_, '_> {
                         &path,
                         format!("invalid socket address \"{text}\" (expected e.g. \"{default}\")"),
                     );
-                    return AdminConfig { listen: default };
+                    return AdminConfig {
+                        listen: default,
+                        token,
+                    };
                 }
             },
         };
@@ -139,7 +143,29 @@ impl V<'_, '_> {
         {
             self.err(&path, format!("same address as server.listen[{i}]"));
         }
-        AdminConfig { listen }
+        AdminConfig { listen, token }
+    }
+
+    /// `admin.token` or `admin.token_file`; empty means off (SPEC §3).
+    /// Never quoted in a message.
+    fn admin_token(&mut self, inline: Option<String>, file: Option<&str>) -> Option<Secret> {
+        let (token, key) = self.secret("admin", "token", inline, file).ok()??;
+        if token.is_empty() {
+            return None;
+        }
+        if token.chars().count() < AdminConfig::MIN_TOKEN_LEN
+            || token.chars().any(|c| c.is_control() || c == ' ')
+        {
+            self.err(
+                &key,
+                format!(
+                    "must be at least {} characters, without spaces or control characters",
+                    AdminConfig::MIN_TOKEN_LEN
+                ),
+            );
+            return None;
+        }
+        Some(Secret::new(token))
     }
 
     pub(super) fn log(&mut self, raw: RawLog) -> LogConfig {

@@ -8,6 +8,7 @@ use crate::config::{
 };
 
 mod defaults;
+mod forward_auth;
 mod identity;
 mod jwt;
 mod login;
@@ -128,7 +129,7 @@ fn section_defaults_of_sessions_providers_upstreams_and_routes() {
     assert_eq!(r.host, None);
     assert_eq!(r.path, "/");
     assert!(r.methods.is_empty());
-    assert_eq!(r.upstream, 0);
+    assert_eq!(r.upstream, Some(0));
     assert_eq!(r.auth, AuthMode::Required);
     assert_eq!(r.accept, vec![CredentialKind::Jwt, CredentialKind::Session]);
     assert!(r.require.is_empty());

@@ -120,7 +120,7 @@ fn route_upstream_auth_and_accept() {
     );
     let two = "[[upstreams]]\nname = \"b\"\ntargets = [\"http://h:1\"]\n";
     let c = ok(&format!("{two}{}", route("")));
-    assert_eq!(c.routes[0].upstream, 1);
+    assert_eq!(c.routes[0].upstream, Some(1));
     assert_eq!(c.upstreams[1].name, "app");
 
     one_error(
