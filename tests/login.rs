@@ -957,3 +957,47 @@ async fn revoking_a_sub_ends_its_login_sessions_on_the_memory_store() {
     assert_eq!(revoked.status, 200, "{}", revoked.text());
     assert_eq!(browser.page(proxy.addr, "/").await.status, 401);
 }
+
+/// Two session cookies of the same name are ambiguous on every route; a
+/// logout ends both rather than neither.
+#[tokio::test]
+async fn logout_ends_every_session_the_browser_sends() {
+    let site = site("").await;
+    let mut first = Browser::new(&site.op);
+    assert_eq!(
+        first.login(site.one.addr, site.one.addr, "/").await.status,
+        302
+    );
+    let mut second = Browser::new(&site.op);
+    assert_eq!(
+        second.login(site.one.addr, site.one.addr, "/").await.status,
+        302
+    );
+    let (a, b) = (first.cookies["sid"].clone(), second.cookies["sid"].clone());
+    assert_ne!(a, b);
+    let origin = format!("Origin: http://{}", site.one.addr);
+    let out = client::raw(
+        site.one.addr,
+        &format!(
+            "POST /_wristband/logout HTTP/1.1\r\nHost: {}\r\n{origin}\r\nCookie: sid={a}; sid={b}\r\nContent-Length: 0",
+            site.one.addr
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(out.status, 302, "{}", out.text());
+    for id in [&a, &b] {
+        let replay = client::get(
+            site.two.addr,
+            "/",
+            &[&format!("Cookie: sid={id}"), "Accept: application/json"],
+        )
+        .await;
+        assert_eq!(replay.status, 401, "session {} still valid", &id[..4]);
+    }
+    assert!(
+        session_keys(&site.redis).is_empty(),
+        "{:?}",
+        session_keys(&site.redis)
+    );
+}

@@ -93,6 +93,16 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>,
     Ok(found.filter(|v| !v.is_empty()))
 }
 
+/// Every non-empty value of cookie `name`, duplicates included: for
+/// logout, which ends each session a browser holds rather than refuse an
+/// ambiguous pair (and leave both alive).
+pub fn cookie_values<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = &'h str> {
+    cookie_texts(headers)
+        .flat_map(|text| text.split(';'))
+        .filter_map(move |pair| value_if_named(pair, name))
+        .filter(|value| !value.is_empty())
+}
+
 /// The value of `pair` (`name=value`, blanks around either) when its name
 /// is `name`. The same answer as splitting the pair at its first `=` and
 /// comparing the trimmed name, since a token holds neither `=` nor blanks,

@@ -38,14 +38,21 @@ impl Login {
         if !same_origin(&parts.headers, site) {
             return Err(LoginError::CrossSiteLogout);
         }
+        // Every session the browser holds under the cookie's name: two
+        // different ones would be refused as ambiguous everywhere else, and
+        // a logout must not leave either alive.
         let mut id_token = None;
-        if let Ok(Some(id)) = credentials::cookie(&parts.headers, &self.cookie)
-            && let Some(fields) = self.store.fields(id).await?
-        {
+        let ids: Vec<&str> = credentials::cookie_values(&parts.headers, &self.cookie).collect();
+        for id in ids {
+            let Some(fields) = self.store.fields(id).await? else {
+                continue;
+            };
             let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-            id_token = field(ID_TOKEN_FIELD)
-                .and_then(|sealed| self.sealer.open(ID_TOKEN_FIELD, sealed).ok())
-                .and_then(|bytes| String::from_utf8(bytes).ok());
+            if id_token.is_none() {
+                id_token = field(ID_TOKEN_FIELD)
+                    .and_then(|sealed| self.sealer.open(ID_TOKEN_FIELD, sealed).ok())
+                    .and_then(|bytes| String::from_utf8(bytes).ok());
+            }
             let sub = field(&self.user_field).cloned().unwrap_or_default();
             self.store.end(id, &sub).await?;
         }
