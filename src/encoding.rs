@@ -39,6 +39,24 @@ pub fn base64_unpadded(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
+/// Lower-case hex, two digits per byte (key ids, fingerprints, hashed
+/// store keys).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// Lower-case hex SHA-256 of `text`: how the store names a value it must
+/// not hold in clear (a login state, a user's `sub`).
+pub fn sha256_hex(text: &str) -> String {
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref())
+}
+
 /// Padded standard base64 (RFC 4648 §4), as HTTP Basic credentials are
 /// written (RFC 7617 §2).
 pub fn base64_padded(bytes: &[u8]) -> String {
@@ -148,6 +166,16 @@ mod tests {
         ] {
             assert_eq!(percent_decode(good).as_deref(), Some(decoded), "{good:?}");
         }
+    }
+
+    #[test]
+    fn hex_and_sha256_hex_are_lower_case_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

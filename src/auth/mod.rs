@@ -35,6 +35,14 @@ use redirect::Site;
 use revocation::Revocations;
 use session::{SessionAuth, SessionError, SessionInvalid};
 
+/// Seconds since the epoch: the clock of token and session times (`exp`,
+/// `iat`, revocations, login refreshes). 0 if the clock is before 1970.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// What authentication concluded, before policy.
 #[derive(Debug)]
 pub enum Authenticated {

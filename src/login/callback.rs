@@ -22,16 +22,12 @@ use super::state::{self, Started};
 use super::{Answer, Login, cookies, random_token, sha256_hex, unix_now};
 use crate::auth::credentials;
 use crate::auth::jwt::JwtError;
-use crate::auth::session::{REFRESH_TOKEN_FIELD, REFRESHED_FIELD};
+use crate::auth::session::{
+    ACCESS_TOKEN_FIELD, CREATED_FIELD, ID_TOKEN_FIELD, REFRESH_TOKEN_FIELD, REFRESHED_FIELD,
+    SID_FIELD,
+};
 use crate::encoding::percent_decode;
 use crate::identity::{Identity, claim_text};
-
-/// Internal session fields besides those `auth::session` reads.
-pub const CREATED_FIELD: &str = "_wb_created";
-pub const ACCESS_TOKEN_FIELD: &str = "_wb_at";
-pub const ID_TOKEN_FIELD: &str = "_wb_idt";
-/// The id_token's `sid`, for Back-Channel Logout later (SPEC §10).
-pub const SID_FIELD: &str = "_wb_sid";
 
 impl Login {
     pub(super) async fn callback(&self, parts: &Parts) -> Result<Answer, LoginError> {
@@ -224,7 +220,7 @@ fn printable(text: &str) -> String {
 
 /// Compares secrets without stopping at the first difference.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
 #[cfg(test)]

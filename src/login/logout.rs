@@ -7,13 +7,13 @@ use http::header::{LOCATION, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode, Uri};
 
-use super::callback::ID_TOKEN_FIELD;
 use super::error::{LoginError, Unavailable};
 use super::idp::form_body;
 use super::{Answer, Login, cookies, pages};
 use crate::auth::credentials;
 use crate::auth::csrf::same_origin;
 use crate::auth::redirect::Site;
+use crate::auth::session::ID_TOKEN_FIELD;
 
 impl Login {
     pub(super) async fn logout_page(&self) -> Answer {

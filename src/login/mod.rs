@@ -29,11 +29,12 @@ use http::{Method, Response};
 use http_body_util::Full;
 use prometheus_client::metrics::counter::Counter;
 
-use crate::auth::Authenticator;
 use crate::auth::jwt::JwtAuth;
 use crate::auth::redirect::Site;
 use crate::auth::session::SessionStore;
+use crate::auth::{Authenticator, unix_now};
 use crate::config::{Config, JwtAlgorithm, JwtConfig, JwtProvider, KeySource, LoginConfig};
+use crate::encoding::sha256_hex;
 use crate::reuse::Reuse;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::ResultLabel;
@@ -231,15 +232,4 @@ fn random_token(n: usize) -> Result<String, error::Unavailable> {
         .fill(&mut bytes)
         .map_err(|_| error::Unavailable::Random)?;
     Ok(crate::encoding::base64url(&bytes))
-}
-
-fn sha256_hex(text: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -12,10 +12,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::callback::{ACCESS_TOKEN_FIELD, ID_TOKEN_FIELD};
 use super::idp::TokenAnswer;
 use super::{Login, sha256_hex, unix_now};
 use crate::auth::session::refresh::{Refreshed, Refresher};
+use crate::auth::session::{ACCESS_TOKEN_FIELD, ID_TOKEN_FIELD};
 use crate::auth::session::{REFRESH_TOKEN_FIELD, REFRESHED_FIELD};
 use crate::telemetry::logging::chain;
 

@@ -67,10 +67,7 @@ impl Sealer {
                 len: bytes.len(),
             })?;
             let hash = digest::digest(&digest::SHA256, &bytes);
-            let id: String = hash.as_ref()[..4]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let id = crate::encoding::hex(&hash.as_ref()[..4]);
             if keys.iter().any(|k| k.id == id) {
                 return Err(KeyError::Repeated(index));
             }

@@ -202,11 +202,9 @@ fn parse_jwk(jwk: &Value, allowed: &[JwtAlgorithm]) -> Result<VerifyingKey, &'st
         fingerprint: format!(
             "{}|{}",
             kid.as_deref().unwrap_or(""),
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public_key)
-                .as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            crate::encoding::hex(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public_key).as_ref()
+            )
         ),
         kid,
         algorithms,

@@ -17,15 +17,15 @@ mod token;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::HeaderMap;
 
 pub use provider::{Carried, KeyError, KeysUnavailable, ProviderKeys, Unusable};
 use token::Claims;
 
-use super::credentials;
 use super::revocation::{self, Refusal, Revocations};
+use super::{credentials, unix_now};
 use crate::config::{JwtConfig, JwtProvider};
 use crate::identity::Identity;
 use crate::reuse::Reuse;
@@ -328,10 +328,4 @@ fn sha256(text: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -18,12 +18,13 @@ mod redis;
 pub mod sessions;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
 
 pub use list::{Entry, Lifetimes, Refusal};
 
+use crate::auth::unix_now;
 use crate::config::{Config, RevocationConfig, StoreConfig, StoreKind};
 use crate::reuse::Reuse;
 use crate::telemetry::Metrics;
@@ -225,10 +226,4 @@ pub fn lifetimes(config: &Config) -> Lifetimes {
         leeway: leeway.as_secs(),
         sub_ttl: sub_ttl.as_secs(),
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -9,20 +9,11 @@
 
 use fred::prelude::*;
 
-/// The internal field the login flow writes its creation time to.
-const CREATED_FIELD: &str = "_wb_created";
+use crate::auth::session::CREATED_FIELD;
 /// How much of an id a listing shows: enough to tell sessions apart.
 const SHOWN_ID_CHARS: usize = 4;
 
-/// The index key of `sub`'s sessions.
-pub fn index_key(key_prefix: &str, sub: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sub.as_bytes());
-    let mut key = format!("{key_prefix}user:");
-    for byte in digest.as_ref() {
-        key.push_str(&format!("{byte:02x}"));
-    }
-    key
-}
+pub use crate::auth::session::store::index_key;
 
 /// One live session, as `wristband sessions` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

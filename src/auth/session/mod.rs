@@ -22,7 +22,10 @@ use std::time::Duration;
 use http::HeaderMap;
 
 pub use memory::MemoryStore;
-pub use record::{INTERNAL_PREFIX, REFRESH_TOKEN_FIELD, REFRESHED_FIELD, RecordError, Stored};
+pub use record::{
+    ACCESS_TOKEN_FIELD, CREATED_FIELD, ID_TOKEN_FIELD, INTERNAL_PREFIX, REFRESH_TOKEN_FIELD,
+    REFRESHED_FIELD, RecordError, SID_FIELD, Stored,
+};
 use refresh::{Refreshed, Refresher};
 pub use store::SessionStore;
 

@@ -52,6 +52,14 @@ pub const INTERNAL_PREFIX: &str = "_wb_";
 pub const REFRESH_TOKEN_FIELD: &str = "_wb_rt";
 /// Unix seconds of the last refresh, or of the login.
 pub const REFRESHED_FIELD: &str = "_wb_refreshed";
+/// Unix seconds of the login (`wristband sessions` lists it).
+pub const CREATED_FIELD: &str = "_wb_created";
+/// The sealed access token.
+pub const ACCESS_TOKEN_FIELD: &str = "_wb_at";
+/// The sealed id_token: the `id_token_hint` of an RP-initiated logout.
+pub const ID_TOKEN_FIELD: &str = "_wb_idt";
+/// The id_token's `sid`, for Back-Channel Logout later (SPEC §10).
+pub const SID_FIELD: &str = "_wb_sid";
 
 pub fn session(config: &SessionsConfig, stored: Stored) -> Result<Session, RecordError> {
     match stored {

@@ -17,6 +17,13 @@ use super::redis::StoreError;
 use super::{Store, Stored};
 use crate::boxed::boxed;
 
+/// The Redis key of a user's index (SPEC §7): `key_prefix` + `user:` +
+/// hex SHA-256(sub), so a `sub` of any shape makes a tame key. Login adds
+/// to it; revocation (SPEC §9) ends what it names.
+pub fn index_key(key_prefix: &str, sub: &str) -> String {
+    [key_prefix, "user:", &crate::encoding::sha256_hex(sub)].concat()
+}
+
 /// The store of one `[sessions]`, for writing. Cheap to clone.
 #[derive(Clone)]
 pub struct SessionStore {
@@ -34,12 +41,8 @@ impl SessionStore {
         [self.key_prefix.as_str(), id].concat()
     }
 
-    /// The Redis key of a user's index: `key_prefix` + `user:` + hex
-    /// SHA-256(sub), so a `sub` of any shape makes a tame key.
     pub fn index_key(&self, sub: &str) -> String {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sub.as_bytes());
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}user:{hex}", self.key_prefix)
+        index_key(&self.key_prefix, sub)
     }
 
     /// `SET key value PX ttl`.
