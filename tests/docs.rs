@@ -1,5 +1,5 @@
-//! The configurations in `docs/migration.md`, `docs/login.md` and
-//! `docs/forward-auth.md` stay valid: every ```toml block whose first line
+//! The configurations in `docs/migration.md`, `docs/login.md`,
+//! `docs/forward-auth.md` and the README stay valid: every ```toml block whose first line
 //! is `# check` is a complete config, and the real binary's `wristband
 //! check` must accept it (exit 0).
 
@@ -50,17 +50,42 @@ fn checked_blocks(markdown: &str) -> Vec<String> {
 #[test]
 fn every_checked_config_in_the_migration_guide_passes_check() {
     // ALB, oauth2-proxy, Envoy jwt_authn, express-session: one at least each.
-    check_guide("migration.md", 4);
+    check_guide("docs/migration.md", 4);
 }
 
 #[test]
 fn every_checked_config_in_the_forward_auth_guide_passes_check() {
     // Forward-auth alone, and with revocation.
-    check_guide("forward-auth.md", 2);
+    check_guide("docs/forward-auth.md", 2);
 }
 
-fn check_guide(name: &str, at_least: usize) {
-    let path = format!("{}/docs/{name}", env!("CARGO_MANIFEST_DIR"));
+#[test]
+fn every_checked_config_in_the_login_guide_passes_check() {
+    // Cognito, Keycloak, Google, Entra ID, Okta, oauth2-proxy, ALB.
+    for (i, summary) in check_guide("docs/login.md", 7).iter().enumerate() {
+        // Every block is a login config: `check` must say so.
+        assert!(
+            summary.contains("login on"),
+            "block {i} of docs/login.md has no [login]: {summary}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_login_config_passes_check() {
+    let summaries = check_guide("README.md", 1);
+    assert!(
+        summaries.iter().any(|s| s.contains("login on")),
+        "{summaries:?}"
+    );
+}
+
+/// Runs the real binary's `check` on every `# check` block of `name` (a
+/// path under the repository), beside the files the blocks name: the
+/// assertion key, and a listener certificate and key. Returns what `check`
+/// printed for each.
+fn check_guide(name: &str, at_least: usize) -> Vec<String> {
+    let path = format!("{}/{name}", env!("CARGO_MANIFEST_DIR"));
     let guide = std::fs::read_to_string(&path).expect("the guide");
     let blocks = checked_blocks(&guide);
     assert!(
@@ -68,9 +93,14 @@ fn check_guide(name: &str, at_least: usize) {
         "only {} `# check` blocks in {name}",
         blocks.len()
     );
+    let certified = rcgen::generate_simple_self_signed(vec!["app.example.com".to_owned()])
+        .expect("self-signed cert");
+    let mut summaries = Vec::new();
     for (i, block) in blocks.iter().enumerate() {
         let dir = TempDir::new();
         dir.write("assertion.pem", &p256_pkcs8_pem());
+        dir.write("tls.crt", &certified.cert.pem());
+        dir.write("tls.key", &certified.signing_key.serialize_pem());
         let file = dir.write(&format!("guide-{i}.toml"), block);
         let output = Command::new(binary())
             .args(["check", "--config"])
@@ -80,47 +110,12 @@ fn check_guide(name: &str, at_least: usize) {
             .expect("run wristband check");
         assert!(
             output.status.success(),
-            "block {i} of docs/{name} fails `wristband check`:\n{}\n---\n{block}",
+            "block {i} of {name} fails `wristband check`:\n{}\n---\n{block}",
             String::from_utf8_lossy(&output.stderr)
         );
+        summaries.push(String::from_utf8_lossy(&output.stdout).into_owned());
     }
-}
-
-#[test]
-fn every_checked_config_in_the_login_guide_passes_check() {
-    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/login.md"))
-        .expect("docs/login.md");
-    let blocks = checked_blocks(&guide);
-    // Cognito, Keycloak, Google, Entra ID, Okta, oauth2-proxy, ALB.
-    assert!(blocks.len() >= 7, "only {} `# check` blocks", blocks.len());
-    // The files the guide's configs name: the listener's certificate and
-    // key (wristband terminates TLS itself) and the assertion key.
-    let certified = rcgen::generate_simple_self_signed(vec!["app.example.com".to_owned()])
-        .expect("self-signed cert");
-    for (i, block) in blocks.iter().enumerate() {
-        let dir = TempDir::new();
-        dir.write("assertion.pem", &p256_pkcs8_pem());
-        dir.write("tls.crt", &certified.cert.pem());
-        dir.write("tls.key", &certified.signing_key.serialize_pem());
-        let file = dir.write(&format!("login-{i}.toml"), block);
-        let output = Command::new(binary())
-            .args(["check", "--config"])
-            .arg(&file)
-            .envs(ENV.iter().copied())
-            .output()
-            .expect("run wristband check");
-        assert!(
-            output.status.success(),
-            "block {i} of docs/login.md fails `wristband check`:\n{}\n---\n{block}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        // Every block is a login config: `check` must say so.
-        let summary = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            summary.contains("login on"),
-            "block {i} of docs/login.md has no [login]: {summary}"
-        );
-    }
+    summaries
 }
 
 #[test]
