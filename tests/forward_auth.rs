@@ -311,5 +311,15 @@ async fn envoy_asks_below_the_path_with_the_original_method_and_host() {
     )
     .await;
     assert_eq!(bent.status, 400);
+    // Dot segments after the forward-auth path never climb out of it into
+    // a proxied route (`/public`, answered 200, would read as "allowed").
+    for climb in [
+        "/_wristband/auth/../../public",
+        "/_wristband/auth/x/../../../public",
+        "/_wristband/%61uth/public",
+    ] {
+        let reply = get(f.px.addr, climb, &[]).await;
+        assert_eq!(reply.status, 400, "{climb}: {}", reply.text());
+    }
     assert_eq!(f.up.requests.load(Ordering::SeqCst), 0);
 }

@@ -54,6 +54,31 @@ pub fn question<'p>(forward_auth_path: &str, path: &'p str) -> Option<Asked<'p>>
     }
 }
 
+/// Whether a request is a question, and for Envoy's form the original
+/// path below the forward-auth path (`Some(Some(rest))`). The form is read
+/// on the path as sent: a question is never found by normalizing, since
+/// `/_wristband/auth/../../public` must not turn into a request for
+/// `/public` that is proxied and answered 200, which the edge reads as
+/// "allowed". A path that only normalizes to below the forward-auth path
+/// (an encoded or dotted spelling) is refused.
+pub fn asked(
+    forward_auth_path: &str,
+    raw: &str,
+    normalized: &str,
+) -> Result<Option<Option<String>>, Rejection> {
+    match (
+        question(forward_auth_path, raw),
+        question(forward_auth_path, normalized),
+    ) {
+        (Some(Asked::PathPrefix(rest)), _) => Ok(Some(Some(rest.to_owned()))),
+        (Some(Asked::Headers), _) | (None, Some(Asked::Headers)) => Ok(Some(None)),
+        (None, Some(Asked::PathPrefix(_))) => Err(refused(
+            "the forward-auth path is spelled other than as configured",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asked<'p> {
     Headers,

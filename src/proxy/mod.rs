@@ -192,15 +192,10 @@ impl Proxy {
         if log.path == JWKS_PATH {
             return jwks_response(gateway, &parts.method);
         }
-        let asked = config
-            .forward_auth
-            .as_ref()
-            .and_then(|fa| forward_auth::question(&fa.path, &log.path))
-            .map(|asked| match asked {
-                // The original path, out of the borrowed access-log path.
-                forward_auth::Asked::PathPrefix(rest) => Some(rest.to_owned()),
-                forward_auth::Asked::Headers => None,
-            });
+        let asked = match &config.forward_auth {
+            Some(fa) => forward_auth::asked(&fa.path, parts.uri.path(), &log.path)?,
+            None => None,
+        };
         if let Some(below) = asked {
             return answer_edge(gateway, conn, parts, below.as_deref(), log).await;
         }
