@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use super::error::{Failure, LoginError, Unavailable};
 use super::idp::{Discovered, TokenAnswer, Tokens};
 use super::state::{self, Started};
-use super::{Answer, Login, cookies, random_token, sha256_hex, unix_now};
+use super::{Answer, Login, cookies, printable, random_token, sha256_hex, unix_now};
 use crate::auth::credentials;
 use crate::auth::jwt::JwtError;
 use crate::auth::session::{
@@ -208,14 +208,6 @@ fn parameter(query: Option<&str>, name: &str) -> Option<String> {
         return None;
     }
     percent_decode(&value.replace('+', " ")).filter(|v| !v.is_empty())
-}
-
-/// An IdP's error code for the log: short, printable.
-fn printable(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect()
 }
 
 /// Compares secrets without stopping at the first difference.

@@ -15,6 +15,9 @@ use crate::auth::csrf::same_origin;
 use crate::auth::redirect::Site;
 use crate::auth::session::ID_TOKEN_FIELD;
 
+/// How many sessions one logout ends.
+const MAX_SESSIONS_ENDED: usize = 2;
+
 impl Login {
     pub(super) async fn logout_page(&self) -> Answer {
         // The IdP's origin, if the POST will redirect there.
@@ -42,7 +45,18 @@ impl Login {
         // different ones would be refused as ambiguous everywhere else, and
         // a logout must not leave either alive.
         let mut id_token = None;
-        let ids: Vec<&str> = credentials::cookie_values(&parts.headers, &self.cookie).collect();
+        // At most two (one is the rule, two the ambiguity the other routes
+        // refuse): a header of a thousand names must not cost a thousand
+        // store round trips.
+        let mut ids: Vec<&str> = Vec::new();
+        for id in credentials::cookie_values(&parts.headers, &self.cookie) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+            if ids.len() == MAX_SESSIONS_ENDED {
+                break;
+            }
+        }
         for id in ids {
             let Some(fields) = self.store.fields(id).await? else {
                 continue;

@@ -223,6 +223,15 @@ fn id_token_config(login: &LoginConfig) -> JwtConfig {
     }
 }
 
+/// What the IdP said (an error code), for the log: visible ASCII only, at
+/// most 64 characters, whatever it sent.
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect()
+}
+
 /// `n` bytes from the OS CSPRNG, base64url: states, nonces, verifiers,
 /// binding values and session ids.
 fn random_token(n: usize) -> Result<String, error::Unavailable> {

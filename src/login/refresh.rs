@@ -19,7 +19,9 @@ use crate::auth::session::{ACCESS_TOKEN_FIELD, ID_TOKEN_FIELD};
 use crate::auth::session::{REFRESH_TOKEN_FIELD, REFRESHED_FIELD};
 use crate::telemetry::logging::chain;
 
-/// Bound on one refresh: the lock outlives an IdP exchange that times out.
+/// Bound on one refresh (the lock outlives an IdP exchange that times
+/// out), and the pause before a session whose refresh failed is tried
+/// again.
 const LOCK_TTL: Duration = Duration::from_secs(15);
 
 /// What the refresh did, for the log and the counters.
@@ -49,7 +51,12 @@ impl Refresher for Login {
                 Ok(false) | Err(_) => return Refreshed::Kept,
             }
             let outcome = self.refresh_locked(id, sub).await;
-            if let Err(error) = self.store.remove(&lock).await {
+            // After a failure the lock stays until it expires: the next try
+            // on this session waits LOCK_TTL, so an IdP that is down is not
+            // asked (and waited for) on every request.
+            if !matches!(outcome, Outcome::Failed(_))
+                && let Err(error) = self.store.remove(&lock).await
+            {
                 tracing::debug!(%error, "login: refresh lock left to expire");
             }
             match outcome {
@@ -123,7 +130,7 @@ impl Login {
                     .await;
             }
             Ok(TokenAnswer::Refused(code)) => {
-                return Outcome::Failed(format!("the IdP answered {}", code.escape_debug()));
+                return Outcome::Failed(format!("the IdP answered {}", super::printable(&code)));
             }
             Err(error) => return Outcome::Failed(chain(&error)),
         };

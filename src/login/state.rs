@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::sha256_hex;
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// No `Debug`: it holds the PKCE verifier and the nonce.
+#[derive(Serialize, Deserialize)]
 pub struct Started {
     /// PKCE `code_verifier` (RFC 7636 §4.1).
     pub verifier: String,
