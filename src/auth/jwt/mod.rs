@@ -286,7 +286,12 @@ impl JwtAuth {
             return Ok(());
         };
         let claims = identity.claims();
-        let jti = claims.get("jti").and_then(serde_json::Value::as_str);
+        // A `jti` that is not a string (RFC 7519 says it is) is compared as
+        // its JSON text, never skipped: `wristband revoke --jti 42` holds.
+        let jti = claims.get("jti").map(|v| match v {
+            serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+            other => std::borrow::Cow::Owned(other.to_string()),
+        });
         // A fractional or odd `iat` was refused by the claim checks, or is
         // absent: either way, as `claims::check` reads it.
         let iat = claims.get("iat").and_then(|v| {
@@ -296,7 +301,7 @@ impl JwtAuth {
                     .map(|f| f as u64)
             })
         });
-        match revocations.check(jti, identity.sub(), iat) {
+        match revocations.check(jti.as_deref(), identity.sub(), iat) {
             Ok(()) => Ok(()),
             Err(revocation::Check::Refused(why)) => Err(Invalid::Revoked(why).into()),
             Err(revocation::Check::Unknown) => Err(JwtError::RevocationsUnknown),

@@ -206,7 +206,9 @@ fn start(
 /// SPEC §9 TTLs: a `jti` until its `exp` plus the longest provider
 /// `leeway` (the token's provider is not known to the CLI); a `sub` for
 /// the longest `max_token_lifetime` — and at least the default day when a
-/// provider sets no limit, since its tokens may live that long.
+/// provider sets no limit, since its tokens may live that long — plus that
+/// leeway too: a token issued just before the cut-off is accepted until
+/// `exp` + leeway, so the entry must outlive that.
 pub fn lifetimes(config: &Config) -> Lifetimes {
     let providers = &config.jwt.providers;
     let leeway = providers
@@ -224,6 +226,37 @@ pub fn lifetimes(config: &Config) -> Lifetimes {
     };
     Lifetimes {
         leeway: leeway.as_secs(),
-        sub_ttl: sub_ttl.as_secs(),
+        sub_ttl: (sub_ttl + leeway).as_secs(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JwtProvider;
+    use std::path::Path;
+
+    fn config(providers: &[(&str, &str)]) -> Config {
+        let mut text = String::from("[revocation]\n");
+        for (i, (leeway, lifetime)) in providers.iter().enumerate() {
+            text.push_str(&format!(
+                "[[jwt.providers]]\nname = \"p{i}\"\nissuer = \"https://p{i}.example\"\n\
+                 audiences = [\"a\"]\nleeway = \"{leeway}\"\nmax_token_lifetime = \"{lifetime}\"\n"
+            ));
+        }
+        Config::from_toml(Path::new("t.toml"), &text).expect("valid config")
+    }
+
+    #[test]
+    fn lifetimes_take_the_longest_leeway_and_lifetime_and_the_day_when_unbounded() {
+        let day = RevocationConfig::DEFAULT_SUB_TTL.as_secs();
+        let bounded = lifetimes(&config(&[("10s", "1h"), ("20s", "2h")]));
+        assert_eq!((bounded.leeway, bounded.sub_ttl), (20, 7200 + 20));
+        // "0s": no limit on one provider, so its tokens may live a day.
+        let mixed = lifetimes(&config(&[("10s", "1h"), ("5s", "0s")]));
+        assert_eq!((mixed.leeway, mixed.sub_ttl), (10, day + 10));
+        let none = lifetimes(&config(&[]));
+        let leeway = JwtProvider::DEFAULT_LEEWAY.as_secs();
+        assert_eq!((none.leeway, none.sub_ttl), (leeway, day + leeway));
     }
 }
