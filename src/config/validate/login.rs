@@ -73,16 +73,18 @@ impl V<'_, '_> {
             raw.session_ttl.as_deref(),
             LoginConfig::DEFAULT_SESSION_TTL,
         );
-        let refresh_interval = self.duration(
-            &join(T, "refresh_interval"),
-            raw.refresh_interval.as_deref(),
-            Duration::ZERO,
-        );
+        let refresh_interval = self.refresh_interval(raw.refresh_interval.as_deref());
         let allowed_redirect_hosts = self.allowed_hosts(raw.allowed_redirect_hosts);
         let post_logout_redirect = self.post_logout_redirect(raw.post_logout_redirect);
         let encryption_keys =
             self.encryption_keys(raw.encryption_keys, raw.encryption_keys_file.as_deref());
         let cookie_secure = raw.cookie_secure.unwrap_or(true);
+        if !cookie_secure && !callback_is_loopback_http(&redirect_uri) {
+            self.err(
+                &join(T, "cookie_secure"),
+                "false only for plain-http development: login.redirect_uri must then be http:// on a loopback host",
+            );
+        }
         let ca_file = self.optional_file(&join(T, "ca_file"), raw.ca_file.as_deref());
         self.login_needs(sessions, cookie_secure);
 
@@ -145,6 +147,18 @@ impl V<'_, '_> {
         }
         let callback = parsed.map_or_else(|_| String::new(), |uri| uri.path().to_owned());
         (url.to_owned(), callback)
+    }
+
+    /// `0s` (off), or at least a second: sessions keep their last refresh
+    /// in whole seconds, so less would refresh on every request.
+    fn refresh_interval(&mut self, value: Option<&str>) -> Duration {
+        let path = join(T, "refresh_interval");
+        let interval = self.duration(&path, value, Duration::ZERO);
+        if !interval.is_zero() && interval < Duration::from_secs(1) {
+            self.err(&path, "must be \"0s\" (off) or at least 1s");
+            return Duration::ZERO;
+        }
+        interval
     }
 
     fn scopes(&mut self, value: Option<Vec<String>>) -> Vec<String> {
@@ -352,6 +366,13 @@ impl V<'_, '_> {
             );
         }
     }
+}
+
+/// `redirect_uri` is `http://` on a loopback host: plain-http development.
+fn callback_is_loopback_http(redirect_uri: &str) -> bool {
+    redirect_uri.parse::<http::Uri>().is_ok_and(|uri| {
+        uri.scheme_str() == Some("http") && uri.host().is_some_and(is_loopback_host)
+    })
 }
 
 fn owned(list: &[&str]) -> Vec<String> {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use crate::config::test_support::{errors, ok, one_error};
 use crate::config::{HostPattern, LoginConfig, OnUnauthenticated};
 
+const HTTPS_CALLBACK: &str = "https://app.example.com/_wristband/callback";
+const LOOPBACK_CALLBACK: &str = "http://127.0.0.1:8080/_wristband/callback";
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 /// A valid `[login]` with `[sessions]`, plus `extra` keys in `[login]`.
@@ -49,7 +51,8 @@ fn keys_as_given() {
         "client_secret = \"s\"\nscopes = [\"openid\", \"offline_access\"]\n\
          allowed_redirect_hosts = [\"*.example.com\", \"wiki.corp\"]\nrefresh_interval = \"5m\"\n\
          persistent = true\ncookie_secure = false\npost_logout_redirect = \"https://www.example.com/bye\"",
-    ));
+    )
+    .replace(HTTPS_CALLBACK, LOOPBACK_CALLBACK));
     let l = c.login.expect("login");
     assert_eq!(l.client_secret.as_ref().map(|s| s.expose()), Some("s"));
     assert_eq!(l.scopes, ["openid", "offline_access"]);
@@ -97,6 +100,8 @@ fn every_key_is_checked() {
             "https://",
         ),
         ("client_secret", "\"\"", "public client"),
+        ("refresh_interval", "\"500ms\"", "at least 1s"),
+        ("cookie_secure", "false", "loopback host"),
     ] {
         let path = if matches!(key, "claims" | "allowed_redirect_hosts" | "scopes")
             && fragment != "\"openid\""
@@ -166,7 +171,8 @@ fn login_needs_plain_hash_sessions_and_secure_host_cookies() {
         &login_with(
             "[sessions]\ncookie = \"__Host-sid\"\n",
             "cookie_secure = false",
-        ),
+        )
+        .replace(HTTPS_CALLBACK, LOOPBACK_CALLBACK),
         "sessions.cookie",
         "cookie_secure = true",
     );
