@@ -78,6 +78,64 @@ async fn a_keep_alive_connection_idles_for_idle_timeout_not_header_read_timeout(
     assert_eq!(up.requests.load(Ordering::SeqCst), 2);
 }
 
+/// With `idle_timeout` shorter than `header_read_timeout`, a head that
+/// never ends is still cut off: the quiet connection must not get a
+/// graceful shutdown that hyper ignores while it reads a first head.
+#[tokio::test]
+async fn a_slow_head_is_cut_off_when_idle_timeout_is_the_shorter() {
+    let up = upstream::echo().await;
+    let toml = with_server(
+        "header_read_timeout = \"600ms\"\nidle_timeout = \"200ms\"",
+        &one_upstream(up.addr, PUBLIC),
+    );
+    let px = start_proxy(&toml).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "slowloris still open after 5s");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+}
+
+/// A pipelined request read while a long response is still being written
+/// is no late head: the head bound starts once the response is done.
+#[tokio::test]
+async fn a_pipelined_request_during_a_long_response_is_not_cut_off() {
+    let up = upstream::echo().await;
+    let toml = with_server(
+        "header_read_timeout = \"300ms\"",
+        &one_upstream(up.addr, PUBLIC),
+    );
+    let px = start_proxy(&toml).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    const BIG: usize = 16 * 1024 * 1024;
+    let first = format!("GET /bytes/{BIG} HTTP/1.1\r\nHost: a\r\n\r\n");
+    stream.write_all(first.as_bytes()).await.expect("write");
+    // The first response is under way (and stalls on a full socket, as
+    // nothing is read) when the second request arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(b"GET /second HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut bytes))
+        .await
+        .expect("both responses within 20 s")
+        .expect("read");
+    assert!(bytes.len() > BIG, "cut after {} bytes", bytes.len());
+    let tail = String::from_utf8_lossy(&bytes[BIG..]);
+    assert!(
+        tail.contains("HTTP/1.1 200"),
+        "no second response: {:?}",
+        &tail[..tail.len().min(200)]
+    );
+    assert!(tail.contains("/second"), "the second response is the echo");
+}
+
 /// A connection that sends nothing at all is cut off after
 /// `header_read_timeout`, as nginx's `client_header_timeout` does.
 #[tokio::test]

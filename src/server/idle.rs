@@ -57,8 +57,10 @@ impl Clocks {
         self.head_started.store(NO_HEAD, Ordering::Relaxed);
     }
 
-    /// The response is on its way: the next bytes begin the next head.
-    pub fn response_started(&self) {
+    /// The response has been written (its body ended, or was dropped):
+    /// the next bytes begin the next head. Not sooner: a pipelined head
+    /// read while a slow response is still being written is not late.
+    fn response_done(&self) {
         self.awaiting_head.store(true, Ordering::Relaxed);
     }
 
@@ -149,6 +151,53 @@ impl<T: AsyncWrite> AsyncWrite for Tracked<T> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A response body that tells the connection's clocks when it is done
+    /// (hyper drops it once written, or when the connection ends).
+    pub struct Finished<B> {
+        #[pin]
+        inner: B,
+        done: Done,
+    }
+}
+
+struct Done(Arc<Clocks>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.response_done();
+    }
+}
+
+impl<B> Finished<B> {
+    pub fn new(inner: B, clocks: Arc<Clocks>) -> Self {
+        Finished {
+            inner,
+            done: Done(clocks),
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Finished<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Why the watcher ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expired {
@@ -171,12 +220,17 @@ pub async fn expired(clocks: &Clocks, idle: Duration, header_read: Option<Durati
         tokio::time::sleep(tick).await;
         ticks += 1;
         clocks.ticks.store(ticks, Ordering::Relaxed);
-        if let Some(limit) = header_read {
-            let started = clocks.head_started.load(Ordering::Relaxed);
-            let reading = clocks.awaiting_head.load(Ordering::Relaxed) && started != NO_HEAD;
-            let elapsed = tick
-                .saturating_mul(u32::try_from(ticks.saturating_sub(started)).unwrap_or(u32::MAX));
-            if reading && elapsed >= limit {
+        let started = clocks.head_started.load(Ordering::Relaxed);
+        let reading_head = header_read.is_some()
+            && clocks.awaiting_head.load(Ordering::Relaxed)
+            && started != NO_HEAD;
+        if let Some(limit) = header_read.filter(|_| reading_head) {
+            // The head began after tick `started` was stored: only whole
+            // ticks since then count, so the bound is never early (and
+            // late by at most a tick).
+            let whole = ticks.saturating_sub(started).saturating_sub(1);
+            let elapsed = tick.saturating_mul(u32::try_from(whole).unwrap_or(u32::MAX));
+            if elapsed >= limit {
                 return Expired::HeadTimeout;
             }
         }
@@ -184,7 +238,13 @@ pub async fn expired(clocks: &Clocks, idle: Duration, header_read: Option<Durati
         if now == last {
             quiet += tick;
             if quiet >= idle {
-                return Expired::Idle;
+                // hyper ignores a graceful shutdown while it reads a first
+                // head: a quiet head must be cut, or it would never end.
+                return if reading_head {
+                    Expired::HeadTimeout
+                } else {
+                    Expired::Idle
+                };
             }
         } else {
             last = now;

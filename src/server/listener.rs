@@ -193,8 +193,7 @@ where
         async move {
             clocks.request_started();
             let response = proxy.handle(&conn, req).await;
-            clocks.response_started();
-            Ok::<_, Infallible>(response)
+            Ok::<_, Infallible>(response.map(|body| idle::Finished::new(body, clocks)))
         }
     });
     let io = TokioIo::new(stream);
