@@ -35,9 +35,9 @@ use common::tokens::RsaKey;
 
 const ISSUER: &str = "https://soak.wristband.invalid";
 
-/// `header_read_timeout` also closes a connection that never sends a byte
-/// (its first head is bounded from the accept), so it bounds how long a
-/// connection left open on purpose stays open.
+/// `header_read_timeout` closes a connection that never sends a byte (its
+/// first head is bounded from the accept): the canary's held connections
+/// stay open only as long as it.
 fn config(redis: &str, backend: SocketAddr, header_read_timeout: &str) -> String {
     format!(
         r#"
