@@ -35,9 +35,10 @@ use common::tokens::RsaKey;
 
 const ISSUER: &str = "https://soak.wristband.invalid";
 
-/// `header_read_timeout` closes a connection that never sends a byte (its
-/// first head is bounded from the accept): the canary's held connections
-/// stay open only as long as it.
+/// The canary's held connections (one request each, then quiet) stay open
+/// for `idle_timeout` (60 s, the default), longer than it looks; the
+/// `header_read_timeout` argument bounds only heads (and silent
+/// connections).
 fn config(redis: &str, backend: SocketAddr, header_read_timeout: &str) -> String {
     format!(
         r#"
