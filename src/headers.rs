@@ -168,9 +168,51 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
+/// What a proxy in front says the client's scheme was: `Ok(None)`
+/// without `X-Forwarded-Proto`, `Ok(Some(true))` for exactly `https`,
+/// `Ok(Some(false))` for exactly `http`; anything else (two headers, a
+/// list, another word) is `Err`: never guessed, since a proxy that appends
+/// would put the client's own value first.
+pub fn forwarded_https(headers: &HeaderMap) -> Result<Option<bool>, ()> {
+    let mut values = headers.get_all(&X_FORWARDED_PROTO).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(());
+    }
+    match value.as_bytes() {
+        b"https" => Ok(Some(true)),
+        b"http" => Ok(Some(false)),
+        _ => Err(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_https_takes_one_exact_value_or_nothing() {
+        let with = |values: &[&str]| {
+            let mut map = HeaderMap::new();
+            for v in values {
+                map.append(&X_FORWARDED_PROTO, HeaderValue::from_str(v).expect("value"));
+            }
+            forwarded_https(&map)
+        };
+        assert_eq!(with(&[]), Ok(None));
+        assert_eq!(with(&["https"]), Ok(Some(true)));
+        assert_eq!(with(&["http"]), Ok(Some(false)));
+        for odd in [
+            &["https", "http"][..],
+            &["http, https"],
+            &["HTTPS "],
+            &["wss"],
+        ] {
+            assert_eq!(with(odd), Err(()), "{odd:?}");
+        }
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

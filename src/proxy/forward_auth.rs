@@ -128,11 +128,11 @@ pub fn original(mut call: Parts, tls: bool, asked: Asked<'_>) -> Result<Original
             .cloned()
             .ok_or(refused("no X-Forwarded-Host and no Host"))?,
     };
-    let tls = match single(headers, &X_FORWARDED_PROTO)?.map(HeaderValue::as_bytes) {
-        None => tls,
-        Some(b"https") => true,
-        Some(b"http") => false,
-        Some(_) => return Err(refused("X-Forwarded-Proto is neither http nor https")),
+    let tls = match crate::headers::forwarded_https(headers) {
+        Ok(said) => said.unwrap_or(tls),
+        Err(()) => {
+            return Err(refused("X-Forwarded-Proto is not one http or https"));
+        }
     };
 
     // The question's own description goes: it is not part of the original

@@ -201,8 +201,12 @@ impl Proxy {
         }
         let host = client_host(&parts);
         let trusted = trusted(config, conn);
+        // The site the browser sees is https when the connection is TLS,
+        // or a trusted proxy in front terminated it and says so (SPEC §3
+        // `trusted_proxies`): for the Origin checks and the redirects.
         let site = Site {
-            tls: conn.tls || (trusted && forwarded_https(&parts.headers)),
+            tls: conn.tls
+                || (trusted && headers::forwarded_https(&parts.headers) == Ok(Some(true))),
             host: host.as_ref(),
         };
         // The login flow's own endpoints, ahead of routing like the key set.
@@ -413,18 +417,6 @@ fn jwks_response(
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
-}
-
-/// A trusted proxy in front terminated TLS: its `X-Forwarded-Proto` (the
-/// first value, the hop nearest the client) says `https`. Then the site
-/// the browser sees is https, for the Origin checks and the redirects made
-/// here (SPEC §3 `trusted_proxies`).
-fn forwarded_https(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(&headers::X_FORWARDED_PROTO)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 /// The Host the client asked for: the authority of an absolute-form target
