@@ -173,20 +173,24 @@ fn new_request_id() -> HeaderValue {
 /// `Ok(Some(false))` for exactly `http`; anything else (two headers, a
 /// list, another word) is `Err`: never guessed, since a proxy that appends
 /// would put the client's own value first.
-pub fn forwarded_https(headers: &HeaderMap) -> Result<Option<bool>, ()> {
+pub fn forwarded_https(headers: &HeaderMap) -> Result<Option<bool>, OddProto> {
     let mut values = headers.get_all(&X_FORWARDED_PROTO).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(());
+        return Err(OddProto);
     }
     match value.as_bytes() {
         b"https" => Ok(Some(true)),
         b"http" => Ok(Some(false)),
-        _ => Err(()),
+        _ => Err(OddProto),
     }
 }
+
+/// `X-Forwarded-Proto` given twice, as a list, or as neither http nor https.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OddProto;
 
 #[cfg(test)]
 mod tests {
@@ -210,7 +214,7 @@ mod tests {
             &["HTTPS "],
             &["wss"],
         ] {
-            assert_eq!(with(odd), Err(()), "{odd:?}");
+            assert_eq!(with(odd), Err(OddProto), "{odd:?}");
         }
     }
 

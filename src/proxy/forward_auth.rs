@@ -130,7 +130,7 @@ pub fn original(mut call: Parts, tls: bool, asked: Asked<'_>) -> Result<Original
     };
     let tls = match crate::headers::forwarded_https(headers) {
         Ok(said) => said.unwrap_or(tls),
-        Err(()) => {
+        Err(crate::headers::OddProto) => {
             return Err(refused("X-Forwarded-Proto is not one http or https"));
         }
     };
