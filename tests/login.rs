@@ -191,6 +191,11 @@ impl<'op> Browser<'op> {
             .await;
         assert_eq!(reply.status, 302, "{}", reply.text());
         assert!(self.cookies.contains_key(BINDING), "{:?}", reply.headers);
+        // SPEC §7: the binding cookie lives as long as the state.
+        let binding = set_cookie(&reply, BINDING).expect("binding cookie");
+        for attribute in ["Path=/", "HttpOnly", "SameSite=Lax", "Max-Age=600"] {
+            assert!(binding.contains(attribute), "{binding}");
+        }
         reply.header("location").expect("Location").to_owned()
     }
 
@@ -406,6 +411,13 @@ async fn a_planted_session_cookie_is_never_the_one_issued() {
 fn assert_refused(site: &Site, reply: &Reply) {
     assert_eq!(reply.status, 403, "{}", reply.text());
     assert!(reply.text().contains("login_failed"), "{}", reply.text());
+    // The browser gets the page, not the JSON (its requests say text/html).
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=utf-8"),
+        "{}",
+        reply.text()
+    );
     assert!(set_cookie(reply, "sid").is_none(), "{:?}", reply.headers);
     assert!(
         session_keys(&site.redis).is_empty(),
@@ -426,8 +438,11 @@ async fn refused_callbacks_are_403_login_failed_and_write_nothing() {
     copy.cookies = browser.cookies.clone();
     let first = browser.callback(site.one.addr, &target).await;
     assert_eq!(first.status, 302);
-    // ... (the first use logged in; clear it for the checks below)
-    site.redis.cli(&["FLUSHALL"]);
+    // The first use logged in; its session (and index) go, for the checks
+    // below, and the spent state's absence is what refuses the replay.
+    for key in session_keys(&site.redis) {
+        site.redis.cli(&["DEL", &key]);
+    }
     let mut again = Browser::new(&site.op);
     again.cookies = copy.cookies.clone();
     let replay = again.callback(site.two.addr, &target).await;
@@ -634,8 +649,23 @@ async fn a_refused_refresh_ends_the_session_and_an_unreachable_idp_keeps_it() {
     assert!(login_total(&metrics(&site.one).await, "refresh_failed") >= 1.0);
     site.op.set_token_failure(None).await;
 
-    // The grant revoked at the IdP: invalid_grant ends the session.
+    // The grant revoked at the IdP: invalid_grant ends the session, once
+    // the failed refresh's back-off (2 s) is over; within it the IdP is not
+    // asked again.
     assert_eq!(site.op.revoke_grants(Some("alice")).await, 1);
+    let refreshes = site.op.stats().await;
+    assert_eq!(
+        browser.page(site.one.addr, "/").await.status,
+        200,
+        "within the back-off"
+    );
+    let after = site.op.stats().await;
+    assert_eq!(
+        after.injected_token_failures + after.refresh_error + after.refresh_ok,
+        refreshes.injected_token_failures + refreshes.refresh_error + refreshes.refresh_ok,
+        "the IdP was asked again within the back-off"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let id = browser.cookies["sid"].clone();
     let gone = browser.page(site.two.addr, "/").await;
     assert_eq!(gone.status, 401, "{}", gone.text());
@@ -1000,4 +1030,52 @@ async fn logout_ends_every_session_the_browser_sends() {
         "{:?}",
         session_keys(&site.redis)
     );
+}
+
+/// `persistent = true`: the cookie lasts `session_ttl`; and with the
+/// default `refresh_interval = "0s"` the IdP is never asked again, though
+/// it issued a refresh token.
+#[tokio::test]
+async fn a_persistent_cookie_lasts_session_ttl_and_no_refresh_without_an_interval() {
+    let site = site("persistent = true\nsession_ttl = \"2h\"").await;
+    let mut browser = Browser::new(&site.op);
+    let done = browser.login(site.one.addr, site.one.addr, "/").await;
+    let cookie = set_cookie(&done, "sid").expect("session cookie");
+    assert!(cookie.contains("Max-Age=7200"), "{cookie}");
+    let id = browser.cookies["sid"].clone();
+    let rt = site
+        .redis
+        .cli(&["HGET", &format!("sessions:{id}"), "_wb_rt"]);
+    assert!(
+        rt.trim().starts_with("wb1."),
+        "a refresh token was kept: {rt}"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        browser
+            .page(site.two.addr, "/")
+            .await
+            .seen()
+            .header("x-auth-user"),
+        Some("alice")
+    );
+    let stats = site.op.stats().await;
+    assert_eq!((stats.refresh_ok, stats.refresh_error), (0, 0), "{stats:?}");
+}
+
+/// The login paths take only their methods: 405 with `Allow`.
+#[tokio::test]
+async fn login_paths_refuse_other_methods() {
+    let site = site("").await;
+    let mut browser = Browser::new(&site.op);
+    for (method, path, allow) in [
+        ("POST", "/_wristband/login", "GET"),
+        ("POST", "/_wristband/callback", "GET"),
+        ("PUT", "/_wristband/logout", "GET, POST"),
+    ] {
+        let reply = browser.request(site.one.addr, method, path, &[]).await;
+        assert_eq!(reply.status, 405, "{method} {path}: {}", reply.text());
+        assert_eq!(reply.header("allow"), Some(allow), "{method} {path}");
+        assert_eq!(reply.json()["error"], "method_not_allowed");
+    }
 }

@@ -19,10 +19,10 @@ use crate::auth::session::{ACCESS_TOKEN_FIELD, ID_TOKEN_FIELD};
 use crate::auth::session::{REFRESH_TOKEN_FIELD, REFRESHED_FIELD};
 use crate::telemetry::logging::chain;
 
-/// Bound on one refresh (the lock outlives an IdP exchange that times
-/// out), and the pause before a session whose refresh failed is tried
-/// again.
+/// Bound on one refresh: the lock outlives an IdP exchange that times out.
 const LOCK_TTL: Duration = Duration::from_secs(15);
+/// The pause before a session whose refresh failed is tried again.
+const FAILED_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What the refresh did, for the log and the counters.
 enum Outcome {
@@ -51,12 +51,15 @@ impl Refresher for Login {
                 Ok(false) | Err(_) => return Refreshed::Kept,
             }
             let outcome = self.refresh_locked(id, sub).await;
-            // After a failure the lock stays until it expires: the next try
-            // on this session waits LOCK_TTL, so an IdP that is down is not
-            // asked (and waited for) on every request.
-            if !matches!(outcome, Outcome::Failed(_))
-                && let Err(error) = self.store.remove(&lock).await
-            {
+            // After a failure the lock stays for FAILED_BACKOFF: an IdP
+            // that is down is asked (and waited for) once per session per
+            // back-off, not on every request.
+            let released = if matches!(outcome, Outcome::Failed(_)) {
+                self.store.put(&lock, "1", FAILED_BACKOFF).await
+            } else {
+                self.store.remove(&lock).await
+            };
+            if let Err(error) = released {
                 tracing::debug!(%error, "login: refresh lock left to expire");
             }
             match outcome {
