@@ -27,6 +27,8 @@ use crate::tls::client;
 const MAX_BODY: usize = 256 * 1024;
 /// A discovery document is used this long before it is fetched again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// After a failed discovery fetch, how long before the next one.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(2);
 
 /// The IdP could not be asked, or answered nonsense: 503, never a pass.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ pub enum IdpError {
     },
     #[error("discovery document has no {0}")]
     Missing(&'static str),
+    #[error("discovery failed moments ago; not asked again yet")]
+    Backoff,
 }
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
@@ -95,7 +99,15 @@ pub struct Idp {
     /// §2.3.1); `None` for a public client.
     basic: Option<HeaderValue>,
     secret: Option<String>,
-    discovered: Mutex<Option<(Arc<Discovered>, Instant)>>,
+    discovered: Mutex<Discovery>,
+}
+
+/// The last good discovery document and when to fetch again; without a
+/// document, when the last fetch failed.
+#[derive(Default)]
+struct Discovery {
+    document: Option<(Arc<Discovered>, Instant)>,
+    failed: Option<Instant>,
 }
 
 impl Idp {
@@ -121,32 +133,46 @@ impl Idp {
             client_id: config.client_id.clone(),
             basic,
             secret,
-            discovered: Mutex::new(None),
+            discovered: Mutex::new(Discovery::default()),
         })
     }
 
     /// The endpoints, fetched at first use and again after an hour; while
     /// a new fetch fails, the last good document serves.
+    ///
+    /// Fetches are one at a time, and back off: a document that could not
+    /// be refreshed is tried again after [`DISCOVERY_RETRY`]; with none at
+    /// all, callers within [`DISCOVERY_RETRY`] of a failure are answered
+    /// at once (503), not queued behind another 5 s fetch each.
     pub async fn discovered(&self) -> Result<Arc<Discovered>, IdpError> {
         let mut slot = self.discovered.lock().await;
-        if let Some((doc, at)) = slot.as_ref()
-            && at.elapsed() < DISCOVERY_TTL
+        if let Some((doc, next)) = &slot.document
+            && Instant::now() < *next
         {
             return Ok(doc.clone());
+        }
+        if slot.document.is_none() && slot.failed.is_some_and(|at| at.elapsed() < DISCOVERY_RETRY) {
+            return Err(IdpError::Backoff);
         }
         match self.discover().await {
             Ok(doc) => {
                 let doc = Arc::new(doc);
-                *slot = Some((doc.clone(), Instant::now()));
+                slot.document = Some((doc.clone(), Instant::now() + DISCOVERY_TTL));
+                slot.failed = None;
                 Ok(doc)
             }
-            Err(error) => match slot.as_ref() {
-                Some((doc, _)) => {
-                    tracing::warn!(error = %crate::telemetry::logging::chain(&error), "login: discovery failed; the last document serves");
-                    Ok(doc.clone())
+            Err(error) => {
+                tracing::warn!(error = %crate::telemetry::logging::chain(&error), "login: discovery failed");
+                slot.failed = Some(Instant::now());
+                match &mut slot.document {
+                    Some((doc, next)) => {
+                        // The last good document serves meanwhile.
+                        *next = Instant::now() + DISCOVERY_RETRY;
+                        Ok(doc.clone())
+                    }
+                    None => Err(error),
                 }
-                None => Err(error),
-            },
+            }
         }
     }
 
