@@ -449,3 +449,37 @@ async fn in_a_cluster_every_primary_pushes_its_revocations() {
         assert!(took <= PROPAGATION, "{jti}: took {took:?}");
     }
 }
+
+/// A new `propagation` rebuilds the Redis watcher, but the set it watches
+/// is the same store's: the reload neither forgets a revocation nor
+/// refuses every JWT with 503 until the new watcher's first load, and the
+/// new watcher keeps it current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_with_a_new_propagation_keeps_the_redis_set_and_its_watch() {
+    let redis = RedisServer::start();
+    let up = upstream::echo().await;
+    let toml = config(&redis_store(&redis), &up);
+    let px = start_proxy(&toml).await;
+    wait_ready(&px).await;
+    let exp = now() + 300;
+    let revoked = idp::token("alice", &[("jti", json!("p-1")), ("exp", json!(exp))]);
+    let later = idp::token("alice", &[("jti", json!("p-2")), ("exp", json!(exp))]);
+    let valid = idp::token("bob", &[("jti", json!("p-3"))]);
+    redis.cli(&["SET", "revoked:jti:p-1", &exp.to_string(), "EX", "300"]);
+    until_all(&[&px], &revoked, 401, Duration::from_secs(5)).await;
+    assert_eq!(status(&px, &valid).await, 200);
+
+    // Redis stopped: the new watcher cannot load, so a set that started
+    // empty would answer 503 to both.
+    redis.pause();
+    px.reload(&toml.replace("propagation = \"1s\"", "propagation = \"2s\""));
+    let during = (status(&px, &revoked).await, status(&px, &valid).await);
+    redis.resume();
+    assert_eq!(during, (401, 200), "(revoked, valid) just after the reload");
+
+    // The new watcher is tracking: a write after the reload arrives.
+    redis.cli(&["SET", "revoked:jti:p-2", &exp.to_string(), "EX", "300"]);
+    let took = until_all(&[&px], &later, 401, Duration::from_secs(5)).await;
+    assert!(took <= Duration::from_secs(2), "took {took:?}");
+    assert_eq!(held(&px, "jti").await, Some(2.0));
+}

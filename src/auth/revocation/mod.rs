@@ -76,21 +76,31 @@ impl Revocations {
             return Ok(None);
         };
         let lifetimes = lifetimes(config);
-        // The memory set is the only copy: kept whatever `propagation`
-        // says. A Redis watcher is rebuilt for a new pace, and reloads.
-        let carried = previous.filter(|p| {
-            p.store == config.store
-                && (matches!(p.backend, Backend::Memory) || p.propagation == revocation.propagation)
-        });
-        reuse.record(carried.is_some(), "revocations");
-        let (list, backend) = match carried {
+        // Another store may hold other revocations: only its own load
+        // says what is revoked, so a new set (503 until loaded). The same
+        // store keeps the set, which stays current: the memory set is the
+        // only copy, and a Redis watcher rebuilt for a new `propagation`
+        // reloads into the set it inherits instead of refusing every JWT
+        // until that load.
+        let same_store = previous.filter(|p| p.store == config.store);
+        reuse.record(
+            same_store.is_some_and(|p| {
+                matches!(p.backend, Backend::Memory) || p.propagation == revocation.propagation
+            }),
+            "revocations",
+        );
+        let (list, backend) = match same_store {
             Some(previous) => {
                 previous.list.set_lifetimes(lifetimes);
+                let list = previous.list.clone();
                 let backend = match &previous.backend {
                     Backend::Memory => Backend::Memory,
-                    Backend::Redis(redis) => Backend::Redis(redis.clone()),
+                    Backend::Redis(redis) if previous.propagation == revocation.propagation => {
+                        Backend::Redis(redis.clone())
+                    }
+                    Backend::Redis(_) => redis_backend(config, revocation, &list, metrics)?,
                 };
-                (previous.list.clone(), backend)
+                (list, backend)
             }
             None => start(config, revocation, lifetimes, metrics)?,
         };
@@ -193,14 +203,24 @@ fn start(
             list.mark_loaded();
             Backend::Memory
         }
-        StoreKind::Redis => Backend::Redis(RedisRevocations::start(
-            &config.store,
-            list.clone(),
-            revocation.propagation,
-            metrics.store_errors.clone(),
-        )?),
+        StoreKind::Redis => redis_backend(config, revocation, &list, metrics)?,
     };
     Ok((list, backend))
+}
+
+/// A watcher that keeps `list` current from the Redis store.
+fn redis_backend(
+    config: &Config,
+    revocation: &RevocationConfig,
+    list: &Arc<RevokedList>,
+    metrics: &Metrics,
+) -> anyhow::Result<Backend> {
+    Ok(Backend::Redis(RedisRevocations::start(
+        &config.store,
+        list.clone(),
+        revocation.propagation,
+        metrics.store_errors.clone(),
+    )?))
 }
 
 /// SPEC §9 TTLs: a `jti` until its `exp` plus the longest provider
