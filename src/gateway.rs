@@ -88,6 +88,12 @@ impl Gateway {
         previous: Option<&Gateway>,
     ) -> anyhow::Result<(Arc<Gateway>, Reuse)> {
         let mut reuse = Reuse::default();
+        // Valid (SPEC §8 refuses untrusted callers), but surely a mistake.
+        if config.forward_auth.is_some() && config.server.trusted_proxies.is_empty() {
+            tracing::warn!(
+                "[forward_auth] is on but server.trusted_proxies is empty: every forward-auth call will be refused (403)"
+            );
+        }
         let tls = match &config.server.tls {
             Some(tls) => Some(crate::tls::server::acceptor(tls)?),
             None => None,

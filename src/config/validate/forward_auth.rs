@@ -3,7 +3,7 @@
 
 use crate::config::diag::join;
 use crate::config::raw::{RawForwardAuth, RawRevocation};
-use crate::config::{AdminConfig, ForwardAuthConfig, RevocationConfig};
+use crate::config::{AdminConfig, ForwardAuthConfig, LoginConfig, RevocationConfig};
 
 use super::V;
 use super::routes::normalize_route_path;
@@ -31,6 +31,35 @@ impl V<'_, '_> {
             }
         };
         ForwardAuthConfig { path }
+    }
+
+    /// A question is looked for before the login endpoints, so one of
+    /// them at or below `forward_auth.path` could never be reached: its
+    /// requests would be judged as Envoy-style questions instead.
+    pub(super) fn login_outside_forward_auth(
+        &mut self,
+        forward_auth: &ForwardAuthConfig,
+        login: &LoginConfig,
+    ) {
+        let covered = |path: &str| {
+            path.strip_prefix(forward_auth.path.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        for (key, path) in [
+            ("login.login_path", &login.login_path),
+            ("login.logout_path", &login.logout_path),
+            ("login.redirect_uri", &login.callback_path),
+        ] {
+            if covered(path) {
+                self.err(
+                    &join("forward_auth", "path"),
+                    format!(
+                        "\"{}\" covers {key}'s \"{path}\": forward-auth would answer the login flow's requests",
+                        forward_auth.path
+                    ),
+                );
+            }
+        }
     }
 
     pub(super) fn revocation(&mut self, raw: RawRevocation) -> RevocationConfig {

@@ -77,6 +77,9 @@ pub(super) fn validate(diag: &mut Diag<'_>, raw: RawDoc, source: &Path, base_dir
         Section::Present(login) => v.login(login, sessions.as_ref()),
         Section::Absent | Section::Invalid => None,
     };
+    if let (Some(forward_auth), Some(login)) = (&forward_auth, &login) {
+        v.login_outside_forward_auth(forward_auth, login);
+    }
     let revocation = match raw.revocation {
         Section::Absent => None,
         section => Some(v.revocation(section.or_default())),

@@ -196,3 +196,31 @@ fn on_unauthenticated_login_needs_login() {
     );
     assert_eq!(LoginConfig::STATE_TTL, Duration::from_secs(600));
 }
+
+/// Forward-auth questions are looked for before the login endpoints: one
+/// at or below `forward_auth.path` would never be reached.
+#[test]
+fn login_endpoints_must_lie_outside_the_forward_auth_path() {
+    let with = |path: &str| format!("{}[forward_auth]\npath = \"{path}\"\n", login(""));
+    assert!(ok(&with("/_wristband/auth")).forward_auth.is_some());
+    // A shared prefix that is not a path segment covers nothing.
+    assert!(ok(&with("/_wristband/log")).forward_auth.is_some());
+    one_error(
+        &with("/_wristband/login"),
+        "forward_auth.path",
+        "covers login.login_path's \"/_wristband/login\"",
+    );
+    let errs = errors(&with("/_wristband"));
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    for key in [
+        "login.login_path",
+        "login.logout_path",
+        "login.redirect_uri",
+    ] {
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("forward_auth.path") && e.contains(key)),
+            "{key}: {errs:?}"
+        );
+    }
+}
