@@ -260,12 +260,15 @@ impl Rejection {
             Rejection::AdminToken => {
                 unauthorized(None, "unauthenticated", "authentication required", BEARER)
             }
-            Rejection::NotRevoked(_) => {
-                let mut resp = json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the revocation could not be stored",
-                );
+            Rejection::NotRevoked(error) => {
+                // Retrying is safe either way: the write is idempotent.
+                let message = match error {
+                    RevokeError::Store(_) => "the revocation could not be stored",
+                    RevokeError::Sessions { .. } => {
+                        "the revocation was stored; the login sessions could not all be ended, retry"
+                    }
+                };
+                let mut resp = json(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
                 resp.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
                 resp
@@ -491,6 +494,30 @@ mod tests {
             "https://login.example.com/?rd=x"
         );
         assert!(resp.headers().get(LOCATION).is_none());
+    }
+
+    /// A `sub` written whose sessions were not all ended must not read as
+    /// "not stored": the operator would think the user still gets in.
+    #[tokio::test]
+    async fn a_partly_done_revocation_says_what_was_stored() {
+        let store = || crate::auth::session::StoreError::BadReply("x");
+        let message = |rejection: Rejection| async {
+            body_of(rejection.into_response()).await["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let none = message(Rejection::NotRevoked(RevokeError::Store(store()))).await;
+        assert_eq!(none, "the revocation could not be stored");
+        let partly = message(Rejection::NotRevoked(RevokeError::Sessions {
+            entry: crate::auth::revocation::Entry::Sub {
+                sub: "alice".into(),
+                before: 1,
+            },
+            error: store(),
+        }))
+        .await;
+        assert!(partly.starts_with("the revocation was stored;"), "{partly}");
     }
 
     #[tokio::test]

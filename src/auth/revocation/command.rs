@@ -85,7 +85,7 @@ pub enum RevokeError {
     #[error("the revocation could not be written")]
     Store(#[source] StoreError),
     /// The `sub` revocation was written; the sessions could not all be ended.
-    #[error("the sessions could not all be ended")]
+    #[error("the revocation was written; the login sessions could not all be ended (run it again)")]
     Sessions {
         entry: Entry,
         #[source]
