@@ -25,6 +25,9 @@ use common::{TestProxy, metric_sample, start_proxy, upstream_toml};
 /// How long the proxies may take to serve every valid session again once
 /// the cluster reports `cluster_state:ok`.
 const SETTLE: Duration = Duration::from_secs(15);
+/// Settled: this many rounds in a row with every valid session 200.
+const CLEAN_ROUNDS: usize = 3;
+const ROUND_GAP: Duration = Duration::from_millis(200);
 /// Guarantee 5: a DEL is refused within this, cache or not.
 const REFUSED_WITHIN: Duration = Duration::from_millis(100);
 
@@ -105,6 +108,12 @@ async fn session_get(px: SocketAddr, id: &str) -> Reply {
 
 impl Site {
     async fn start(cluster: &Cluster, valid: Vec<String>) -> Site {
+        // Why a proxy answered 503 (the store error's kind) is only in its
+        // log: shown with a failing test, captured otherwise.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("wristband=warn,fred=warn")
+            .with_test_writer()
+            .try_init();
         for id in &valid {
             write_session(cluster, id);
         }
@@ -157,23 +166,27 @@ impl Site {
     /// After a change: within [`SETTLE`] every valid session is 200 on both
     /// instances (503 meanwhile is allowed, a pass of a deleted one is not);
     /// then one full strict round.
+    ///
+    /// The client learns a new topology from the first redirection, and
+    /// may drop and reopen connections a little after: "served" means
+    /// [`CLEAN_ROUNDS`] rounds in a row, [`ROUND_GAP`] apart.
     async fn settles(&self, when: &str) {
         let deadline = Instant::now() + SETTLE;
-        'poll: loop {
+        let mut clean = 0;
+        while clean < CLEAN_ROUNDS {
             self.check(true, when).await;
+            let mut all = true;
             for px in &self.proxies {
                 for id in &self.valid {
-                    if session_get(px.addr, id).await.status != 200 {
-                        assert!(
-                            Instant::now() < deadline,
-                            "{when}: {id} not served {SETTLE:?} after cluster_state:ok"
-                        );
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue 'poll;
-                    }
+                    all &= session_get(px.addr, id).await.status == 200;
                 }
             }
-            break;
+            clean = if all { clean + 1 } else { 0 };
+            assert!(
+                all || Instant::now() < deadline,
+                "{when}: not every session served {SETTLE:?} after cluster_state:ok"
+            );
+            tokio::time::sleep(ROUND_GAP).await;
         }
         self.check(false, when).await;
     }
