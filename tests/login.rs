@@ -1079,3 +1079,149 @@ async fn login_paths_refuse_other_methods() {
         assert_eq!(reply.json()["error"], "method_not_allowed");
     }
 }
+
+/// The id_token rules of SPEC §7 on tokens the OP really signed (its own
+/// key, signed again after the claims were changed): a valid signature
+/// does not make a wrong audience, `azp`, issuer or `exp` acceptable.
+/// The first case, accepted, shows the re-signed tokens verify at all.
+#[tokio::test]
+async fn a_signed_id_token_with_wrong_claims_is_refused() {
+    let site = site("").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let signed = |claims: Value| json!({ "id_token": { "claims": claims, "resign": true } });
+
+    site.op
+        .tamper(signed(json!({ "aud": ["wb", "reports"], "azp": "wb" })))
+        .await;
+    let mut browser = Browser::new(&site.op);
+    let accepted = browser.login(site.one.addr, site.two.addr, "/").await;
+    assert_eq!(accepted.status, 302, "{}", accepted.text());
+    assert_eq!(
+        browser
+            .page(site.one.addr, "/")
+            .await
+            .seen()
+            .header("x-auth-user"),
+        Some("alice")
+    );
+    let redis = &site.redis;
+    redis.cli(&["FLUSHALL"]);
+
+    let refused = [
+        (
+            "several audiences, no azp",
+            json!({ "aud": ["wb", "reports"], "azp": null }),
+        ),
+        (
+            "several audiences, another azp",
+            json!({ "aud": ["wb", "reports"], "azp": "reports" }),
+        ),
+        (
+            "one audience, another azp",
+            json!({ "aud": "wb", "azp": "reports" }),
+        ),
+        ("not for this client", json!({ "aud": "reports" })),
+        ("another issuer", json!({ "iss": "http://127.0.0.1:9" })),
+        ("expired", json!({ "iat": now - 7200, "exp": now - 3600 })),
+    ];
+    for (case, claims) in refused {
+        site.op.tamper(signed(claims)).await;
+        let mut browser = Browser::new(&site.op);
+        let reply = browser.login(site.one.addr, site.two.addr, "/").await;
+        assert_eq!(reply.status, 403, "{case}: {}", reply.text());
+        assert_refused(&site, &reply);
+    }
+    assert!(site.op.stats().await.tampered_id_tokens >= 7);
+    assert_eq!(login_total(&metrics(&site.two).await, "failed"), 6.0);
+}
+
+/// OIDC Core §5.3.2: userinfo must be about the user the id_token names,
+/// or its claims would be another user's.
+#[tokio::test]
+async fn userinfo_about_another_user_is_refused() {
+    let op = op_with(
+        OpClient::basic("wb", "s3cret", REDIRECT_URI),
+        OpSettings::new().userinfo_only(&["groups"]),
+    )
+    .await;
+    let site = site_with(op, "").await;
+    site.op
+        .tamper(json!({ "userinfo": { "claims": { "sub": "mallory", "groups": ["admins"] } } }))
+        .await;
+    let mut browser = Browser::new(&site.op);
+    let reply = browser.login(site.one.addr, site.two.addr, "/").await;
+    assert_refused(&site, &reply);
+    assert_eq!(site.op.stats().await.userinfo, 1, "userinfo was asked");
+
+    // The same userinfo about the right user is taken.
+    site.op
+        .tamper(json!({ "userinfo": { "claims": { "groups": ["auditors"] } } }))
+        .await;
+    let mut browser = Browser::new(&site.op);
+    assert_eq!(
+        browser
+            .login(site.one.addr, site.two.addr, "/")
+            .await
+            .status,
+        302
+    );
+    let seen = browser.page(site.one.addr, "/").await.seen();
+    assert_eq!(seen.header("x-auth-groups"), Some("auditors"));
+}
+
+/// SPEC §7: discovery must name the configured issuer, and every endpoint
+/// it names must be https (http only on loopback). Either way no login
+/// starts: 503, nothing sent to the IdP's authorization endpoint.
+#[tokio::test]
+async fn a_discovery_document_for_another_issuer_or_with_plain_http_endpoints_is_refused() {
+    let op = op().await;
+    let app = upstream::echo().await;
+    let toml = config(&op, "", app.addr, "");
+    let cases = [
+        ("another issuer", json!({ "issuer": "http://127.0.0.1:9" })),
+        (
+            "http authorization endpoint",
+            json!({ "authorization_endpoint": "http://idp.example.com/auth" }),
+        ),
+        (
+            "http token endpoint",
+            json!({ "token_endpoint": "http://idp.example.com/token" }),
+        ),
+        (
+            "http userinfo endpoint",
+            json!({ "userinfo_endpoint": "http://idp.example.com/me" }),
+        ),
+        (
+            "http end_session endpoint",
+            json!({ "end_session_endpoint": "http://idp.example.com/logout" }),
+        ),
+    ];
+    for (case, fields) in cases {
+        op.tamper(json!({ "discovery": { "fields": fields } }))
+            .await;
+        // Discovery is cached per instance: a new one for each document.
+        let proxy = start_proxy(&toml).await;
+        let mut browser = Browser::new(&op);
+        let start = browser
+            .request(
+                proxy.addr,
+                "GET",
+                "/_wristband/login?rd=/",
+                &["Accept: application/json"],
+            )
+            .await;
+        assert_eq!(start.status, 503, "{case}: {}", start.text());
+        assert_eq!(start.json()["error"], "unavailable", "{case}");
+        assert!(start.header("location").is_none(), "{case}");
+        assert!(!browser.cookies.contains_key(BINDING), "{case}");
+    }
+    // The same OP, its document untouched: the login starts.
+    op.tamper(json!({})).await;
+    let proxy = start_proxy(&toml).await;
+    let mut browser = Browser::new(&op);
+    let authorization = browser.start(proxy.addr, "/").await;
+    assert!(authorization.starts_with(op.issuer()), "{authorization}");
+}

@@ -401,6 +401,16 @@ impl OidcProvider {
             .await;
     }
 
+    /// Rewrites the OP's answers from now on (replacing what an earlier
+    /// call set): `{"id_token": {"claims": {..}, "resign": bool}}` merges
+    /// claims into the token endpoint's id_tokens, signed again with the
+    /// OP's own key when `resign` (an IdP that really says so);
+    /// `{"userinfo": {"claims": {..}}}` and `{"discovery": {"fields":
+    /// {..}}}` merge into those documents. `{}` stops all of it.
+    pub async fn tamper(&self, parts: Value) {
+        self.hook("/__test/tamper", &parts).await;
+    }
+
     /// Revokes every grant of `sub` (or of everyone), as an admin ending a
     /// user's access at the IdP: their refresh tokens then get
     /// `invalid_grant`. Returns how many grants were revoked.

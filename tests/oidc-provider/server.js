@@ -15,7 +15,7 @@
 // Test-only routes under /__test/ (JSON in, JSON out) let a test make the
 // token endpoint fail, revoke grants, and count what the OP was asked.
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 
@@ -51,9 +51,13 @@ const stats = {
   end_session: 0,
   tampered_id_tokens: 0,
 };
-// true: the token endpoint's id_tokens get another `sub` in their payload,
-// their signature left as it was (a forged id_token).
-let tamperIdTokens = false;
+// What the OP's answers get rewritten with, set by /__test/tamper (null:
+// left alone). `id_token`: {claims, resign}: claims merged into the token
+// endpoint's id_tokens, signed again with the OP's own key when `resign`
+// (an IdP that really says so), else the signature left as it was (a
+// forged id_token). `userinfo`: {claims} merged into userinfo answers.
+// `discovery`: {fields} merged into the discovery document.
+const tamper = { id_token: null, userinfo: null, discovery: null };
 let tokenFailure = null; // null | "invalid_grant" | "server_error"
 const grantOwners = new Map(); // grant id -> account id
 
@@ -206,34 +210,58 @@ async function route(req, res) {
   if (path === '/me') {
     stats.userinfo += 1;
   }
-  if (req.method === 'POST' && path === '/token' && tamperIdTokens) {
-    tamperResponse(res);
+  if (req.method === 'POST' && path === '/token' && tamper.id_token) {
+    rewriteJson(res, (doc) => {
+      if (doc.id_token) {
+        doc.id_token = rewriteJwt(doc.id_token, tamper.id_token);
+        stats.tampered_id_tokens += 1;
+      }
+    });
+  }
+  if (path === '/me' && tamper.userinfo) {
+    rewriteJson(res, (doc) => Object.assign(doc, tamper.userinfo.claims));
+  }
+  if (path === '/.well-known/openid-configuration' && tamper.discovery) {
+    rewriteJson(res, (doc) => Object.assign(doc, tamper.discovery.fields));
   }
   return handle(req, res);
 }
 
 // oidc-provider (Koa) sets its headers, then calls res.end(body) once:
-// the body is rewritten there, before anything is sent.
-function tamperResponse(res) {
+// the JSON body is rewritten there by `edit`, before anything is sent.
+function rewriteJson(res, edit) {
   const end = res.end.bind(res);
   res.end = (chunk, ...rest) => {
     try {
       const doc = JSON.parse(Buffer.from(chunk).toString('utf8'));
-      if (doc.id_token) {
-        const [header, payload, signature] = doc.id_token.split('.');
-        const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
-        claims.sub = 'mallory';
-        const forged = Buffer.from(JSON.stringify(claims)).toString('base64url');
-        doc.id_token = [header, forged, signature].join('.');
-        stats.tampered_id_tokens += 1;
-        chunk = JSON.stringify(doc);
-        res.setHeader('content-length', Buffer.byteLength(chunk));
-      }
+      edit(doc);
+      chunk = JSON.stringify(doc);
+      res.setHeader('content-length', Buffer.byteLength(chunk));
     } catch (err) {
       console.error('tampering failed:', err);
     }
     return end(chunk, ...rest);
   };
+}
+
+// A JWT with `claims` merged into its payload; signed again with the OP's
+// key of the header's `kid` when `resign`, else with its old signature.
+function rewriteJwt(jwt, { claims, resign }) {
+  const [header, payload, signature] = jwt.split('.');
+  const merged = { ...JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')), ...claims };
+  const body = Buffer.from(JSON.stringify(merged)).toString('base64url');
+  if (!resign) {
+    return [header, body, signature].join('.');
+  }
+  const { kid, alg } = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
+  const jwk = jwks.keys.find((key) => key.kid === kid);
+  if (!jwk || !['RS256', 'ES256'].includes(alg)) {
+    throw new Error(`cannot sign again: kid ${kid}, alg ${alg}`);
+  }
+  const key = createPrivateKey({ key: jwk, format: 'jwk' });
+  const options = alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key;
+  const signed = sign('sha256', Buffer.from(`${header}.${body}`), options);
+  return [header, body, signed.toString('base64url')].join('.');
 }
 
 async function interact(req, res, action) {
@@ -308,8 +336,16 @@ async function testHook(req, res, path) {
     return sendJson(res, 200, { answer: tokenFailure });
   }
   if (path === '/__test/tamper-id-tokens') {
-    tamperIdTokens = body.on === true;
-    return sendJson(res, 200, { on: tamperIdTokens });
+    tamper.id_token = body.on === true ? { claims: { sub: 'mallory' }, resign: false } : null;
+    return sendJson(res, 200, { on: tamper.id_token !== null });
+  }
+  if (path === '/__test/tamper') {
+    const unknown = Object.keys(body).filter((key) => !(key in tamper));
+    if (unknown.length) {
+      return sendJson(res, 400, { error: `unknown parts ${unknown.join(', ')}` });
+    }
+    Object.assign(tamper, { id_token: null, userinfo: null, discovery: null }, body);
+    return sendJson(res, 200, tamper);
   }
   if (path === '/__test/revoke-grants') {
     let revoked = 0;
