@@ -123,7 +123,7 @@ impl Idp {
             Some(secret) => {
                 let pair = format!("{}:{}", form_encode(&config.client_id), form_encode(secret));
                 let value = format!("Basic {}", base64_padded(pair.as_bytes()));
-                Some(HeaderValue::from_str(&value)?)
+                Some(sensitive(HeaderValue::from_str(&value)?))
             }
             None => None,
         };
@@ -283,12 +283,12 @@ impl Idp {
         url: &str,
         access_token: &str,
     ) -> Result<Map<String, Value>, IdpError> {
-        let bearer = HeaderValue::from_str(&format!("Bearer {access_token}")).map_err(|e| {
-            IdpError::Http {
+        let bearer = HeaderValue::from_str(&format!("Bearer {access_token}"))
+            .map(sensitive)
+            .map_err(|e| IdpError::Http {
                 url: url.to_owned(),
                 error: e.into(),
-            }
-        })?;
+            })?;
         let (status, doc) = self.exchange(Method::GET, url, None, Some(bearer)).await?;
         if status != StatusCode::OK {
             return Err(IdpError::Status {
@@ -368,6 +368,13 @@ impl Idp {
 /// `application/x-www-form-urlencoded` (WHATWG URL §5.2): unreserved bytes
 /// as they are, everything else `%XX` (a space too, which `+` would also
 /// mean).
+/// Credentials: never printed by `Debug`, and kept out of HPACK's
+/// dynamic table should the exchange ever speak HTTP/2.
+fn sensitive(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
+}
+
 pub fn form_encode(text: &str) -> String {
     crate::auth::redirect::percent_encode(text)
 }
@@ -378,4 +385,26 @@ pub fn form_body(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn the_client_secret_header_never_prints() {
+        crate::install_crypto_provider();
+        let text = "[sessions]\n[login]\nissuer = \"https://idp.example.com\"\n\
+                    client_id = \"wb\"\nclient_secret = \"s3cret-value\"\n\
+                    redirect_uri = \"https://app.example.com/_wristband/callback\"\n\
+                    encryption_keys = [\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"]\n";
+        let config = Config::from_toml(std::path::Path::new("t.toml"), text).expect("valid");
+        let idp = Idp::new(config.login.as_ref().expect("login")).expect("idp");
+        let basic = idp.basic.expect("a Basic header for a confidential client");
+        assert!(basic.is_sensitive());
+        let printed = format!("{basic:?}");
+        let encoded = base64_padded(b"wb:s3cret-value");
+        assert!(!printed.contains(&encoded), "{printed}");
+    }
 }
