@@ -1225,3 +1225,67 @@ async fn a_discovery_document_for_another_issuer_or_with_plain_http_endpoints_is
     let authorization = browser.start(proxy.addr, "/").await;
     assert!(authorization.starts_with(op.issuer()), "{authorization}");
 }
+
+/// SPEC §7 `encryption_keys`: the first seals, all open. Adding a key in
+/// front re-seals a session's tokens at its next refresh; once the old key
+/// is dropped, a session that was never refreshed meanwhile cannot be
+/// (its refresh token opens with no key) and ends, while the re-sealed one
+/// lives on.
+#[tokio::test]
+async fn encryption_keys_rotate_without_logging_anyone_out_who_was_refreshed() {
+    const NEW_KEY: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY="; // 32 bytes
+    let op = op().await;
+    let redis = RedisServer::start();
+    let app = upstream::echo().await;
+    let toml = config(
+        &op,
+        &redis_store(&redis),
+        app.addr,
+        "refresh_interval = \"1s\"",
+    );
+    let proxy = start_proxy(&toml).await;
+    let keys = |list: &str| toml.replace(&format!("[\"{KEY}\"]"), list);
+    let sealed_rt = |browser: &Browser| {
+        let id = &browser.cookies["sid"];
+        redis.cli(&["HGET", &format!("sessions:{id}"), "_wb_rt"])
+    };
+    let key_id = |sealed: &str| sealed.split('.').nth(1).unwrap_or_default().to_owned();
+
+    let mut kept = Browser::new(&op);
+    let mut idle = Browser::new(&op);
+    for browser in [&mut kept, &mut idle] {
+        assert_eq!(browser.login(proxy.addr, proxy.addr, "/").await.status, 302);
+    }
+    let old_id = key_id(&sealed_rt(&kept));
+    assert_eq!(old_id, key_id(&sealed_rt(&idle)));
+
+    // The new key first, the old one still opening.
+    proxy.reload(&keys(&format!("[\"{NEW_KEY}\", \"{KEY}\"]")));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let seen = kept.page(proxy.addr, "/").await.seen();
+    assert_eq!(seen.header("x-auth-user"), Some("alice"));
+    assert_eq!(op.stats().await.refresh_ok, 1);
+    let new_id = key_id(&sealed_rt(&kept));
+    assert_ne!(new_id, old_id, "re-sealed with the new key");
+
+    // The old key gone.
+    proxy.reload(&keys(&format!("[\"{NEW_KEY}\"]")));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let seen = kept.page(proxy.addr, "/").await.seen();
+    assert_eq!(seen.header("x-auth-user"), Some("alice"));
+    assert_eq!(op.stats().await.refresh_ok, 2);
+    assert_eq!(key_id(&sealed_rt(&kept)), new_id);
+    let ended = idle.page(proxy.addr, "/").await;
+    assert_eq!(ended.status, 401, "{}", ended.text());
+    let id = &idle.cookies["sid"];
+    assert!(
+        !redis
+            .cli(&["EXISTS", &format!("sessions:{id}")])
+            .contains('1')
+    );
+    assert_eq!(
+        op.stats().await.refresh_ok,
+        2,
+        "the IdP was not asked for it"
+    );
+}
