@@ -483,3 +483,50 @@ async fn a_reload_with_a_new_propagation_keeps_the_redis_set_and_its_watch() {
     assert!(took <= Duration::from_secs(2), "took {took:?}");
     assert_eq!(held(&px, "jti").await, Some(2.0));
 }
+
+/// A replica promoted by `CLUSTER FAILOVER` is a primary the watcher never
+/// asked to track. Its writes must still arrive within `propagation`, also
+/// once the old primary (which, as a replica, may go on pushing what it
+/// replicates) is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_a_promoted_replica_pushes_its_revocations() {
+    let mut cluster = Cluster::start_with_replicas(3);
+    let up = upstream::echo().await;
+    let store = format!("[store]\nkind = \"redis\"\nurl = \"{}\"\n", cluster.url());
+    let toml = config(&store, &up);
+    let a = start_proxy(&toml).await;
+    let b = start_proxy(&toml).await;
+    wait_ready(&a).await;
+    wait_ready(&b).await;
+    let replica = cluster.replica_of(0).expect("master 0 has a replica");
+    // jtis whose keys master 0 serves, so its replica serves them after.
+    let on_master_0: Vec<String> = (0..)
+        .map(|i| format!("f-{i}"))
+        .filter(|jti| cluster.owner(key_slot(&format!("revoked:jti:{jti}"))) == 0)
+        .take(2)
+        .collect();
+    cluster.manual_failover(replica);
+    assert!(cluster.wait_ok(Duration::from_secs(30)), "cluster settled");
+
+    let exp = (now() + 300).to_string();
+    let revoke = |cluster: &Cluster, jti: &str| {
+        cluster.cli_cluster(&["SET", &format!("revoked:jti:{jti}"), &exp, "EX", "300"]);
+    };
+    let token = idp::token("alice", &[("jti", json!(on_master_0[0]))]);
+    assert_eq!(status(&a, &token).await, 200);
+    revoke(&cluster, &on_master_0[0]);
+    let took = until_all(&[&a, &b], &token, 401, Duration::from_secs(10)).await;
+    assert!(took <= PROPAGATION, "after the failover: took {took:?}");
+
+    // The old primary, now the replica, gone for good.
+    cluster.stop_node(0);
+    assert!(cluster.wait_ok(Duration::from_secs(30)), "cluster settled");
+    let token = idp::token("alice", &[("jti", json!(on_master_0[1]))]);
+    assert_eq!(status(&a, &token).await, 200);
+    revoke(&cluster, &on_master_0[1]);
+    let took = until_all(&[&a, &b], &token, 401, Duration::from_secs(10)).await;
+    assert!(
+        took <= PROPAGATION,
+        "with the old primary gone: took {took:?}"
+    );
+}

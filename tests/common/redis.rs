@@ -700,6 +700,11 @@ impl Cluster {
         assert!(promoted, ":{} never became master", node.port());
     }
 
+    /// SIGKILLs node `i` (a replica: nothing is promoted).
+    pub fn stop_node(&mut self, i: usize) {
+        self.nodes[i].stop();
+    }
+
     /// SIGKILLs node `i` and returns once `replica` has been promoted.
     pub fn kill_and_wait_for_promotion(&mut self, i: usize, replica: usize) {
         self.nodes[i].stop();
