@@ -34,7 +34,7 @@ pub mod tls;
 pub mod upstream;
 
 pub use config::Config;
-pub use server::{Running, run, start};
+pub use server::{Running, Workers, run, run_with, start, start_with};
 
 /// Installs aws-lc-rs as the process-wide rustls provider, for any code path
 /// that asks rustls for "the default". Idempotent.

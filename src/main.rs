@@ -32,7 +32,7 @@ fn main() -> ExitCode {
                 }
             };
             wristband::telemetry::logging::init(&config.log);
-            block_on(wristband::run(config))
+            serve(config)
         }
         (Some(Command::Demo { listen, admin }), _) => block_on(wristband::demo::run(listen, admin)),
         (
@@ -105,6 +105,42 @@ where
     }
 }
 
+/// The proxy itself: with more than one worker thread and
+/// `WRISTBAND_RUNTIME=per-thread`, one single-threaded runtime per thread
+/// (`wristband::Workers`), the rest on this thread's.
+fn serve(config: Config) -> ExitCode {
+    let per_thread = std::env::var("WRISTBAND_RUNTIME").is_ok_and(|v| v == "per-thread");
+    match worker_threads() {
+        Ok(n) if n > 1 && per_thread => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("wristband: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            finish(runtime.block_on(wristband::run_with(
+                config,
+                wristband::Workers::PerThread(n),
+            )))
+        }
+        _ => block_on(wristband::run(config)),
+    }
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("wristband: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     // With one worker, a single-threaded runtime: a multi-threaded one pays
     // for work stealing, and its LIFO wake-up slot runs fred's writer right
@@ -134,13 +170,7 @@ fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(future) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("wristband: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    finish(runtime.block_on(future))
 }
 
 /// `TOKIO_WORKER_THREADS` (tokio's own setting), else one per CPU this

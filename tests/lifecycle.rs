@@ -169,6 +169,56 @@ async fn with_one_worker_thread_the_single_threaded_runtime_serves_reloads_and_d
     sigterm_drains_an_in_flight_request(&mut px, &up).await;
 }
 
+/// `WRISTBAND_RUNTIME=per-thread`: a runtime per worker thread, each with
+/// its own listening socket. Every connection of a burst is served, a
+/// reload reaches the workers, and SIGTERM drains what a worker holds.
+#[tokio::test]
+async fn with_a_runtime_per_thread_every_worker_serves_reloads_and_drains() {
+    let up = upstream::echo().await;
+    let routes = format!("{}{}", public_route("/old"), public_route("/slow"));
+    let mut px = ProxyProcess::start_with_env(
+        &config(up.addr, &routes),
+        &[
+            ("TOKIO_WORKER_THREADS", "2"),
+            ("WRISTBAND_RUNTIME", "per-thread"),
+        ],
+    )
+    .await;
+    let workers = std::fs::read_dir(format!("/proc/{}/task", px.pid()))
+        .expect("the process's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("wristband-work"))
+        .count();
+    assert_eq!(workers, 2, "stderr:\n{}", px.stderr());
+    assert!(
+        px.stderr().contains("one runtime per thread"),
+        "{}",
+        px.stderr()
+    );
+
+    // New connections, all at once: the kernel spreads them over both
+    // sockets, and each is answered.
+    let addr = px.addr;
+    let burst: Vec<_> = (0..64)
+        .map(|i| tokio::spawn(async move { client::get(addr, &format!("/old/{i}"), &[]).await }))
+        .collect();
+    for reply in burst {
+        assert_eq!(reply.await.expect("client task").status, 200);
+    }
+
+    px.rewrite_config(&config(
+        up.addr,
+        &format!("{routes}{}", public_route("/new")),
+    ));
+    px.signal("HUP");
+    for _ in 0..16 {
+        let status = status_becomes(px.addr, "/new/x", 200, Duration::from_secs(10)).await;
+        assert_eq!(status, 200, "reload; stderr:\n{}", px.stderr());
+    }
+
+    sigterm_drains_an_in_flight_request(&mut px, &up).await;
+}
+
 const HUNDRED_MB: usize = 100 * 1024 * 1024;
 
 /// `POST /upload` with a `HUNDRED_MB` body produced 64 KiB at a time.

@@ -10,6 +10,7 @@ pub mod idle;
 pub mod listener;
 mod revoke;
 mod timer_anchor;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::proxy::Proxy;
 use crate::telemetry::Metrics;
+pub use workers::Workers;
 
 /// A started proxy.
 pub struct Running {
@@ -36,6 +38,8 @@ pub struct Running {
     permits: Arc<Semaphore>,
     max_connections: usize,
     tasks: JoinSet<()>,
+    /// With [`Workers::PerThread`].
+    threads: Option<workers::Threads>,
 }
 
 /// How a drain ended.
@@ -46,16 +50,41 @@ pub struct DrainReport {
     pub open_connections: usize,
 }
 
-/// Binds the listeners and starts serving `config`.
+/// Binds the listeners and starts serving `config` on this runtime.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with(config, Workers::Shared).await
+}
+
+/// Binds the listeners and starts serving `config`, client connections
+/// spread as `workers` says.
+pub async fn start_with(config: Config, workers: Workers) -> anyhow::Result<Running> {
     let metrics = Arc::new(Metrics::new());
     let max_connections = config.server.max_connections;
     let mut listeners = Vec::new();
+    // Per worker, its socket for each address.
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> = Vec::new();
+    let mut addrs = Vec::new();
     for addr in &config.server.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("server.listen: cannot bind {addr}"))?;
-        listeners.push(listener);
+        match workers {
+            Workers::Shared => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("server.listen: cannot bind {addr}"))?;
+                addrs.push(listener.local_addr()?);
+                listeners.push(listener);
+            }
+            Workers::PerThread(n) => {
+                let sockets = workers::bind(*addr, n)
+                    .with_context(|| format!("server.listen: cannot bind {addr}"))?;
+                per_worker.resize_with(sockets.len(), Vec::new);
+                for (worker, socket) in sockets.into_iter().enumerate() {
+                    if worker == 0 {
+                        addrs.push(socket.local_addr()?);
+                    }
+                    per_worker[worker].push(socket);
+                }
+            }
+        }
     }
     let admin = TcpListener::bind(config.admin.listen)
         .await
@@ -67,11 +96,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let permits = Arc::new(Semaphore::new(max_connections));
     let readiness = Arc::new(admin::Readiness::default());
     let mut tasks = JoinSet::new();
-    let mut addrs = Vec::new();
-    for listener in listeners {
-        let addr = listener.local_addr()?;
+    for addr in &addrs {
         tracing::info!(%addr, "listening");
-        addrs.push(addr);
+    }
+    let threads = match workers {
+        Workers::Shared => None,
+        Workers::PerThread(n) => {
+            tracing::info!(threads = n, "client connections on one runtime per thread");
+            let shared = workers::Shared {
+                proxy: proxy.clone(),
+                permits: permits.clone(),
+                drain: drain_rx.clone(),
+            };
+            Some(workers::spawn(per_worker, &shared)?)
+        }
+    };
+    for listener in listeners {
         tasks.spawn(listener::accept_loop(
             listener,
             proxy.clone(),
@@ -97,6 +137,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         permits,
         max_connections,
         tasks,
+        threads,
     })
 }
 
@@ -148,6 +189,10 @@ impl Running {
                 self.max_connections - self.permits.available_permits()
             },
         };
+        // What is still open on a worker's runtime is cut here.
+        if let Some(threads) = self.threads.take() {
+            threads.stop().await;
+        }
         if report.cut_requests > 0 || report.open_connections > 0 {
             tracing::warn!(
                 cut_requests = report.cut_requests,
@@ -163,12 +208,17 @@ impl Running {
 
 /// Runs until SIGTERM/SIGINT, reloading on SIGHUP.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    run_with(config, Workers::Shared).await
+}
+
+/// [`run`], client connections spread as `workers` says.
+pub async fn run_with(config: Config, workers: Workers) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let source = config.source.clone();
     let mut hangup = signal(SignalKind::hangup())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let running = start(config).await?;
+    let running = start_with(config, workers).await?;
     loop {
         tokio::select! {
             _ = hangup.recv() => match Config::load(&source) {

@@ -17,6 +17,7 @@ use http_body_util::{Either, Empty};
 use hyper::body::Body;
 use prometheus_client::metrics::gauge::Gauge;
 
+pub mod affinity;
 pub mod balance;
 pub mod health;
 pub mod pool;

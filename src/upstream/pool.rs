@@ -24,6 +24,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tower_service::Service;
 
+use super::affinity;
 use crate::boxed::boxed;
 use crate::config::Target;
 
@@ -77,7 +78,8 @@ struct Idle {
     since: Instant,
 }
 
-/// The idle connections to one target, newest last.
+/// The idle connections to one target, newest last, one list per worker
+/// thread ([`super::affinity`]).
 pub struct Pool {
     /// `scheme://authority/`: what the connector dials.
     target: Uri,
@@ -85,7 +87,7 @@ pub struct Pool {
     /// of a request that carries none (`preserve_host = false`).
     host: Option<http::HeaderValue>,
     connector: HttpsConnector<HttpConnector>,
-    idle: Mutex<Vec<Idle>>,
+    idle: [Mutex<Vec<Idle>>; affinity::SLOTS],
     idle_timeout: Duration,
     /// The reaper starts with the first pooled connection (inside the
     /// runtime; a pool may be built outside one, e.g. by `check`).
@@ -108,7 +110,7 @@ impl Pool {
             host: target.host_header(),
             target: uri,
             connector,
-            idle: Mutex::new(Vec::new()),
+            idle: std::array::from_fn(|_| Mutex::new(Vec::new())),
             idle_timeout,
             reaper: std::sync::Once::new(),
         })
@@ -223,17 +225,20 @@ impl Pool {
         }
     }
 
+    /// This thread's idle list.
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
-        // A panic while holding this lock leaves a valid Vec behind.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.idle[affinity::slot()])
     }
 
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.lock().len()
+        self.idle.iter().map(|list| lock(list).len()).sum()
     }
+}
+
+fn lock(list: &Mutex<Vec<Idle>>) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    // A panic while holding this lock leaves a valid Vec behind.
+    list.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Closes connections idle for longer than `idle_timeout`, so an upstream
@@ -244,8 +249,10 @@ fn spawn_reaper(pool: Weak<Pool>, idle_timeout: Duration) {
         loop {
             tokio::time::sleep(period).await;
             let Some(pool) = pool.upgrade() else { return };
-            pool.lock()
-                .retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < idle_timeout);
+            for list in &pool.idle {
+                lock(list)
+                    .retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < idle_timeout);
+            }
         }
     });
 }
@@ -397,6 +404,66 @@ mod tests {
             1,
             "a dropped body's connection is not pooled"
         );
+    }
+
+    /// A connection is a task of the runtime that dialled it: another
+    /// worker thread (its own runtime) never gets it, and dials its own,
+    /// even while the first worker and its connection are alive and idle.
+    #[test]
+    fn a_worker_thread_reuses_only_the_connections_it_made() {
+        use tokio::sync::oneshot;
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        // The server on a runtime of its own, as the upstream would be.
+        let server_runtime = tokio::runtime::Runtime::new().expect("runtime");
+        server_runtime.spawn(async move {
+            let _ = addr_tx.send(server().await);
+        });
+        let (addr, accepted) = addr_rx.recv().expect("server address");
+        let pool = pool(addr, Duration::from_secs(30));
+
+        /// Worker `index`: waits for `start`, sends three requests, says
+        /// so on `sent`, then keeps its runtime (and its connection task)
+        /// running until `end`.
+        fn worker(
+            index: usize,
+            pool: Arc<Pool>,
+            start: oneshot::Receiver<()>,
+            sent: oneshot::Sender<()>,
+            end: oneshot::Receiver<()>,
+        ) -> std::thread::JoinHandle<()> {
+            std::thread::spawn(move || {
+                affinity::set(index);
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    let _ = start.await;
+                    for _ in 0..3 {
+                        let response = pool.send(get("/")).await.expect("response");
+                        assert_eq!(&read(response).await[..], b"ok");
+                    }
+                    assert_eq!(lock(&pool.idle[affinity::slot()]).len(), 1);
+                    let _ = sent.send(());
+                    let _ = end.await;
+                });
+            })
+        }
+        let (start0, start0_rx) = oneshot::channel();
+        let (sent0, sent0_rx) = oneshot::channel();
+        let (end0, end0_rx) = oneshot::channel();
+        let (sent1, sent1_rx) = oneshot::channel();
+        let (end1, end1_rx) = oneshot::channel();
+        let first = worker(0, pool.clone(), start0_rx, sent0, end0_rx);
+        // Worker 1 starts once worker 0's connection is idle in the pool.
+        let second = worker(1, pool.clone(), sent0_rx, sent1, end1_rx);
+        let _ = start0.send(());
+        let _ = sent1_rx.blocking_recv();
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(pool.idle_count(), 2);
+        let _ = (end0.send(()), end1.send(()));
+        first.join().expect("worker 0");
+        second.join().expect("worker 1");
     }
 
     #[tokio::test]
