@@ -83,15 +83,12 @@ where
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match build(
+        tokio::runtime::Builder::new_current_thread(),
+        ExitCode::from(2),
+    ) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("wristband: cannot start the runtime: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(config)) {
         Ok(done) => {
@@ -112,15 +109,12 @@ fn serve(config: Config) -> ExitCode {
     let per_thread = std::env::var("WRISTBAND_RUNTIME").is_ok_and(|v| v == "per-thread");
     match worker_threads() {
         Ok(n) if n > 1 && per_thread => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match build(
+                tokio::runtime::Builder::new_current_thread(),
+                ExitCode::FAILURE,
+            ) {
                 Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("wristband: cannot start the runtime: {error}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             finish(runtime.block_on(wristband::run_with(
                 config,
@@ -129,6 +123,17 @@ fn serve(config: Config) -> ExitCode {
         }
         _ => block_on(wristband::run(config)),
     }
+}
+
+/// The runtime `builder` makes, or `failure` once the reason is printed.
+fn build(
+    mut builder: tokio::runtime::Builder,
+    failure: ExitCode,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("wristband: cannot start the runtime: {error}");
+        failure
+    })
 }
 
 fn finish(result: anyhow::Result<()>) -> ExitCode {
@@ -155,7 +160,7 @@ fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
             return ExitCode::from(2);
         }
     };
-    let mut builder = match threads {
+    let builder = match threads {
         1 => tokio::runtime::Builder::new_current_thread(),
         n => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -163,12 +168,9 @@ fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> Ex
             builder
         }
     };
-    let runtime = match builder.enable_all().build() {
+    let runtime = match build(builder, ExitCode::FAILURE) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("wristband: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     finish(runtime.block_on(future))
 }

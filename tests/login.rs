@@ -217,6 +217,12 @@ impl<'op> Browser<'op> {
         self.callback(finish, &target).await
     }
 
+    /// A whole login to `/` that must succeed.
+    async fn logs_in(&mut self, start: SocketAddr, finish: SocketAddr) {
+        let done = self.login(start, finish, "/").await;
+        assert_eq!(done.status, 302, "{}", done.text());
+    }
+
     async fn page(&mut self, proxy: SocketAddr, path: &str) -> Reply {
         self.request(proxy, "GET", path, &["Accept: application/json"])
             .await
@@ -571,13 +577,7 @@ async fn the_return_url_never_leaves_the_site() {
 async fn twenty_concurrent_requests_on_a_due_session_make_one_refresh() {
     let site = site("refresh_interval = \"1s\"").await;
     let mut browser = Browser::new(&site.op);
-    assert_eq!(
-        browser
-            .login(site.one.addr, site.two.addr, "/")
-            .await
-            .status,
-        302
-    );
+    browser.logs_in(site.one.addr, site.two.addr).await;
     let cookie = browser.cookie_header().expect("cookie");
     tokio::time::sleep(Duration::from_millis(2100)).await;
 
@@ -625,13 +625,7 @@ async fn twenty_concurrent_requests_on_a_due_session_make_one_refresh() {
 async fn a_refused_refresh_ends_the_session_and_an_unreachable_idp_keeps_it() {
     let site = site("refresh_interval = \"1s\"").await;
     let mut browser = Browser::new(&site.op);
-    assert_eq!(
-        browser
-            .login(site.one.addr, site.one.addr, "/")
-            .await
-            .status,
-        302
-    );
+    browser.logs_in(site.one.addr, site.one.addr).await;
 
     // The IdP failing: the session stays as it is.
     site.op
@@ -689,13 +683,7 @@ async fn a_refused_refresh_ends_the_session_and_an_unreachable_idp_keeps_it() {
 async fn logout_ends_the_session_everywhere_and_at_the_idp() {
     let site = site(&format!("post_logout_redirect = \"{LOGGED_OUT}\"")).await;
     let mut browser = Browser::new(&site.op);
-    assert_eq!(
-        browser
-            .login(site.one.addr, site.two.addr, "/")
-            .await
-            .status,
-        302
-    );
+    browser.logs_in(site.one.addr, site.two.addr).await;
     let old = browser.cookie_header().expect("cookie");
     let id = browser.cookies["sid"].clone();
 
@@ -763,13 +751,7 @@ async fn without_end_session_logout_ends_at_post_logout_redirect() {
     .await;
     let site = site_with(op, "").await;
     let mut browser = Browser::new(&site.op);
-    assert_eq!(
-        browser
-            .login(site.one.addr, site.one.addr, "/")
-            .await
-            .status,
-        302
-    );
+    browser.logs_in(site.one.addr, site.one.addr).await;
     let origin = format!("Origin: http://{}", site.one.addr);
     let out = browser
         .request(site.one.addr, "POST", "/_wristband/logout", &[&origin])
@@ -789,13 +771,7 @@ async fn post_and_public_clients_and_userinfo_claims() {
     .await;
     let site = site_with(op, "").await;
     let mut browser = Browser::new(&site.op);
-    assert_eq!(
-        browser
-            .login(site.one.addr, site.two.addr, "/")
-            .await
-            .status,
-        302
-    );
+    browser.logs_in(site.one.addr, site.two.addr).await;
     let seen = browser.page(site.one.addr, "/").await.seen();
     assert_eq!(seen.header("x-auth-groups"), Some("admins,dev"));
     assert_eq!(site.op.stats().await.userinfo, 1);
@@ -808,7 +784,7 @@ async fn post_and_public_clients_and_userinfo_claims() {
         config(&op, &redis_store(&redis), app.addr, "").replace("client_secret = \"s3cret\"\n", "");
     let proxy = start_proxy(&toml).await;
     let mut browser = Browser::new(&op);
-    assert_eq!(browser.login(proxy.addr, proxy.addr, "/").await.status, 302);
+    browser.logs_in(proxy.addr, proxy.addr).await;
     assert_eq!(
         browser
             .page(proxy.addr, "/")
@@ -886,7 +862,7 @@ async fn behind_a_trusted_tls_proxy_the_site_is_https() {
     let untrusting = start_proxy(&toml).await;
     for (proxy, expected) in [(&trusting, 302), (&untrusting, 403)] {
         let mut browser = Browser::new(&op);
-        assert_eq!(browser.login(proxy.addr, proxy.addr, "/").await.status, 302);
+        browser.logs_in(proxy.addr, proxy.addr).await;
         let origin = format!("Origin: https://{}", proxy.addr);
         let out = browser
             .request(
@@ -965,7 +941,7 @@ async fn revoking_a_sub_ends_its_login_sessions_on_the_memory_store() {
     );
     let proxy = start_proxy(&toml).await;
     let mut browser = Browser::new(&op);
-    assert_eq!(browser.login(proxy.addr, proxy.addr, "/").await.status, 302);
+    browser.logs_in(proxy.addr, proxy.addr).await;
     assert_eq!(
         browser
             .page(proxy.addr, "/")
@@ -1161,13 +1137,7 @@ async fn userinfo_about_another_user_is_refused() {
         .tamper(json!({ "userinfo": { "claims": { "groups": ["auditors"] } } }))
         .await;
     let mut browser = Browser::new(&site.op);
-    assert_eq!(
-        browser
-            .login(site.one.addr, site.two.addr, "/")
-            .await
-            .status,
-        302
-    );
+    browser.logs_in(site.one.addr, site.two.addr).await;
     let seen = browser.page(site.one.addr, "/").await.seen();
     assert_eq!(seen.header("x-auth-groups"), Some("auditors"));
 }
@@ -1254,7 +1224,7 @@ async fn encryption_keys_rotate_without_logging_anyone_out_who_was_refreshed() {
     let mut kept = Browser::new(&op);
     let mut idle = Browser::new(&op);
     for browser in [&mut kept, &mut idle] {
-        assert_eq!(browser.login(proxy.addr, proxy.addr, "/").await.status, 302);
+        browser.logs_in(proxy.addr, proxy.addr).await;
     }
     let old_id = key_id(&sealed_rt(&kept));
     assert_eq!(old_id, key_id(&sealed_rt(&idle)));

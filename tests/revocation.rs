@@ -120,7 +120,12 @@ async fn held(px: &TestProxy, kind: &str) -> Option<f64> {
 }
 
 async fn two_proxies(redis: &RedisServer, up: &TestUpstream) -> (TestProxy, TestProxy, String) {
-    let toml = config(&redis_store(redis), up);
+    two_proxies_on(&redis_store(redis), up).await
+}
+
+/// Two ready instances on the `[store]` table `store`.
+async fn two_proxies_on(store: &str, up: &TestUpstream) -> (TestProxy, TestProxy, String) {
+    let toml = config(store, up);
     let a = start_proxy(&toml).await;
     let b = start_proxy(&toml).await;
     wait_ready(&a).await;
@@ -423,11 +428,7 @@ async fn in_a_cluster_every_primary_pushes_its_revocations() {
     let cluster = Cluster::start(3);
     let up = upstream::echo().await;
     let store = format!("[store]\nkind = \"redis\"\nurl = \"{}\"\n", cluster.url());
-    let toml = config(&store, &up);
-    let a = start_proxy(&toml).await;
-    let b = start_proxy(&toml).await;
-    wait_ready(&a).await;
-    wait_ready(&b).await;
+    let (a, b, _) = two_proxies_on(&store, &up).await;
     // One jti whose key lives on each primary.
     let mut jtis: Vec<String> = Vec::new();
     let mut owners = std::collections::BTreeSet::new();
@@ -493,11 +494,7 @@ async fn in_a_cluster_a_promoted_replica_pushes_its_revocations() {
     let mut cluster = Cluster::start_with_replicas(3);
     let up = upstream::echo().await;
     let store = format!("[store]\nkind = \"redis\"\nurl = \"{}\"\n", cluster.url());
-    let toml = config(&store, &up);
-    let a = start_proxy(&toml).await;
-    let b = start_proxy(&toml).await;
-    wait_ready(&a).await;
-    wait_ready(&b).await;
+    let (a, b, _) = two_proxies_on(&store, &up).await;
     let replica = cluster.replica_of(0).expect("master 0 has a replica");
     // jtis whose keys master 0 serves, so its replica serves them after.
     let on_master_0: Vec<String> = (0..)
