@@ -77,12 +77,13 @@ case $SWEEP in
         done
         ;;
     routes | jwks | forward-auth) TARGETS="wristband" ;;
+    runtimes) TARGETS="wristband hyper-floor" ;;
     idle)
         TARGETS="wristband"
         # The bare hyper proxy too, when asked: the stack's own floor.
         [[ " $IDLE_TARGETS " != *" hyper-floor "* ]] || TARGETS="wristband hyper-floor"
         ;;
-    *) die "SWEEP must be connections, routes, jwks or idle (got '$SWEEP')" ;;
+    *) die "SWEEP must be connections, routes, jwks, forward-auth, runtimes or idle (got '$SWEEP')" ;;
 esac
 [[ $ROUTES_EXTRA =~ ^[0-9]+$ ]] || die "ROUTES_EXTRA must be a number (got '$ROUTES_EXTRA')"
 [[ $IDLE_CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "IDLE_CONNECTIONS must be a positive integer (got '$IDLE_CONNECTIONS')"
@@ -748,6 +749,40 @@ PY
             done
             WRK_PATH='' WRK_HEADER=''
             ;;
+        runtimes)
+            # Issue 16, both cores: nginx with 2 workers; wristband (public
+            # route) on 1 thread, on tokio's work-stealing pool of 2, and on
+            # 2 threads with a runtime each (WRISTBAND_RUNTIME=per-thread);
+            # the bare hyper proxy with WORKERS (the layout's) as the floor.
+            [ -n "$WB_PID" ] || die "wristband did not start"
+            read -r N2_PORT <<<"$(free_ports 1)"
+            sed 's/^worker_processes 1;/worker_processes 2;/' "$BENCH_DIR/nginx-proxy.conf.in" \
+                >"$TMP/nginx-proxy-2.conf.in"
+            start_nginx "proxy2-$layout" "$TMP/nginx-proxy-2.conf.in" "$N2_PORT" \
+                "BACKEND_PORT=$BACKEND_PORT" || die "the 2-worker nginx did not start"
+            N2_PID=$STARTED_PID
+            layout_pids+=("$N2_PID")
+            runtime_targets=()
+            for variant in 1:shared 2:shared 2:per-thread; do
+                read -r V_PORT V_ADMIN <<<"$(free_ports 2)"
+                render "$BENCH_DIR/wristband.toml.in" "$TMP/runtime-$variant.toml" \
+                    "PORT=$V_PORT" "ADMIN_PORT=$V_ADMIN" "BACKEND_PORT=$BACKEND_PORT" \
+                    "JWKS=$KEYS/jwks.json" "CACHE=100000" "REDIS_PORT=$REDIS_PORT" "SESSION_CACHE=30s"
+                WORKERS=${variant%%:*} WRISTBAND_RUNTIME=${variant#*:} \
+                    start_wb_cfg "$layout-runtime-$variant" "$TMP/runtime-$variant.toml" "$V_PORT" "$V_ADMIN" /
+                layout_pids+=("$STARTED_WB")
+                runtime_targets+=("wristband-${variant%%:*}-${variant#*:}:$V_PORT:$STARTED_WB")
+            done
+            for ((round = 1; round <= ROUNDS; round++)); do
+                run_wrk "$layout" "$round" nginx-2-workers "$N2_PORT" "$BACKEND_PID" "$N2_PID"
+                for t in "${runtime_targets[@]}"; do
+                    IFS=: read -r name port pid <<<"$t"
+                    run_wrk "$layout" "$round" "$name" "$port" "$BACKEND_PID" "$pid"
+                done
+                [ -z "$FLOOR_PID" ] ||
+                    run_wrk "$layout" "$round" "hyper-floor-${WORKERS:-default}" "$FLOOR_PORT" "$BACKEND_PID" "$FLOOR_PID"
+            done
+            ;;
         idle)
             read -r I_PORT I_ADMIN <<<"$(free_ports 2)"
             routes_cfg "$TMP/idle.toml" "$I_PORT" "$I_ADMIN" 0
@@ -894,7 +929,7 @@ for layout in ("pinned", "unpinned"):
                        f"| {b['rps'] / a['rps']:.2f} | {' / '.join(f'{x:.0f}' for x in b['rounds'])} | {a['errs'] + b['errs']} |")
         out.append("")
         continue
-    if sweep in ("routes", "jwks", "forward-auth"):
+    if sweep in ("routes", "jwks", "forward-auth", "runtimes"):
         names = [k for k in dict.fromkeys(l.split("\t")[2] for l in open(raw)) if k in agg]
         out.append("| target | req/s | req/s by round | p50 ms | p99 ms | vs first row req/s | server CPU µs/req | Δ µs/req vs first row | errors |")
         out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -909,6 +944,15 @@ for layout in ("pinned", "unpinned"):
                                 "nginx auth_request to wristband ÷ to a trivial auth service"),
                                ("wristband-rs256-revocation-1000", "wristband-rs256",
                                 "RS256 route, [revocation] on with 1,000 jtis ÷ off")):
+                if a in agg and b in agg:
+                    out.append(f"- {what}: {agg[a]['rps'] / agg[b]['rps']:.3f} (req/s)")
+            out.append("")
+        if sweep == "runtimes":
+            for a, b, what in (("wristband-2-per-thread", "nginx-2-workers", "wristband, 2 threads with a runtime each ÷ nginx, 2 workers"),
+                               ("wristband-2-shared", "nginx-2-workers", "wristband, 2 work-stealing threads ÷ nginx, 2 workers"),
+                               ("wristband-2-per-thread", "wristband-2-shared", "runtime per thread ÷ work stealing, 2 threads"),
+                               ("wristband-2-per-thread", "wristband-1-shared", "2 threads (runtime each) ÷ 1 thread"),
+                               ("wristband-2-shared", "wristband-1-shared", "2 threads (work stealing) ÷ 1 thread")):
                 if a in agg and b in agg:
                     out.append(f"- {what}: {agg[a]['rps'] / agg[b]['rps']:.3f} (req/s)")
             out.append("")
