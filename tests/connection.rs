@@ -585,3 +585,91 @@ async fn regression_a_refused_upload_left_unread_announced_keep_alive_then_close
     assert!(head.starts_with("http/1.1 401"), "{head}");
     assert!(!head.contains("connection: close"), "{head}");
 }
+
+/// An upstream that answers each request as soon as its head is in, then
+/// reads the request's body (`Content-Length`) to the end: an app that
+/// accepts an upload before it has all of it.
+async fn early_answering_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 16 * 1024];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    buf.drain(..end + 4);
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(reply).await.is_err() {
+                        return;
+                    }
+                    while buf.len() < length {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..length);
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The rest of an upload the upstream answered early is no request head:
+/// it may take longer than `header_read_timeout` to arrive, and the
+/// connection then serves the next request.
+#[tokio::test]
+async fn an_upload_still_arriving_after_an_early_answer_is_not_cut_off() {
+    let up = early_answering_upstream().await;
+    let toml = with_server("header_read_timeout = \"300ms\"", &one_upstream(up, PUBLIC));
+    let px = start_proxy(&toml).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    const CHUNK: usize = 32 * 1024;
+    const CHUNKS: usize = 10;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        CHUNK * CHUNKS
+    );
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    stream.write_all(&[b'x'; CHUNK]).await.expect("write");
+    let answer = read_head(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The rest, 1.35 s for 288 KiB: well past the 300 ms head bound.
+    for _ in 1..CHUNKS {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream
+            .write_all(&[b'x'; CHUNK])
+            .await
+            .expect("the upload goes on");
+    }
+    // "ok" of the first answer, then the second request's answer.
+    stream
+        .write_all(b"GET /second HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let rest = closed_within(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("the second answer, then close");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.starts_with("okHTTP/1.1 200"),
+        "no second answer: {rest:?}"
+    );
+}

@@ -16,13 +16,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::server::idle::ClientBody;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 use crate::auth::counters::AuthRecord;
 use crate::auth::redirect::{Site, is_navigational};
@@ -94,7 +94,11 @@ impl Proxy {
     }
 
     /// Serves one request: never fails, every error is a response.
-    pub async fn handle(&self, conn: &ConnInfo, req: Request<Incoming>) -> Response<ResponseBody> {
+    pub async fn handle(
+        &self,
+        conn: &ConnInfo,
+        req: Request<ClientBody>,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let gateway = self.gateway.load_full();
         let request_id = headers::request_id(req.headers());
@@ -176,7 +180,7 @@ impl Proxy {
         &self,
         gateway: &Gateway,
         conn: &ConnInfo,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         request_id: &HeaderValue,
         log: &mut RequestLog,
     ) -> Result<Response<ResponseBody>, Rejection> {

@@ -11,17 +11,21 @@
 //!   (hyper's own header timer ran from the end of the previous response,
 //!   so idle keep-alive connections were closed after `header_read_timeout`
 //!   instead of `idle_timeout`; found by the issue 17 soak). A head that
-//!   runs out is cut off at once.
+//!   runs out is cut off at once. A request is over, and the next bytes
+//!   begin a head, only once its response is written and its body read
+//!   ([`ClientBody`]): the rest of an upload the upstream answered early
+//!   is not a slow head.
 //!
 //! Counting I/O events instead of reading the clock on each of them keeps the
 //! hot path to a few relaxed atomic operations.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What the watcher and the connection share.
@@ -33,6 +37,9 @@ pub struct Clocks {
     ticks: AtomicU64,
     /// No request is being handled: the next bytes begin a head.
     awaiting_head: AtomicBool,
+    /// Parts of the requests being handled still open: each request's
+    /// body (while the client may still be sending it) and response.
+    open: AtomicU32,
     /// The tick at which the head being read began; [`NO_HEAD`] between
     /// heads.
     head_started: AtomicU64,
@@ -47,21 +54,29 @@ impl Clocks {
             activity: AtomicU64::new(0),
             ticks: AtomicU64::new(0),
             awaiting_head: AtomicBool::new(true),
+            open: AtomicU32::new(0),
             head_started: AtomicU64::new(0),
         })
     }
 
-    /// A whole head was read: the request is being handled.
-    pub fn request_started(&self) {
+    /// A whole head was read: the request is being handled, its response
+    /// and, `with_body`, its body are open.
+    pub fn request_started(&self, with_body: bool) {
+        self.open
+            .fetch_add(1 + u32::from(with_body), Ordering::Relaxed);
         self.awaiting_head.store(false, Ordering::Relaxed);
         self.head_started.store(NO_HEAD, Ordering::Relaxed);
     }
 
-    /// The response has been written (its body ended, or was dropped):
-    /// the next bytes begin the next head. Not sooner: a pipelined head
-    /// read while a slow response is still being written is not late.
-    fn response_done(&self) {
-        self.awaiting_head.store(true, Ordering::Relaxed);
+    /// A response has been written (its body ended, or was dropped), or a
+    /// request body read to its end (or dropped). With nothing open, the
+    /// next bytes begin the next head. Not sooner: a pipelined head read
+    /// while a slow response is still being written is not late, and the
+    /// rest of an upload the upstream answered early is no head at all.
+    fn part_done(&self) {
+        if self.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.awaiting_head.store(true, Ordering::Relaxed);
+        }
     }
 
     fn read_some(&self) {
@@ -165,7 +180,7 @@ struct Done(Arc<Clocks>);
 
 impl Drop for Done {
     fn drop(&mut self) {
-        self.0.response_done();
+        self.0.part_done();
     }
 }
 
@@ -195,6 +210,63 @@ impl<B: http_body::Body> http_body::Body for Finished<B> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The body a client sends, as the pipeline gets it: it tells the
+/// connection's clocks once it has been read to its end or dropped.
+#[derive(Debug)]
+pub struct ClientBody {
+    body: Incoming,
+    /// `Some` while the body is open on a watched connection.
+    clocks: Option<Arc<Clocks>>,
+}
+
+impl ClientBody {
+    /// `clocks`: those [`Clocks::request_started`] was told of this body.
+    pub fn new(body: Incoming, clocks: Option<Arc<Clocks>>) -> Self {
+        ClientBody { body, clocks }
+    }
+
+    fn ended(&mut self) {
+        if let Some(clocks) = self.clocks.take() {
+            clocks.part_done();
+        }
+    }
+}
+
+impl Drop for ClientBody {
+    fn drop(&mut self) {
+        self.ended();
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if ended {
+            self.ended();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

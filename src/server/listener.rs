@@ -191,7 +191,10 @@ where
         let conn = conn.clone();
         let clocks = service_clocks.clone();
         async move {
-            clocks.request_started();
+            let with_body = !http_body::Body::is_end_stream(hyper::Request::body(&req));
+            clocks.request_started(with_body);
+            let tracked = with_body.then(|| clocks.clone());
+            let req = req.map(|body| idle::ClientBody::new(body, tracked));
             let response = proxy.handle(&conn, req).await;
             Ok::<_, Infallible>(response.map(|body| idle::Finished::new(body, clocks)))
         }

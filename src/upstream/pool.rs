@@ -27,14 +27,15 @@ use tower_service::Service;
 use super::affinity;
 use crate::boxed::boxed;
 use crate::config::Target;
+use crate::server::idle::ClientBody;
 
 /// What the upstream receives as a body: the client's, streamed, or nothing
 /// (health checks, and retried requests).
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+pub type UpstreamBody = Either<ClientBody, Empty<Bytes>>;
 
 /// The client's body as the upstream gets it: none at all when it is empty
 /// (so that a retry may resend the request).
-pub fn body(incoming: Incoming) -> UpstreamBody {
+pub fn body(incoming: ClientBody) -> UpstreamBody {
     if incoming.is_end_stream() {
         Either::Right(Empty::new())
     } else {
