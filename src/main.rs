@@ -102,13 +102,28 @@ where
     }
 }
 
-/// The proxy itself: with more than one worker thread and
-/// `WRISTBAND_RUNTIME=per-thread`, one single-threaded runtime per thread
-/// (`wristband::Workers`), the rest on this thread's.
+/// The proxy itself. With more than one worker thread, one
+/// single-threaded runtime per thread (`wristband::Workers`; the rest of
+/// the process on this thread's), unless `WRISTBAND_RUNTIME=shared` asks
+/// for tokio's work-stealing pool: on two cores the first served ~1.4x
+/// the requests of the second (bench/, `SWEEP=runtimes`).
 fn serve(config: Config) -> ExitCode {
-    let per_thread = std::env::var("WRISTBAND_RUNTIME").is_ok_and(|v| v == "per-thread");
+    let shared = match std::env::var("WRISTBAND_RUNTIME").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("per-thread") => false,
+        Ok("shared") => true,
+        Ok(other) => {
+            eprintln!(
+                "wristband: WRISTBAND_RUNTIME must be \"per-thread\" or \"shared\", not {other:?}"
+            );
+            return ExitCode::from(2);
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("wristband: WRISTBAND_RUNTIME must be \"per-thread\" or \"shared\"");
+            return ExitCode::from(2);
+        }
+    };
     match worker_threads() {
-        Ok(n) if n > 1 && per_thread => {
+        Ok(n) if n > 1 && !shared => {
             let runtime = match build(
                 tokio::runtime::Builder::new_current_thread(),
                 ExitCode::FAILURE,

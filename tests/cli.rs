@@ -371,3 +371,35 @@ fn an_unusable_tokio_worker_threads_is_refused_by_name_and_binds_nothing() {
         }
     }
 }
+
+#[test]
+fn an_unknown_wristband_runtime_is_refused_by_name_and_binds_nothing() {
+    let dir = TempDir::new();
+    let addr = free_addr();
+    let admin = free_addr();
+    let file = dir.write(
+        "ok.toml",
+        &format!(
+            "[server]\nlisten = [\"{addr}\"]\n[admin]\nlisten = \"{admin}\"\n\
+             [[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n\
+             [[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n"
+        ),
+    );
+    for value in ["per-core", "Shared", ""] {
+        let ran = wristband(
+            &["run", "--config", path_str(&file)],
+            &[("WRISTBAND_RUNTIME", value), ("TOKIO_WORKER_THREADS", "2")],
+        );
+        assert_exit(&ran, 2);
+        assert!(
+            stderr(&ran).contains(&format!(
+                "WRISTBAND_RUNTIME must be \"per-thread\" or \"shared\", not {value:?}"
+            )),
+            "{value:?}: {}",
+            stderr(&ran)
+        );
+        for port in [addr, admin] {
+            assert!(!accepts(port), "{value:?}: {port} is being listened on");
+        }
+    }
+}

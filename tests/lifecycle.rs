@@ -169,27 +169,27 @@ async fn with_one_worker_thread_the_single_threaded_runtime_serves_reloads_and_d
     sigterm_drains_an_in_flight_request(&mut px, &up).await;
 }
 
-/// `WRISTBAND_RUNTIME=per-thread`: a runtime per worker thread, each with
-/// its own listening socket. Every connection of a burst is served, a
-/// reload reaches the workers, and SIGTERM drains what a worker holds.
+/// Threads named as a worker's (`wristband::Workers::PerThread`).
+fn worker_threads(px: &ProxyProcess) -> usize {
+    std::fs::read_dir(format!("/proc/{}/task", px.pid()))
+        .expect("the process's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("wristband-work"))
+        .count()
+}
+
+/// With more than one thread, by default, a runtime per worker thread,
+/// each with its own listening socket. Every connection of a burst is
+/// served, a reload reaches the workers, and SIGTERM drains what a worker
+/// holds.
 #[tokio::test]
 async fn with_a_runtime_per_thread_every_worker_serves_reloads_and_drains() {
     let up = upstream::echo().await;
     let routes = format!("{}{}", public_route("/old"), public_route("/slow"));
-    let mut px = ProxyProcess::start_with_env(
-        &config(up.addr, &routes),
-        &[
-            ("TOKIO_WORKER_THREADS", "2"),
-            ("WRISTBAND_RUNTIME", "per-thread"),
-        ],
-    )
-    .await;
-    let workers = std::fs::read_dir(format!("/proc/{}/task", px.pid()))
-        .expect("the process's threads")
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("wristband-work"))
-        .count();
-    assert_eq!(workers, 2, "stderr:\n{}", px.stderr());
+    let mut px =
+        ProxyProcess::start_with_env(&config(up.addr, &routes), &[("TOKIO_WORKER_THREADS", "2")])
+            .await;
+    assert_eq!(worker_threads(&px), 2, "stderr:\n{}", px.stderr());
     assert!(
         px.stderr().contains("one runtime per thread"),
         "{}",
@@ -216,6 +216,25 @@ async fn with_a_runtime_per_thread_every_worker_serves_reloads_and_drains() {
         assert_eq!(status, 200, "reload; stderr:\n{}", px.stderr());
     }
 
+    sigterm_drains_an_in_flight_request(&mut px, &up).await;
+}
+
+/// `WRISTBAND_RUNTIME=shared`: tokio's work-stealing pool, no worker
+/// threads of wristband's own; it serves and drains as well.
+#[tokio::test]
+async fn with_wristband_runtime_shared_the_work_stealing_pool_serves_and_drains() {
+    let up = upstream::echo().await;
+    let routes = format!("{}{}", public_route("/old"), public_route("/slow"));
+    let mut px = ProxyProcess::start_with_env(
+        &config(up.addr, &routes),
+        &[
+            ("TOKIO_WORKER_THREADS", "2"),
+            ("WRISTBAND_RUNTIME", "shared"),
+        ],
+    )
+    .await;
+    assert_eq!(worker_threads(&px), 0, "stderr:\n{}", px.stderr());
+    assert_eq!(client::get(px.addr, "/old/x", &[]).await.status, 200);
     sigterm_drains_an_in_flight_request(&mut px, &up).await;
 }
 
