@@ -17,6 +17,7 @@ pub mod assertion_key;
 pub mod auth;
 mod boxed;
 pub mod cli;
+pub mod client_body;
 pub mod config;
 pub mod demo;
 pub mod encoding;

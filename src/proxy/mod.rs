@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::server::idle::ClientBody;
+use crate::client_body::ClientBody;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, HeaderValue};

@@ -13,7 +13,7 @@
 //!   instead of `idle_timeout`; found by the issue 17 soak). A head that
 //!   runs out is cut off at once. A request is over, and the next bytes
 //!   begin a head, only once its response is written and its body read
-//!   ([`ClientBody`]): the rest of an upload the upstream answered early
+//!   ([`crate::client_body`]): the rest of an upload the upstream answered early
 //!   is not a slow head.
 //!
 //! Counting I/O events instead of reading the clock on each of them keeps the
@@ -25,8 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::client_body::Ended;
 
 /// What the watcher and the connection share.
 #[derive(Debug)]
@@ -213,60 +214,11 @@ impl<B: http_body::Body> http_body::Body for Finished<B> {
     }
 }
 
-/// The body a client sends, as the pipeline gets it: it tells the
-/// connection's clocks once it has been read to its end or dropped.
-#[derive(Debug)]
-pub struct ClientBody {
-    body: Incoming,
-    /// `Some` while the body is open on a watched connection.
-    clocks: Option<Arc<Clocks>>,
-}
-
-impl ClientBody {
-    /// `clocks`: those [`Clocks::request_started`] was told of this body.
-    pub fn new(body: Incoming, clocks: Option<Arc<Clocks>>) -> Self {
-        ClientBody { body, clocks }
-    }
-
-    fn ended(&mut self) {
-        if let Some(clocks) = self.clocks.take() {
-            clocks.part_done();
-        }
-    }
-}
-
-impl Drop for ClientBody {
-    fn drop(&mut self) {
-        self.ended();
-    }
-}
-
-impl http_body::Body for ClientBody {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        let ended = match &polled {
-            Poll::Ready(None | Some(Err(_))) => true,
-            Poll::Ready(Some(Ok(_))) => self.body.is_end_stream(),
-            Poll::Pending => false,
-        };
-        if ended {
-            self.ended();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+/// A request body read to its end or dropped (see
+/// [`crate::client_body::ClientBody`]).
+impl Ended for Clocks {
+    fn ended(&self) {
+        self.part_done();
     }
 }
 

@@ -22,6 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::idle;
+use crate::client_body::ClientBody;
 use crate::config::ServerConfig;
 use crate::proxy::{ConnInfo, Proxy};
 
@@ -193,8 +194,8 @@ where
         async move {
             let with_body = !http_body::Body::is_end_stream(hyper::Request::body(&req));
             clocks.request_started(with_body);
-            let tracked = with_body.then(|| clocks.clone());
-            let req = req.map(|body| idle::ClientBody::new(body, tracked));
+            let watcher = with_body.then(|| clocks.clone() as Arc<dyn crate::client_body::Ended>);
+            let req = req.map(|body| ClientBody::new(body, watcher));
             let response = proxy.handle(&conn, req).await;
             Ok::<_, Infallible>(response.map(|body| idle::Finished::new(body, clocks)))
         }

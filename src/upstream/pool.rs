@@ -26,8 +26,8 @@ use tower_service::Service;
 
 use super::affinity;
 use crate::boxed::boxed;
+use crate::client_body::ClientBody;
 use crate::config::Target;
-use crate::server::idle::ClientBody;
 
 /// What the upstream receives as a body: the client's, streamed, or nothing
 /// (health checks, and retried requests).
