@@ -324,10 +324,10 @@ async fn answer_edge(
     };
     let original = forward_auth::original(call, conn.tls, asked)?;
     log.path = normalize_path(original.parts.uri.path()).map_err(BadRequest::Path)?;
-    let host = original.parts.headers.get(HOST).cloned();
+    let host = original.host;
     let site = Site {
         tls: original.tls,
-        host: host.as_ref(),
+        host: Some(&host),
     };
     let inbound = Inbound::new(original.parts);
     let (index, authenticated) = match admit(
