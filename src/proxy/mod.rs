@@ -131,9 +131,6 @@ impl Proxy {
                 response
             }
         };
-        response
-            .headers_mut()
-            .insert(&headers::X_REQUEST_ID, request_id.clone());
 
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
@@ -167,6 +164,12 @@ impl Proxy {
         route
             .map_or(&gateway.unrouted_requests, |r| &r.requests)
             .inc(status);
+        // Last, so the id moves into the response instead of being cloned:
+        // a fresh id's bytes are not shared yet, and its first clone
+        // allocates.
+        response
+            .headers_mut()
+            .insert(&headers::X_REQUEST_ID, request_id);
         response
     }
 
