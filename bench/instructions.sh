@@ -18,7 +18,11 @@
 # wristband-session (session cache on: after the first request, no Redis),
 # wristband-session-nocache (one HGETALL per request; Redis not counted),
 # hyper-floor-session (hyper-floor plus one fred HGETALL per request; not in
-# the default list).
+# the default list); and, asked by an nginx `auth_request`
+# (bench/nginx-auth-request.conf.in, the client talking to nginx, nginx not
+# counted), wristband-forward-auth (SPEC §8, the RS256 token, verified-token
+# cache on) and hyper-floor-auth (examples/bare_auth.rs: an empty 200 with
+# X-Auth-User), neither in the default list.
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,12 +42,13 @@ for tool in valgrind callgrind_control nginx redis-server python3; do
 done
 [[ $N1 =~ ^[1-9][0-9]*$ && $N2 =~ ^[1-9][0-9]*$ && $N2 -gt $N1 ]] || die "N1 and N2 must be positive integers, N2 > N1"
 
-log "building (cargo build --release --bin wristband --example bare_proxy --example bench_tokens)"
+log "building (cargo build --release --bin wristband --example bare_proxy --example bare_auth --example bench_tokens)"
 (cd "$REPO_DIR" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --locked --bin wristband \
-    --example bare_proxy --example bench_tokens) >&2 || die "cargo build failed"
+    --example bare_proxy --example bare_auth --example bench_tokens) >&2 || die "cargo build failed"
 # WRISTBAND_BIN measures another build (an older commit's, say) instead.
 WB_BIN=${WRISTBAND_BIN:-$TARGET_DIR/release/wristband}
 FLOOR_BIN=$TARGET_DIR/release/examples/bare_proxy
+FLOOR_AUTH_BIN=$TARGET_DIR/release/examples/bare_auth
 
 TMP=$(mktemp -d)
 PIDS=()     # nginx and Redis, for the whole run
@@ -59,9 +64,9 @@ cleanup() {
 trap cleanup EXIT
 
 # Free loopback ports, all picked in one call.
-read -r BACKEND_PORT REDIS_PORT PORT ADMIN_PORT <<<"$(python3 - <<'PY'
+read -r BACKEND_PORT REDIS_PORT PORT ADMIN_PORT EDGE_PORT <<<"$(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -72,6 +77,14 @@ mkdir -p "$TMP/nginx/tmp"
 sed -e "s#@PREFIX@#$TMP/nginx#g" -e "s#@PORT@#$BACKEND_PORT#g" \
     "$BENCH_DIR/nginx-backend.conf.in" >"$TMP/nginx.conf"
 nginx -c "$TMP/nginx.conf" -p "$TMP/nginx" >"$TMP/nginx.log" 2>&1 &
+PIDS+=($!)
+# The edge of the forward-auth targets: nginx auth_request asking whatever
+# listens on $PORT, then proxying to the backend.
+mkdir -p "$TMP/edge/tmp"
+sed -e "s#@PREFIX@#$TMP/edge#g" -e "s#@PORT@#$EDGE_PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
+    -e "s#@AUTH_PORT@#$PORT#g" -e "s#@AUTH_PATH@#/_wristband/auth#g" \
+    "$BENCH_DIR/nginx-auth-request.conf.in" >"$TMP/edge.conf"
+nginx -c "$TMP/edge.conf" -p "$TMP/edge" >"$TMP/edge.log" 2>&1 &
 PIDS+=($!)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     >"$TMP/redis.log" 2>&1 &
@@ -94,13 +107,17 @@ count() {
     # Under valgrind everything runs ~50x slower: the 250ms default would
     # time out Redis commands (and the cache's tracking set-up) at random.
     sed -i 's#^url = "redis://.*#&\ncommand_timeout = "10s"#' "$TMP/wristband.toml"
+    if [ -n "${FORWARD_AUTH:-}" ]; then
+        sed -i 's|^shutdown_grace = "1s"$|&\ntrusted_proxies = ["127.0.0.1/32"]|' "$TMP/wristband.toml"
+        printf '\n[forward_auth]\n' >>"$TMP/wristband.toml"
+    fi
     local totals=() n total
     for n in "$N1" "$N2"; do
         rm -f "$TMP"/callgrind.out.*
         TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out.%p" \
             "$@" >"$TMP/$name.log" 2>&1 &
         MEASURED=$!
-        python3 - "$PORT" "$path" "$header" "$n" <<'PY' || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
+        python3 - "${CLIENT_PORT:-$PORT}" "$path" "$header" "$n" <<'PY' || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
 import http.client, sys, time
 port, path, header, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 name, _, value = header.partition(": ")
@@ -162,6 +179,14 @@ for target in $TARGETS; do
         wristband-rs256) count "$target" /api "Authorization: Bearer $token" 100000 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         wristband-rs256-nocache) count "$target" /api "Authorization: Bearer $token" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         wristband-session) SESSION_CACHE=60s count "$target" /app "Cookie: sid=bench-session-0123456789" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
+        wristband-forward-auth)
+            FORWARD_AUTH=1 CLIENT_PORT=$EDGE_PORT count "$target" /api "Authorization: Bearer $token" 100000 \
+                "$WB_BIN" run --config "$TMP/wristband.toml"
+            ;;
+        hyper-floor-auth)
+            CLIENT_PORT=$EDGE_PORT count "$target" /api "Authorization: Bearer $token" 0 \
+                "$FLOOR_AUTH_BIN" "127.0.0.1:$PORT"
+            ;;
         wristband-session-nocache) count "$target" /app "Cookie: sid=bench-session-0123456789" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         *) die "unknown target '$target'" ;;
     esac

@@ -25,8 +25,10 @@
 #   jwks         wristband JWT route, cache off, jwks.json (2 keys) vs jwks-100.json (100 keys)
 #   idle         wristband RSS with IDLE_CONNECTIONS (10000) idle keep-alive connections open
 #   forward-auth nginx auth_request to wristband's forward-auth (RS256 token) vs nginx auth_request to
-#                a trivial auth service (the backend's empty 200 at /auth); and the RS256 route with [revocation] on (1,000 revoked jtis
-#                held) vs off
+#                a trivial auth service (the backend's empty 200 at /auth), to the same in an nginx of its own,
+#                and to hyper-floor-auth
+#                (examples/bare_auth.rs: hyper's server answering an empty 200 with X-Auth-User, the
+#                stack's floor); and the RS256 route with [revocation] on (1,000 revoked jtis held) vs off
 # Prints one Markdown table per layout on stdout (progress goes to stderr) and
 # writes them, with the machine and versions, to bench/results/latest.md.
 set -euo pipefail
@@ -136,6 +138,7 @@ WANT_WB=no
     WANT_WB=yes
 TOKENS_BIN=$TARGET_DIR/release/examples/bench_tokens
 FLOOR_BIN=$TARGET_DIR/release/examples/bare_proxy
+FLOOR_AUTH_BIN=$TARGET_DIR/release/examples/bare_auth
 if [ $WANT_WB = yes ]; then
     rebuild=no
     if [ "$BUILD" = always ]; then
@@ -167,6 +170,13 @@ if [[ " $TARGETS " == *" hyper-floor"* ]] && { [ ! -x "$FLOOR_BIN" ] ||
     log "building the bare hyper proxy (cargo build --release --example bare_proxy)"
     (cd "$REPO_DIR" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --example bare_proxy) >&2 ||
         die "cargo build --release --example bare_proxy failed"
+fi
+# hyper-floor-auth: the stack as a forward-auth service (examples/bare_auth.rs).
+if [ "$SWEEP" = forward-auth ] && { [ ! -x "$FLOOR_AUTH_BIN" ] ||
+    [ -n "$(find "$REPO_DIR/examples/bare_auth.rs" "$REPO_DIR/Cargo.lock" -newer "$FLOOR_AUTH_BIN" -print -quit 2>/dev/null)" ]; }; then
+    log "building the bare hyper auth service (cargo build --release --example bare_auth)"
+    (cd "$REPO_DIR" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --example bare_auth) >&2 ||
+        die "cargo build --release --example bare_auth failed"
 fi
 
 # --- file descriptors -------------------------------------------------------------
@@ -699,7 +709,7 @@ for layout in "${LAYOUTS[@]}"; do
             ;;
         forward-auth)
             [ -n "$WB_PID" ] || die "wristband did not start"
-            read -r FA_PORT FA_ADMIN RV_PORT RV_ADMIN NT_PORT NW_PORT <<<"$(free_ports 6)"
+            read -r FA_PORT FA_ADMIN RV_PORT RV_ADMIN NT_PORT NW_PORT HF_PORT NH_PORT SA_PORT NS_PORT <<<"$(free_ports 10)"
             token=$(cat "$KEYS/token-rs256.txt")
             # wristband answering nginx: the bench config, nginx trusted, [forward_auth] on.
             render "$BENCH_DIR/wristband.toml.in" "$TMP/forward-auth.toml" \
@@ -735,14 +745,42 @@ PY
                 "BACKEND_PORT=$BACKEND_PORT" "AUTH_PORT=$FA_PORT" "AUTH_PATH=/_wristband/auth" ||
                 die "the auth_request nginx (wristband) did not start"
             NW_PID=$STARTED_PID
+            # The trivial auth service in a process of its own (another nginx
+            # like the backend, asked at /auth), as wristband and the floor are:
+            # what moving the empty 200 out of the backend costs by itself.
+            start_nginx "auth-separate-$layout" "$BENCH_DIR/nginx-backend.conf.in" "$SA_PORT" ||
+                die "the separate trivial auth nginx did not start"
+            SA_PID=$STARTED_PID
+            start_nginx "auth-request-separate-$layout" "$BENCH_DIR/nginx-auth-request.conf.in" "$NS_PORT" \
+                "BACKEND_PORT=$BACKEND_PORT" "AUTH_PORT=$SA_PORT" "AUTH_PATH=/auth" ||
+                die "the auth_request nginx (separate trivial auth) did not start"
+            NS_PID=$STARTED_PID
+            # The stack's floor as the auth service: hyper's server answering
+            # every question 200 with X-Auth-User, nothing else.
+            floor_env=()
+            [ -n "$WORKERS" ] && floor_env=("TOKIO_WORKER_THREADS=$WORKERS")
+            env "${floor_env[@]}" "${PIN_SERVER[@]}" "$FLOOR_AUTH_BIN" "127.0.0.1:$HF_PORT" \
+                >"$TMP/floor-auth-$layout.log" 2>&1 &
+            HF_PID=$!
+            STARTED_PIDS+=("$HF_PID")
+            wait_ready "http://127.0.0.1:$HF_PORT/" "$HF_PID" "bare hyper auth service" ||
+                die "the bare hyper auth service did not start"
+            start_nginx "auth-floor-$layout" "$BENCH_DIR/nginx-auth-request.conf.in" "$NH_PORT" \
+                "BACKEND_PORT=$BACKEND_PORT" "AUTH_PORT=$HF_PORT" "AUTH_PATH=/_wristband/auth" ||
+                die "the auth_request nginx (hyper floor) did not start"
+            NH_PID=$STARTED_PID
+            [ "$(http_body "http://127.0.0.1:$NH_PORT/api")" = ok ] ||
+                die "nginx + the bare hyper auth service does not answer 200"
             [ "$(http_body "http://127.0.0.1:$NW_PORT/api" "Authorization: Bearer $token")" = ok ] &&
                 [ "$(http_status "http://127.0.0.1:$NW_PORT/api")" = 401 ] &&
                 [ "$(http_status "http://127.0.0.1:$NW_PORT/api" "Authorization: Bearer ${token%.*}.AAAA")" = 401 ] ||
                 die "nginx + forward-auth does not answer 200 with the token and 401 without or with a bad one"
-            layout_pids+=("$FA_PID" "$RV_PID" "$NT_PID" "$NW_PID")
+            layout_pids+=("$FA_PID" "$RV_PID" "$NT_PID" "$NW_PID" "$HF_PID" "$NH_PID" "$SA_PID" "$NS_PID")
             WRK_PATH=/api WRK_HEADER="Authorization: Bearer $token"
             for ((round = 1; round <= ROUNDS; round++)); do
                 run_wrk "$layout" "$round" nginx-auth-request-trivial "$NT_PORT" "$BACKEND_PID" "$NT_PID"
+                run_wrk "$layout" "$round" nginx-auth-request-separate "$NS_PORT" "$BACKEND_PID" "$NS_PID" "$SA_PID"
+                run_wrk "$layout" "$round" hyper-floor-auth "$NH_PORT" "$BACKEND_PID" "$NH_PID" "$HF_PID"
                 run_wrk "$layout" "$round" wristband-forward-auth "$NW_PORT" "$BACKEND_PID" "$NW_PID" "$FA_PID"
                 run_wrk "$layout" "$round" wristband-rs256 "$WB_PORT" "$BACKEND_PID" "$WB_PID"
                 run_wrk "$layout" "$round" wristband-rs256-revocation-1000 "$RV_PORT" "$BACKEND_PID" "$RV_PID"
@@ -940,8 +978,16 @@ for layout in ("pinned", "unpinned"):
                        f"| {a['rps'] / base['rps']:.3f} | {a['us']:.1f} | {a['us'] - base['us']:+.1f} | {a['errs']} |")
         out.append("")
         if sweep == "forward-auth":
-            for a, b, what in (("wristband-forward-auth", "nginx-auth-request-trivial",
+            for a, b, what in (("nginx-auth-request-separate", "nginx-auth-request-trivial",
+                                "nginx auth_request to the trivial auth service in a process of its own ÷ in the backend's"),
+                               ("hyper-floor-auth", "nginx-auth-request-trivial",
+                                "nginx auth_request to the bare hyper auth service (the stack's floor) ÷ to a trivial auth service"),
+                               ("wristband-forward-auth", "nginx-auth-request-trivial",
                                 "nginx auth_request to wristband ÷ to a trivial auth service"),
+                               ("wristband-forward-auth", "hyper-floor-auth",
+                                "nginx auth_request to wristband ÷ to the bare hyper auth service"),
+                               ("hyper-floor-auth", "nginx-auth-request-separate",
+                                "nginx auth_request to the bare hyper auth service ÷ to the separate trivial one"),
                                ("wristband-rs256-revocation-1000", "wristband-rs256",
                                 "RS256 route, [revocation] on with 1,000 jtis ÷ off")):
                 if a in agg and b in agg:

@@ -174,7 +174,14 @@ fn new_request_id() -> HeaderValue {
 /// list, another word) is `Err`: never guessed, since a proxy that appends
 /// would put the client's own value first.
 pub fn forwarded_https(headers: &HeaderMap) -> Result<Option<bool>, OddProto> {
-    let mut values = headers.get_all(&X_FORWARDED_PROTO).iter();
+    forwarded_https_of(headers.get_all(&X_FORWARDED_PROTO).iter())
+}
+
+/// [`forwarded_https`] on the `X-Forwarded-Proto` values a caller has
+/// already found in the map, in order.
+pub fn forwarded_https_of<'v>(
+    mut values: impl Iterator<Item = &'v HeaderValue>,
+) -> Result<Option<bool>, OddProto> {
     let Some(value) = values.next() else {
         return Ok(None);
     };

@@ -135,9 +135,6 @@ impl Proxy {
                 response
             }
         };
-        response
-            .headers_mut()
-            .insert(&headers::X_REQUEST_ID, request_id.clone());
 
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
@@ -171,6 +168,12 @@ impl Proxy {
         route
             .map_or(&gateway.unrouted_requests, |r| &r.requests)
             .inc(status);
+        // Last, so the id moves into the response instead of being cloned:
+        // a fresh id's bytes are not shared yet, and its first clone
+        // allocates.
+        response
+            .headers_mut()
+            .insert(&headers::X_REQUEST_ID, request_id);
         response
     }
 
@@ -328,10 +331,10 @@ async fn answer_edge(
     };
     let original = forward_auth::original(call, conn.tls, asked)?;
     log.path = normalize_path(original.parts.uri.path()).map_err(BadRequest::Path)?;
-    let host = original.parts.headers.get(HOST).cloned();
+    let host = original.host;
     let site = Site {
         tls: original.tls,
-        host: host.as_ref(),
+        host: Some(&host),
     };
     let inbound = Inbound::new(original.parts);
     let (index, authenticated) = match admit(
