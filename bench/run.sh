@@ -3,7 +3,7 @@
 #
 #   bench/run.sh                                  # defaults: pinned, 10s x 2 rounds
 #   DURATION=3s ROUNDS=1 LAYOUT=both bench/run.sh
-#   SWEEP=connections|routes|jwks|idle bench/run.sh   # one of the sweeps instead
+#   SWEEP=connections|routes|jwks|forward-auth|runtimes|idle bench/run.sh   # one of the sweeps instead
 #
 # Targets, interleaved A B C A B C ... for ROUNDS rounds:
 #   direct                   wrk -> nginx backend (return 200 "ok")
