@@ -673,3 +673,68 @@ async fn an_upload_still_arriving_after_an_early_answer_is_not_cut_off() {
         "no second answer: {rest:?}"
     );
 }
+
+/// RELIABILITY.md bug 4: a client still sending an upload the proxy has
+/// refused must get the refusal, not a reset. The rest of the body is read
+/// and thrown away (up to 4 MiB, 5 s), then the connection closes cleanly.
+#[tokio::test]
+async fn a_refused_upload_is_read_on_so_the_client_gets_its_401_not_a_reset() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    const SIZE: usize = 1024 * 1024;
+    stream
+        .write_all(
+            format!("POST /private/upload HTTP/1.1\r\nHost: a\r\nContent-Length: {SIZE}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("write head");
+    stream
+        .write_all(&[b'x'; 64 * 1024])
+        .await
+        .expect("write the first 64 KiB");
+    let head = read_head(&mut stream).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    // The answer is in; the client, as most do, finishes sending first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 1..16 {
+        stream
+            .write_all(&[b'x'; 64 * 1024])
+            .await
+            .unwrap_or_else(|e| panic!("chunk {i} of 16 after the answer: {e}"));
+    }
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("closed within 10 s");
+    read.expect("a clean close, not a reset");
+    let body = String::from_utf8_lossy(&rest);
+    assert!(body.contains("\"error\":\"unauthenticated\""), "{body}");
+    assert_eq!(up.requests.load(Ordering::SeqCst), 0);
+}
+
+/// The reading on is bounded: a refused upload whose client stops sending
+/// is closed once `client_body::LINGER_TIME` (5 s) has passed.
+#[tokio::test]
+async fn a_refused_upload_that_stalls_is_closed_after_the_linger_time() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
+    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    stream
+        .write_all(b"POST /private/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 104857600\r\n\r\n")
+        .await
+        .expect("write head");
+    stream.write_all(&[b'x'; 64 * 1024]).await.expect("write");
+    let head = read_head(&mut stream).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    let started = std::time::Instant::now();
+    let closed = closed_within(&mut stream, Duration::from_secs(10)).await;
+    assert!(closed.is_some(), "still open 10 s after the answer");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4),
+        "closed after {took:?}: no reading on at all"
+    );
+}
