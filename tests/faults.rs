@@ -601,7 +601,7 @@ async fn fault_sigterm_with_requests_in_flight() {
     // ~50 are in flight on the stopped instance when SIGTERM comes.
     load.backend_delay = Duration::from_millis(500);
     let name = "SIGTERM to one instance, requests in flight";
-    under_load(
+    let summary = under_load(
         &mut rig,
         name,
         load,
@@ -626,6 +626,13 @@ async fn fault_sigterm_with_requests_in_flight() {
         },
     )
     .await;
+    // Not a check that cannot fail: requests were in flight on the
+    // stopped instance when SIGTERM came, and each got its answer.
+    assert!(
+        summary.drained_in_flight > 0,
+        "{name}: no request was in flight on the stopped instance at SIGTERM"
+    );
+    assert_eq!(summary.cut_in_flight, 0, "{name}: requests cut in flight");
 }
 
 // ---------------------------------------------------------------------------
@@ -750,10 +757,18 @@ fn violations_errors_and_the_stopped_instance_are_counted_apart() {
     stopped.instance = 1;
     let mut cut = record(1_500, Public, Transport("closed".into()));
     cut.instance = 1;
+    // Started before the stop and answered after it; and one over before.
+    let mut drained = record(1_900, Public, Status(200));
+    drained.instance = 1;
+    drained.done = Duration::from_millis(2_400);
+    let mut earlier = record(1_000, Public, Status(200));
+    earlier.instance = 1;
     let records = vec![
         forwarded,
         stopped,
         cut,
+        drained,
+        earlier,
         record(2_500, Jwt, Status(502)),
         record(2_600, Jwt, Timeout),
     ];
@@ -768,6 +783,7 @@ fn violations_errors_and_the_stopped_instance_are_counted_apart() {
     assert_eq!(s.unauthenticated_forwards, 1);
     assert_eq!(s.stopped_instance_errors, 1);
     assert_eq!(s.cut_in_flight, 1);
+    assert_eq!(s.drained_in_flight, 1);
     assert_eq!(s.unexpected.get("502"), Some(&1));
     assert_eq!(s.unexpected.get("timeout"), Some(&1));
 }

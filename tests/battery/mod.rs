@@ -152,6 +152,9 @@ pub struct Summary {
     /// Requests to the stopped instance started before the stop that did
     /// not get an answer: in flight, and cut.
     pub cut_in_flight: usize,
+    /// Requests to the stopped instance started before the stop and
+    /// answered after it: in flight, and drained.
+    pub drained_in_flight: usize,
     /// Valid credentials answered 401.
     pub valid_refused: usize,
     /// First and last 503, seconds after the fault.
@@ -186,6 +189,10 @@ pub fn summarize(records: &[Record], timing: &FaultTiming) -> Summary {
             s.sent += 1;
         }
         let to_stopped = matches!(stopped_from, Some(at) if r.at >= at);
+        let across_stop = matches!(stopped_from, Some(at) if r.at < at && r.done > at);
+        if across_stop && matches!(r.outcome, Outcome::Status(_)) {
+            s.drained_in_flight += 1;
+        }
         match &r.outcome {
             Outcome::Status(code) => {
                 *s.by_status.entry(*code).or_insert(0) += 1;
