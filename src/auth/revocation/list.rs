@@ -70,6 +70,7 @@ impl Lifetimes {
     }
 }
 
+#[derive(Clone)]
 struct Held {
     /// Read under the same lock as the entries: a reload may change them.
     lifetimes: Lifetimes,
@@ -124,6 +125,25 @@ impl RevokedList {
             empty: AtomicBool::new(true),
             loaded: AtomicBool::new(false),
         }
+    }
+
+    /// What `self` holds now, loaded as `self` is, with `lifetimes`: a set
+    /// for a new watcher of the same store, so that the watcher being
+    /// replaced can never write into it (one writer per set).
+    pub fn copy_with(&self, lifetimes: Lifetimes) -> Self {
+        let mut held = self.held.read().unwrap_or_else(|p| p.into_inner()).clone();
+        held.lifetimes = lifetimes;
+        let copy = RevokedList {
+            empty: AtomicBool::new(true),
+            loaded: AtomicBool::new(self.is_loaded()),
+            held: RwLock::new(Held::new(lifetimes)),
+        };
+        {
+            let mut into = copy.write();
+            *into = held;
+            copy.settle(&into);
+        }
+        copy
     }
 
     pub fn lifetimes(&self) -> Lifetimes {
@@ -325,6 +345,31 @@ mod tests {
         assert_eq!(list.check(None, "v", None, 1000), Ok(()));
         // Past the sub TTL the cut-off is gone.
         assert_eq!(list.check(None, "u", Some(1), 4601), Ok(()));
+    }
+
+    /// A reload's new watcher starts from a copy: what the old set knew,
+    /// loaded; what the old watcher writes later stays out of it.
+    #[test]
+    fn a_copy_holds_what_was_known_and_nothing_written_after() {
+        let old = RevokedList::new(LIFETIMES);
+        old.insert(jti("a", 1000), 900);
+        let unloaded = old.copy_with(LIFETIMES);
+        assert!(!unloaded.is_loaded(), "not loaded stays not loaded");
+        old.mark_loaded();
+        let copy = old.copy_with(LIFETIMES);
+        assert!(copy.is_loaded());
+        assert_eq!(
+            copy.check(Some("a"), "u", Some(900), 950),
+            Err(Refusal::Jti)
+        );
+        old.replace(Vec::new(), 950);
+        old.insert(jti("b", 1000), 950);
+        assert_eq!(
+            copy.check(Some("a"), "u", Some(900), 950),
+            Err(Refusal::Jti)
+        );
+        assert_eq!(copy.check(Some("b"), "u", Some(900), 950), Ok(()));
+        assert_eq!(copy.counts(), (1, 0));
     }
 
     #[test]

@@ -78,10 +78,12 @@ impl Revocations {
         let lifetimes = lifetimes(config);
         // Another store may hold other revocations: only its own load
         // says what is revoked, so a new set (503 until loaded). The same
-        // store keeps the set, which stays current: the memory set is the
-        // only copy, and a Redis watcher rebuilt for a new `propagation`
-        // reloads into the set it inherits instead of refusing every JWT
-        // until that load.
+        // store keeps what is known: the memory set is the only copy, and
+        // a Redis watcher rebuilt for a new `propagation` starts from a
+        // copy of the old set (not the set itself: the old watcher may
+        // still write until it ends, and one set has one writer), which
+        // its first load replaces, instead of refusing every JWT until
+        // that load.
         let same_store = previous.filter(|p| p.store == config.store);
         reuse.record(
             same_store.is_some_and(|p| {
@@ -90,18 +92,21 @@ impl Revocations {
             "revocations",
         );
         let (list, backend) = match same_store {
-            Some(previous) => {
-                previous.list.set_lifetimes(lifetimes);
-                let list = previous.list.clone();
-                let backend = match &previous.backend {
-                    Backend::Memory => Backend::Memory,
-                    Backend::Redis(redis) if previous.propagation == revocation.propagation => {
-                        Backend::Redis(redis.clone())
-                    }
-                    Backend::Redis(_) => redis_backend(config, revocation, &list, metrics)?,
-                };
-                (list, backend)
-            }
+            Some(previous) => match &previous.backend {
+                Backend::Memory => {
+                    previous.list.set_lifetimes(lifetimes);
+                    (previous.list.clone(), Backend::Memory)
+                }
+                Backend::Redis(redis) if previous.propagation == revocation.propagation => {
+                    previous.list.set_lifetimes(lifetimes);
+                    (previous.list.clone(), Backend::Redis(redis.clone()))
+                }
+                Backend::Redis(_) => {
+                    let list = Arc::new(previous.list.copy_with(lifetimes));
+                    let backend = redis_backend(config, revocation, &list, metrics)?;
+                    (list, backend)
+                }
+            },
             None => start(config, revocation, lifetimes, metrics)?,
         };
         let gauge = |kind| {
