@@ -38,6 +38,8 @@ pub struct ClientBody {
     watcher: Option<Arc<dyn Ended>>,
     /// HTTP/1: a body dropped before its end is read on for a while.
     linger: bool,
+    /// Read to its end (a chunked body may not say so afterwards).
+    done: bool,
 }
 
 impl std::fmt::Debug for dyn Ended {
@@ -47,16 +49,20 @@ impl std::fmt::Debug for dyn Ended {
 }
 
 impl ClientBody {
-    /// `linger`: the body comes over HTTP/1 (see the module doc).
+    /// `linger`: the body comes over HTTP/1 and its client did not ask
+    /// `Expect: 100-continue` (reading on would make hyper tell it to
+    /// send a body the refusal has no use for).
     pub fn new(body: Incoming, watcher: Option<Arc<dyn Ended>>, linger: bool) -> Self {
         ClientBody {
             body: Some(body),
             watcher,
             linger,
+            done: false,
         }
     }
 
     fn ended(&mut self) {
+        self.done = true;
         if let Some(watcher) = self.watcher.take() {
             watcher.ended();
         }
@@ -65,7 +71,10 @@ impl ClientBody {
 
 impl Drop for ClientBody {
     fn drop(&mut self) {
-        let unread = self.body.take().filter(|body| !body.is_end_stream());
+        let unread = self
+            .body
+            .take()
+            .filter(|body| !self.done && !body.is_end_stream());
         if let (Some(body), true) = (unread, self.linger)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {

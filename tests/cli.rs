@@ -403,3 +403,38 @@ fn an_unknown_wristband_runtime_is_refused_by_name_and_binds_nothing() {
         }
     }
 }
+
+/// A port another process listens on is refused at start, also with a
+/// runtime per worker thread (whose sockets could share a port, were they
+/// bound with `SO_REUSEPORT`): exit 2, naming the key.
+#[test]
+fn a_taken_listen_port_stops_the_start_with_every_runtime_layout() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let admin = free_addr();
+    let dir = TempDir::new();
+    let file = dir.write(
+        "ok.toml",
+        &format!(
+            "[server]\nlisten = [\"{addr}\"]\n[admin]\nlisten = \"{admin}\"\n\
+             [[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n\
+             [[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n"
+        ),
+    );
+    for threads in ["1", "2"] {
+        let ran = wristband(
+            &["run", "--config", path_str(&file)],
+            &[("TOKIO_WORKER_THREADS", threads)],
+        );
+        assert_exit(&ran, 1);
+        assert!(
+            stderr(&ran).contains(&format!("server.listen: cannot bind {addr}")),
+            "{threads} thread(s): {}",
+            stderr(&ran)
+        );
+        assert!(
+            !accepts(admin),
+            "{threads} thread(s): the admin port is listened on"
+        );
+    }
+}

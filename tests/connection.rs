@@ -738,3 +738,28 @@ async fn a_refused_upload_that_stalls_is_closed_after_the_linger_time() {
         "closed after {took:?}: no reading on at all"
     );
 }
+
+/// A client that asked `Expect: 100-continue` and is refused is never told
+/// to go on: the body it holds back is not read on after the refusal.
+#[tokio::test]
+async fn a_refused_request_that_expects_100_continue_is_not_told_to_send_its_body() {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
+    for _ in 0..10 {
+        let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+        stream
+            .write_all(
+                b"POST /private/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\
+                  Expect: 100-continue\r\n\r\n",
+            )
+            .await
+            .expect("write head");
+        let head = read_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+        let rest = closed_within(&mut stream, Duration::from_secs(5))
+            .await
+            .expect("closed after the refusal");
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(!rest.contains("100 Continue"), "{rest}");
+    }
+}

@@ -219,6 +219,31 @@ async fn with_a_runtime_per_thread_every_worker_serves_reloads_and_drains() {
     sigterm_drains_an_in_flight_request(&mut px, &up).await;
 }
 
+/// Every worker accepts from the one listening socket: a worker holding
+/// the last `max_connections` permit gets the next connection wherever
+/// it is. (With a socket per worker, `SO_REUSEPORT`, the kernel picked the
+/// socket by hash, and a connection could wait on a worker without a
+/// permit while the one with it waited on an empty socket.)
+#[tokio::test]
+async fn with_a_runtime_per_thread_the_last_connection_slot_serves_every_client() {
+    let up = upstream::echo().await;
+    let toml = format!(
+        "[server]\nmax_connections = 1\n{}",
+        config(up.addr, &public_route("/"))
+    );
+    let px = ProxyProcess::start_with_env(&toml, &[("TOKIO_WORKER_THREADS", "2")]).await;
+    assert_eq!(worker_threads(&px), 2);
+    for i in 0..24 {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(5),
+            client::get(px.addr, &format!("/{i}"), &["Connection: close"]),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("connection {i} not served within 5 s"));
+        assert_eq!(reply.status, 200, "connection {i}");
+    }
+}
+
 /// `WRISTBAND_RUNTIME=shared`: tokio's work-stealing pool, no worker
 /// threads of wristband's own; it serves and drains as well.
 #[tokio::test]

@@ -365,9 +365,6 @@ impl Idp {
     }
 }
 
-/// `application/x-www-form-urlencoded` (WHATWG URL §5.2): unreserved bytes
-/// as they are, everything else `%XX` (a space too, which `+` would also
-/// mean).
 /// Credentials: never printed by `Debug`, and kept out of HPACK's
 /// dynamic table should the exchange ever speak HTTP/2.
 fn sensitive(mut value: HeaderValue) -> HeaderValue {
@@ -375,6 +372,9 @@ fn sensitive(mut value: HeaderValue) -> HeaderValue {
     value
 }
 
+/// `application/x-www-form-urlencoded` (WHATWG URL §5.2): unreserved bytes
+/// as they are, everything else `%XX` (a space too, which `+` would also
+/// mean).
 pub fn form_encode(text: &str) -> String {
     crate::auth::redirect::percent_encode(text)
 }

@@ -195,8 +195,9 @@ where
             let with_body = !http_body::Body::is_end_stream(hyper::Request::body(&req));
             clocks.request_started(with_body);
             let watcher = with_body.then(|| clocks.clone() as Arc<dyn crate::client_body::Ended>);
-            let http1 = req.version() < hyper::Version::HTTP_2;
-            let req = req.map(|body| ClientBody::new(body, watcher, http1));
+            let linger = req.version() < hyper::Version::HTTP_2
+                && !req.headers().contains_key(http::header::EXPECT);
+            let req = req.map(|body| ClientBody::new(body, watcher, linger));
             let response = proxy.handle(&conn, req).await;
             Ok::<_, Infallible>(response.map(|body| idle::Finished::new(body, clocks)))
         }

@@ -75,6 +75,7 @@ pub async fn start_with(config: Config, workers: Workers) -> anyhow::Result<Runn
             }
             Workers::PerThread(n) => {
                 let sockets = workers::bind(*addr, n)
+                    .await
                     .with_context(|| format!("server.listen: cannot bind {addr}"))?;
                 per_worker.resize_with(sockets.len(), Vec::new);
                 for (worker, socket) in sockets.into_iter().enumerate() {

@@ -6,18 +6,22 @@
 //! two cores (about a third more CPU per request than one pinned
 //! single-threaded runtime). nginx, HAProxy and Envoy share nothing
 //! between workers instead, and so does [`Workers::PerThread`]: each
-//! thread runs a single-threaded runtime with its own listening socket per
-//! address (`SO_REUSEPORT`: the kernel spreads new connections over them),
-//! and the connections it accepts stay on it, with their upstream
-//! connections (see [`crate::upstream::affinity`]). The rest of the
-//! process — the admin listener, signals, JWKS refreshes, the store
-//! clients — runs on the runtime [`super::start`] was called on.
+//! thread runs a single-threaded runtime that accepts from the address's
+//! one listening socket (each worker registers its own handle to it), and
+//! the connections it accepts stay on it, with their upstream connections
+//! (see [`crate::upstream::affinity`]). One socket, not one per worker with
+//! `SO_REUSEPORT`: the kernel would then pick the worker by hash, and a
+//! worker holding the last `max_connections` permit could wait on an empty
+//! socket while a client waits on another worker's; and a second process
+//! could bind the same port. The rest of the process — the admin listener,
+//! signals, JWKS refreshes, the store clients — runs on the runtime
+//! [`super::start`] was called on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -34,26 +38,15 @@ pub enum Workers {
     PerThread(usize),
 }
 
-/// The sockets of one address, one per worker, all bound to the same port
-/// with `SO_REUSEPORT` (the first picks the port when `addr`'s is 0).
-pub fn bind(addr: SocketAddr, workers: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    let mut bound = Vec::with_capacity(workers);
-    let mut addr = addr;
-    for _ in 0..workers {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }?;
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(addr)?;
-        // The backlog of `TcpListener::bind`, which Shared uses.
-        let listener = socket.listen(1024)?;
-        addr = listener.local_addr()?;
-        bound.push(listener.into_std()?);
+/// `addr`'s listening socket, and a handle to it for each of `workers`.
+pub async fn bind(addr: SocketAddr, workers: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let listener = TcpListener::bind(addr).await?.into_std()?;
+    let mut handles = Vec::with_capacity(workers);
+    for _ in 1..workers {
+        handles.push(listener.try_clone()?);
     }
-    Ok(bound)
+    handles.push(listener);
+    Ok(handles)
 }
 
 /// The worker threads of a started proxy.
@@ -114,6 +107,9 @@ pub fn spawn(
                     // runtime: it runs until the drain is over.
                     let _ = stopped.wait_for(|stop| *stop).await;
                 });
+                // Not held up by a blocking task (a DNS lookup, say) once
+                // the grace is over.
+                runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             })
             .context("cannot start a worker thread")?;
         handles.push(handle);

@@ -6,8 +6,10 @@
 
 use std::cell::Cell;
 
-/// Idle lists per pool. Workers beyond this share lists (still correct,
-/// only less local); threads that are no worker use list 0.
+/// Idle lists per pool. List 0 is for threads that are no worker (the
+/// main runtime's health checks, say, and every thread of tokio's
+/// work-stealing pool); workers use the others, and beyond 7 of them
+/// share (still correct, only less local).
 pub const SLOTS: usize = 8;
 
 thread_local! {
@@ -16,7 +18,7 @@ thread_local! {
 
 /// Called once by worker `index`'s thread.
 pub fn set(index: usize) {
-    WORKER.with(|worker| worker.set(index % SLOTS));
+    WORKER.with(|worker| worker.set(1 + index % (SLOTS - 1)));
 }
 
 /// This thread's idle list.
