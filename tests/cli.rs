@@ -342,17 +342,9 @@ fn secrets_never_appear_in_check_output() {
 
 #[test]
 fn an_unusable_tokio_worker_threads_is_refused_by_name_and_binds_nothing() {
-    let dir = TempDir::new();
     let addr = free_addr();
     let admin = free_addr();
-    let file = dir.write(
-        "ok.toml",
-        &format!(
-            "[server]\nlisten = [\"{addr}\"]\n[admin]\nlisten = \"{admin}\"\n\
-             [[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n\
-             [[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n"
-        ),
-    );
+    let (_dir, file) = listening_config(addr, admin);
     for value in ["0", "two", "-1", ""] {
         let ran = wristband(
             &["run", "--config", path_str(&file)],
@@ -374,17 +366,9 @@ fn an_unusable_tokio_worker_threads_is_refused_by_name_and_binds_nothing() {
 
 #[test]
 fn an_unknown_wristband_runtime_is_refused_by_name_and_binds_nothing() {
-    let dir = TempDir::new();
     let addr = free_addr();
     let admin = free_addr();
-    let file = dir.write(
-        "ok.toml",
-        &format!(
-            "[server]\nlisten = [\"{addr}\"]\n[admin]\nlisten = \"{admin}\"\n\
-             [[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n\
-             [[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n"
-        ),
-    );
+    let (_dir, file) = listening_config(addr, admin);
     for value in ["per-core", "Shared", ""] {
         let ran = wristband(
             &["run", "--config", path_str(&file)],
@@ -412,15 +396,7 @@ fn a_taken_listen_port_stops_the_start_with_every_runtime_layout() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr");
     let admin = free_addr();
-    let dir = TempDir::new();
-    let file = dir.write(
-        "ok.toml",
-        &format!(
-            "[server]\nlisten = [\"{addr}\"]\n[admin]\nlisten = \"{admin}\"\n\
-             [[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n\
-             [[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n"
-        ),
-    );
+    let (_dir, file) = listening_config(addr, admin);
     for threads in ["1", "2"] {
         let ran = wristband(
             &["run", "--config", path_str(&file)],
@@ -437,4 +413,22 @@ fn a_taken_listen_port_stops_the_start_with_every_runtime_layout() {
             "{threads} thread(s): the admin port is listened on"
         );
     }
+}
+
+/// A valid config listening on `addr` (admin on `admin`), one public
+/// route: its folder (keep it alive) and file.
+fn listening_config(
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+) -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new();
+    let file = dir.write(
+        "ok.toml",
+        &format!(
+            "[server]\nlisten = [\"{addr}\"]\n[admin]\nlisten = \"{admin}\"\n\
+             [[upstreams]]\nname = \"app\"\ntargets = [\"http://127.0.0.1:3000\"]\n\
+             [[routes]]\npath = \"/\"\nupstream = \"app\"\nauth = \"public\"\n"
+        ),
+    );
+    (dir, file)
 }
