@@ -30,7 +30,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::list::{self, Entry, PREFIX, RevokedList};
 use super::unix_now;
-use crate::auth::session::{keep_connected, redis_client};
+use crate::auth::session::{close_replaced, keep_connected, redis_client};
 use crate::config::StoreConfig;
 
 /// Keys read per round trip while loading the whole set.
@@ -134,19 +134,11 @@ impl RedisRevocations {
     }
 }
 
-/// Closes the connections of a set a reload replaced (see the session
-/// store's `Drop`: fred's connection task would keep them open for good).
+/// Closes the connections of a set a reload replaced (fred's connection
+/// task would keep them open for good).
 impl Drop for RedisRevocations {
     fn drop(&mut self) {
-        let client = self.client.clone();
-        if client.state() == fred::types::ClientState::Disconnected {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), client.quit()).await;
-            });
-        }
+        close_replaced(&self.client);
     }
 }
 

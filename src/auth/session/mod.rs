@@ -42,7 +42,7 @@ use prometheus_client::metrics::counter::Counter;
 use redis::{FetchError, RedisStore};
 
 pub use redis::StoreError;
-pub(crate) use redis::{client as redis_client, keep_connected};
+pub(crate) use redis::{client as redis_client, close_replaced, keep_connected};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {

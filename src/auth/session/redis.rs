@@ -36,26 +36,32 @@ const QUIT_LIMIT: Duration = Duration::from_secs(5);
 /// last handle would leave it connected, and reconnecting, for good.
 impl Drop for RedisStore {
     fn drop(&mut self) {
-        let client = self.client.clone();
-        // Stopped (between two connection attempts) there is nothing to
-        // close, and the restart loop ends by itself. Outside a runtime the
-        // process is ending.
-        if client.state() == fred::types::ClientState::Disconnected {
-            return;
-        }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                // Bounded: a client between connection attempts may never
-                // answer, and this task must not outlive it for good.
-                match tokio::time::timeout(QUIT_LIMIT, client.quit()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        tracing::debug!(error = ?error.kind(), "closing a replaced Redis client")
-                    }
-                    Err(_) => tracing::debug!("closing a replaced Redis client timed out"),
+        close_replaced(&self.client);
+    }
+}
+
+/// Closes a client that a reload replaced (a session store's, or a
+/// revocation watcher's), in the background and bounded by
+/// [`QUIT_LIMIT`]. Stopped (between two connection attempts) there is
+/// nothing to close, and the restart loop ends by itself; outside a
+/// runtime the process is ending.
+pub fn close_replaced(client: &Client) {
+    let client = client.clone();
+    if client.state() == fred::types::ClientState::Disconnected {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            // Bounded: a client between connection attempts may never
+            // answer, and this task must not outlive it for good.
+            match tokio::time::timeout(QUIT_LIMIT, client.quit()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(error = ?error.kind(), "closing a replaced Redis client")
                 }
-            });
-        }
+                Err(_) => tracing::debug!("closing a replaced Redis client timed out"),
+            }
+        });
     }
 }
 
