@@ -252,3 +252,40 @@ fn check_rejects_a_key_that_is_not_p256_pkcs8_and_names_the_key() {
         "says what is wrong: {stderr}"
     );
 }
+
+/// SPEC §8: forward-auth's 200 carries the assertion too, with `aud` =
+/// the route's upstream, or the route's name when it has none.
+#[tokio::test]
+async fn forward_auth_answers_carry_the_assertion_for_the_upstream_or_the_route() {
+    let dir = TempDir::new();
+    let key = dir.write("assertion.pem", &p256_pkcs8_pem());
+    let up = common::upstream::echo().await;
+    let toml = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[forward_auth]\n{}\n\
+         [[routes]]\nname = \"edge-only\"\npath = \"/edge\"\n",
+        config(up.addr, &key)
+    );
+    let px = start_proxy(&toml).await;
+    let set: JwkSet = serde_json::from_slice(&get(px.addr, JWKS, &[]).await.body).expect("keys");
+    let key = DecodingKey::from_jwk(&set.keys[0]).expect("decoding key");
+    let bearer = format!("Authorization: Bearer {}", idp::token("alice", &[]));
+    for (uri, audience) in [
+        ("/app/x", "app"),
+        ("/billing/x", "billing"),
+        ("/edge/x", "edge-only"),
+    ] {
+        let original = format!("X-Original-URI: {uri}");
+        let answer = get(
+            px.addr,
+            "/_wristband/auth",
+            &["X-Original-Method: GET", &original, &bearer],
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{uri}: {}", answer.text());
+        let assertion = answer.header("x-auth-assertion").expect("an assertion");
+        let claims = decode::<Value>(assertion, &key, &validation(audience))
+            .unwrap_or_else(|e| panic!("{uri}: no assertion for aud = {audience}: {e}"))
+            .claims;
+        assert_eq!(claims["sub"], "alice");
+    }
+}

@@ -527,3 +527,20 @@ async fn in_a_cluster_a_promoted_replica_pushes_its_revocations() {
         "with the old primary gone: took {took:?}"
     );
 }
+
+/// Until the revoked set is first loaded nothing is known to be not
+/// revoked: a JWT is 503, not a pass (fail closed), and 200 once Redis
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_the_set_first_loads_a_jwt_is_503_never_a_pass() {
+    let redis = RedisServer::start();
+    let up = upstream::echo().await;
+    redis.pause();
+    let px = start_proxy(&config(&redis_store(&redis), &up)).await;
+    let token = idp::token("alice", &[("jti", json!("l-1"))]);
+    let refused = get(px.addr, "/api/x", &[&bearer(&token)]).await;
+    redis.resume();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "unavailable");
+    until_all(&[&px], &token, 200, Duration::from_secs(10)).await;
+}
