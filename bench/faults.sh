@@ -20,32 +20,12 @@
 # The table (one row per fault) goes to stdout and to RESULTS.
 set -euo pipefail
 
-REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export FAULT_SECS=${FAULT_SECS:-60}
-BUILD=${BUILD:-release}
-RESULTS=${RESULTS:-$REPO_DIR/bench/results/faults-latest.md}
-TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
-case $TARGET_DIR in /*) ;; *) TARGET_DIR=$REPO_DIR/$TARGET_DIR ;; esac
-
-log() { printf '[faults] %s\n' "$*" >&2; }
-die() { printf '[faults] error: %s\n' "$*" >&2; exit 1; }
-
-for tool in redis-server redis-cli; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (Debian: redis-server, redis-tools)"
-done
+TAG=faults
+# shellcheck source=bench/battery-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/battery-env.sh"
 [[ $FAULT_SECS =~ ^[0-9]+$ ]] || die "FAULT_SECS must be a number of seconds"
-
-cd "$REPO_DIR"
-case $BUILD in
-    release)
-        log "building the binary under load (cargo build --release --bin wristband)"
-        CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --locked --bin wristband >&2 || die "cargo build failed"
-        export WRISTBAND_BIN=$TARGET_DIR/release/wristband ;;
-    debug) unset WRISTBAND_BIN ;;   # the test build's own binary
-    *) die "BUILD must be release or debug" ;;
-esac
-# Two proxies, three or five Redis processes and the load's sockets.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+RESULTS=${RESULTS:-$REPO_DIR/bench/results/faults-latest.md}
 
 ROWS=$(mktemp)
 trap 'rm -f "$ROWS"' EXIT

@@ -13,31 +13,12 @@
 # Then a 10 s run that leaves 5 connections open must be seen as a leak.
 set -euo pipefail
 
-REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export SOAK_SECS=${SOAK_SECS:-600}
-BUILD=${BUILD:-release}
-RESULTS=${RESULTS:-$REPO_DIR/bench/results/soak-latest.md}
-TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
-case $TARGET_DIR in /*) ;; *) TARGET_DIR=$REPO_DIR/$TARGET_DIR ;; esac
-
-log() { printf '[soak] %s\n' "$*" >&2; }
-die() { printf '[soak] error: %s\n' "$*" >&2; exit 1; }
-
-for tool in redis-server redis-cli; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (Debian: redis-server, redis-tools)"
-done
+TAG=soak
+# shellcheck source=bench/battery-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/battery-env.sh"
 [[ $SOAK_SECS =~ ^[0-9]+$ ]] || die "SOAK_SECS must be a number of seconds"
-
-cd "$REPO_DIR"
-case $BUILD in
-    release)
-        log "building the binary under load (cargo build --release --bin wristband)"
-        CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --locked --bin wristband >&2 || die "cargo build failed"
-        export WRISTBAND_BIN=$TARGET_DIR/release/wristband ;;
-    debug) unset WRISTBAND_BIN ;;
-    *) die "BUILD must be release or debug" ;;
-esac
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+RESULTS=${RESULTS:-$REPO_DIR/bench/results/soak-latest.md}
 
 REPORT=$(mktemp)
 trap 'rm -f "$REPORT"' EXIT
