@@ -24,15 +24,18 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<Vec<u8>
     }
 }
 
+/// An echo upstream behind a proxy with `server_keys` in `[server]` and
+/// one public route, and a connection to it.
+async fn public_site(server_keys: &str) -> (upstream::TestUpstream, common::TestProxy, TcpStream) {
+    let up = upstream::echo().await;
+    let px = start_proxy(&with_server(server_keys, &one_upstream(up.addr, PUBLIC))).await;
+    let stream = TcpStream::connect(px.addr).await.expect("connect");
+    (up, px, stream)
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
-    let up = upstream::echo().await;
-    let toml = with_server(
-        "header_read_timeout = \"300ms\"",
-        &one_upstream(up.addr, PUBLIC),
-    );
-    let px = start_proxy(&toml).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (up, _px, mut stream) = public_site("header_read_timeout = \"300ms\"").await;
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
         .await
@@ -48,13 +51,8 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 /// closed this connection after `header_read_timeout`.)
 #[tokio::test]
 async fn a_keep_alive_connection_idles_for_idle_timeout_not_header_read_timeout() {
-    let up = upstream::echo().await;
-    let toml = with_server(
-        "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
-        &one_upstream(up.addr, PUBLIC),
-    );
-    let px = start_proxy(&toml).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (up, _px, mut stream) =
+        public_site("header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"").await;
     assert_eq!(exchange(&mut stream, "/a").await.status, 200);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(exchange(&mut stream, "/b").await.status, 200);
@@ -83,13 +81,8 @@ async fn a_keep_alive_connection_idles_for_idle_timeout_not_header_read_timeout(
 /// graceful shutdown that hyper ignores while it reads a first head.
 #[tokio::test]
 async fn a_slow_head_is_cut_off_when_idle_timeout_is_the_shorter() {
-    let up = upstream::echo().await;
-    let toml = with_server(
-        "header_read_timeout = \"600ms\"\nidle_timeout = \"200ms\"",
-        &one_upstream(up.addr, PUBLIC),
-    );
-    let px = start_proxy(&toml).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (up, _px, mut stream) =
+        public_site("header_read_timeout = \"600ms\"\nidle_timeout = \"200ms\"").await;
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
         .await
@@ -103,13 +96,7 @@ async fn a_slow_head_is_cut_off_when_idle_timeout_is_the_shorter() {
 /// is no late head: the head bound starts once the response is done.
 #[tokio::test]
 async fn a_pipelined_request_during_a_long_response_is_not_cut_off() {
-    let up = upstream::echo().await;
-    let toml = with_server(
-        "header_read_timeout = \"300ms\"",
-        &one_upstream(up.addr, PUBLIC),
-    );
-    let px = start_proxy(&toml).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (_up, _px, mut stream) = public_site("header_read_timeout = \"300ms\"").await;
     const BIG: usize = 16 * 1024 * 1024;
     let first = format!("GET /bytes/{BIG} HTTP/1.1\r\nHost: a\r\n\r\n");
     stream.write_all(first.as_bytes()).await.expect("write");
@@ -140,13 +127,8 @@ async fn a_pipelined_request_during_a_long_response_is_not_cut_off() {
 /// `header_read_timeout`, as nginx's `client_header_timeout` does.
 #[tokio::test]
 async fn a_connection_that_never_sends_a_byte_is_cut_off() {
-    let up = upstream::echo().await;
-    let toml = with_server(
-        "header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
-        &one_upstream(up.addr, PUBLIC),
-    );
-    let px = start_proxy(&toml).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (_up, _px, mut stream) =
+        public_site("header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"").await;
     let closed = closed_within(&mut stream, Duration::from_secs(5)).await;
     assert!(closed.is_some(), "silent connection still open after 5s");
 }
