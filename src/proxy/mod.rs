@@ -27,7 +27,6 @@ use http_body_util::{Either, Full};
 use crate::auth::counters::AuthRecord;
 use crate::auth::redirect::{Site, is_navigational};
 use crate::auth::{self, Authenticated};
-use crate::boxed::boxed;
 use crate::config::{Config, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
 use crate::gateway::{Gateway, JWKS_PATH};
@@ -110,12 +109,12 @@ impl Proxy {
             req.version() < Version::HTTP_2 && !http_body::Body::is_end_stream(req.body());
         let mut log = RequestLog::default();
         self.metrics.in_flight.inc();
-        // Boxed, once per request: hyper keeps each connection's service
-        // future allocated for the connection's whole life, so everything
-        // inline here is paid per idle keep-alive connection. The box lives
-        // only while the request does (bench: SWEEP=idle, ~2 KB less per
-        // idle connection for one allocation per request).
-        let result = boxed(|| self.pipeline(&gateway, conn, req, &request_id, &mut log)).await;
+        // Not boxed here: the listener boxes the whole service future, this
+        // one inside it, once per request (hyper keeps a connection's service
+        // future slot for the connection's life).
+        let result = self
+            .pipeline(&gateway, conn, req, &request_id, &mut log)
+            .await;
         self.metrics.in_flight.dec();
         let mut response = match result {
             Ok(response) => response,

@@ -8,12 +8,11 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::{http1, http2};
 use hyper::service::{HttpService, service_fn};
@@ -22,6 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::idle;
+use super::woken::OnlyWhenWoken;
+use crate::boxed::boxed;
 use crate::client_body::ClientBody;
 use crate::config::ServerConfig;
 use crate::proxy::{ConnInfo, Proxy};
@@ -49,9 +50,7 @@ pub async fn accept_loop(
             Ok((stream, peer)) => {
                 let proxy = proxy.clone();
                 let drain = drain.clone();
-                tokio::spawn(async move {
-                    serve(stream, peer, proxy, drain, permit).await;
-                });
+                tokio::spawn(serve(stream, peer, proxy, drain, permit));
             }
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -191,7 +190,11 @@ where
         let proxy = proxy.clone();
         let conn = conn.clone();
         let clocks = service_clocks.clone();
-        async move {
+        // Boxed, once per request: hyper keeps each connection's service
+        // future allocated for the connection's whole life, so what sits
+        // inline here (the whole request pipeline) would be paid per idle
+        // keep-alive connection. The box lives only while the request does.
+        boxed(|| async move {
             let with_body = !http_body::Body::is_end_stream(hyper::Request::body(&req));
             clocks.request_started(with_body);
             let watcher = with_body.then(|| clocks.clone() as Arc<dyn crate::client_body::Ended>);
@@ -200,29 +203,51 @@ where
             let req = req.map(|body| ClientBody::new(body, watcher, linger));
             let response = proxy.handle(&conn, req).await;
             Ok::<_, Infallible>(response.map(|body| idle::Finished::new(body, clocks)))
-        }
+        })
     });
     let io = TokioIo::new(stream);
+    // A drain that started before this connection was accepted: no watcher.
+    let draining = *drain.borrow();
+    let head_bound = match protocol {
+        Protocol::Http1 => Some(limits.header_read_timeout),
+        // HTTP/2 streams interleave: no head bound.
+        Protocol::Http2 => None,
+    };
+    let watcher = pin!(OnlyWhenWoken::new(expiry(
+        drain,
+        clocks,
+        limits.idle_timeout,
+        head_bound
+    )));
+    let watcher = (!draining).then_some(watcher);
     let result = match protocol {
         Protocol::Http1 => {
-            let connection = limits.http1().serve_connection(io, service).with_upgrades();
-            let watch = idle::expired(
-                &clocks,
-                limits.idle_timeout,
-                Some(limits.header_read_timeout),
-            );
-            until_drained(connection, drain, watch).await
+            let connection = pin!(limits.http1().serve_connection(io, service).with_upgrades());
+            until_drained(connection, watcher).await
         }
         // Boxed: HTTP/2 comes only over TLS, and its connection state would
         // otherwise size every HTTP/1 connection's task.
         Protocol::Http2 => {
-            let connection = limits.http2().serve_connection(io, service);
-            let watch = idle::expired(&clocks, limits.idle_timeout, None);
-            Box::pin(until_drained(connection, drain, watch)).await
+            let mut connection = Box::pin(limits.http2().serve_connection(io, service));
+            until_drained(connection.as_mut(), watcher).await
         }
     };
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+/// Resolves when a connection should end from outside hyper: the drain
+/// began, or its clocks ran out (see [`idle::expired`]).
+async fn expiry(
+    mut drain: watch::Receiver<bool>,
+    clocks: Arc<idle::Clocks>,
+    idle_timeout: Duration,
+    head_bound: Option<Duration>,
+) -> idle::Expired {
+    tokio::select! {
+        _ = drain.changed() => idle::Expired::Idle,
+        expired = idle::expired(&clocks, idle_timeout, head_bound) => expired,
     }
 }
 
@@ -259,45 +284,43 @@ where
     }
 }
 
-/// Drives `connection` to its end; a drain, or the connection idling out,
-/// asks it to shut down gracefully first; a head read for too long ends it
-/// at once.
-async fn until_drained<C: Served>(
-    connection: C,
-    mut drain: watch::Receiver<bool>,
-    watch: impl Future<Output = idle::Expired>,
-) -> Result<(), hyper::Error> {
-    tokio::pin!(connection);
-    // The drain and idle watchers sit in a `FuturesUnordered` so that they
-    // are polled only when their own wakers fire: a plain `select!` would
-    // poll both (a watch notification and a timer) on each of the several
-    // wake-ups of every request.
-    let mut watchers = FuturesUnordered::new();
-    let draining = *drain.borrow();
-    if draining {
-        // A drain that started before this connection was accepted.
+/// Drives `connection` to its end. When `watcher` fires, a drain or the
+/// connection idling out asks it to shut down gracefully; a head read for
+/// too long ends it at once. No `watcher`: the drain began before the
+/// connection was accepted, so it shuts down from the start.
+///
+/// Both are pinned where the caller keeps them: passed by value, each
+/// would be stored twice in the connection's task (once as this future's
+/// argument, once where it is polled).
+fn until_drained<'a, C: Served, W: Future<Output = idle::Expired>>(
+    mut connection: Pin<&'a mut C>,
+    mut watcher: Option<Pin<&'a mut OnlyWhenWoken<W>>>,
+) -> impl Future<Output = Result<(), hyper::Error>> + 'a {
+    if watcher.is_none() {
         connection.as_mut().shut_down();
-    } else {
-        watchers.push(async move {
-            tokio::select! {
-                _ = drain.changed() => idle::Expired::Idle,
-                expired = watch => expired,
-            }
-        });
     }
-    loop {
-        tokio::select! {
-            // In order, connection first: no random draw on every wake-up.
-            biased;
-            result = connection.as_mut() => return result,
-            // Ready(None) once the watcher has fired: the branch disables.
-            Some(expired) = watchers.next() => match expired {
+    std::future::poll_fn(move |cx| {
+        loop {
+            // The connection first: the watcher is polled only when its own
+            // waker fired, not on each of the several wake-ups of a request.
+            if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            let Some(fired) = watcher.as_mut() else {
+                return Poll::Pending;
+            };
+            let Poll::Ready(expired) = fired.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            watcher = None;
+            match expired {
+                // Polled again at once, to act on the shutdown.
                 idle::Expired::Idle => connection.as_mut().shut_down(),
                 idle::Expired::HeadTimeout => {
                     tracing::debug!("request head not complete within server.header_read_timeout");
-                    return Ok(());
+                    return Poll::Ready(Ok(()));
                 }
-            },
+            }
         }
-    }
+    })
 }

@@ -10,6 +10,7 @@ pub mod idle;
 pub mod listener;
 mod revoke;
 mod timer_anchor;
+mod woken;
 pub mod workers;
 
 use std::net::SocketAddr;
