@@ -3,6 +3,7 @@
 #
 #   bench/run.sh                                  # defaults: pinned, 10s x 2 rounds
 #   DURATION=3s ROUNDS=1 LAYOUT=both bench/run.sh
+#   LAYOUT=redis-apart TARGETS="hyper-floor-session wristband-session-nocache" bench/run.sh   # Redis beside wrk
 #   SWEEP=connections|routes|jwks|forward-auth|runtimes|idle bench/run.sh   # one of the sweeps instead
 #
 # Targets, interleaved A B C A B C ... for ROUNDS rounds:
@@ -65,7 +66,10 @@ case $LAYOUT in
     pinned) LAYOUTS=(pinned) ;;
     unpinned) LAYOUTS=(unpinned) ;;
     both) LAYOUTS=(pinned unpinned) ;;
-    *) die "LAYOUT must be pinned, unpinned or both (got '$LAYOUT')" ;;
+    # pinned, but Redis on the load generator's CPU: production keeps Redis
+    # on another host, so the proxy's core should not pay for it.
+    redis-apart) LAYOUTS=(redis-apart) ;;
+    *) die "LAYOUT must be pinned, unpinned, both or redis-apart (got '$LAYOUT')" ;;
 esac
 case $BUILD in auto | always | never) ;; *) die "BUILD must be auto, always or never (got '$BUILD')" ;; esac
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
@@ -558,7 +562,7 @@ CLK_TCK=$(getconf CLK_TCK)
 NPROC=$(nproc)
 
 for layout in "${LAYOUTS[@]}"; do
-    if [ "$layout" = pinned ]; then
+    if [ "$layout" != unpinned ]; then
         if ((NPROC < 2)); then
             log "only $NPROC CPU: pinning servers and wrk apart is impossible, skipping the pinned layout"
             echo "pinned: skipped, only $NPROC CPU" >>"$NOTES"
@@ -572,6 +576,10 @@ for layout in "${LAYOUTS[@]}"; do
         PIN_LOAD=(env)
         WORKERS=${WRISTBAND_WORKERS:-}
     fi
+    # Redis beside the servers, and its CPU counted as theirs; with
+    # redis-apart, beside wrk and not counted (a store on another host).
+    PIN_REDIS=("${PIN_SERVER[@]}")
+    [ "$layout" = redis-apart ] && PIN_REDIS=("${PIN_LOAD[@]}")
 
     # Every port the layout's servers bind, picked in one call: ports picked
     # apart can repeat (a port is only free until someone binds it).
@@ -613,10 +621,13 @@ for layout in "${LAYOUTS[@]}"; do
         KEYS=$TMP/keys
         mkdir -p "$KEYS"
         "$TOKENS_BIN" "$KEYS" || die "bench_tokens failed"
-        # Sessions live in a Redis of the bench's own, pinned with the servers.
-        "${PIN_SERVER[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
+        # Sessions live in a Redis of the bench's own, pinned with the servers
+        # (redis-apart: with wrk).
+        "${PIN_REDIS[@]}" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" \
             --appendonly no --dir "$TMP" --daemonize no >"$TMP/redis-$layout.log" 2>&1 &
         REDIS_PID=$!
+        CPU_REDIS_PID=$REDIS_PID
+        [ "$layout" = redis-apart ] && CPU_REDIS_PID=
         STARTED_PIDS+=("$REDIS_PID")
         layout_pids+=("$REDIS_PID")
         for _ in $(seq 50); do
@@ -859,7 +870,7 @@ PY
                 hyper-floor) run_wrk "$layout" "$round" hyper-floor "$FLOOR_PORT" "$BACKEND_PID" "$FLOOR_PID" ;;
                 hyper-floor-session)
                     run_wrk "$layout" "$round" hyper-floor-session "$FLOOR_SESSION_PORT" "$BACKEND_PID" \
-                        "$FLOOR_SESSION_PID" "$REDIS_PID"
+                        "$FLOOR_SESSION_PID" ${CPU_REDIS_PID:+"$CPU_REDIS_PID"}
                     ;;
                 haproxy-rs256)
                     WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-rs256.txt")"
@@ -886,7 +897,7 @@ PY
                     esac
                     [ -n "$local_pid" ] || continue
                     kill -0 "$local_pid" 2>/dev/null || die "wristband died during the run: $(tail -n 5 "$TMP"/wristband-"$layout"-*.log)"
-                    run_wrk "$layout" "$round" "$target" "$port" "$BACKEND_PID" "$local_pid" ${REDIS_PID:+"$REDIS_PID"}
+                    run_wrk "$layout" "$round" "$target" "$port" "$BACKEND_PID" "$local_pid" ${CPU_REDIS_PID:+"$CPU_REDIS_PID"}
                     WRK_PATH='' WRK_HEADER=''
                     ;;
             esac
@@ -894,7 +905,7 @@ PY
     done
 
     stop_pids "${layout_pids[@]}"
-    REDIS_PORT='' REDIS_PID=
+    REDIS_PORT='' REDIS_PID='' CPU_REDIS_PID=
 done
 
 # --- report ------------------------------------------------------------------------------
@@ -930,12 +941,16 @@ def med(xs):
 c, t = os.environ["CONNECTIONS"], os.environ["THREADS"]
 out = []
 idle_rows = [l.rstrip("\n").split("\t") for l in open(idle_raw) if l.strip()]
-for layout in ("pinned", "unpinned"):
+for layout in ("pinned", "redis-apart", "unpinned"):
     if (layout not in rows and not any(n.startswith(layout + ":") for n in notes)
             and not any(r[0] == layout for r in idle_rows)):
         continue
     if layout == "pinned":
         how = (f"servers on CPU {os.environ['SERVER_CPUS']}, wrk on CPU {os.environ['LOAD_CPUS']}, "
+               "wristband with TOKIO_WORKER_THREADS=" + (os.environ.get("WRISTBAND_WORKERS") or "1"))
+    elif layout == "redis-apart":
+        how = (f"servers on CPU {os.environ['SERVER_CPUS']}, wrk and Redis on CPU {os.environ['LOAD_CPUS']} "
+               "(Redis's CPU not counted in server CPU), "
                "wristband with TOKIO_WORKER_THREADS=" + (os.environ.get("WRISTBAND_WORKERS") or "1"))
     else:
         how = "no CPU pinning, wristband with the default worker threads"
