@@ -15,6 +15,8 @@
 #   wristband                wrk -> wristband, public route -> backend
 #   wristband-rs256          wristband, JWT route, RS256 token, verified-token cache on
 #   wristband-rs256-nocache  the same with the cache off (every request verifies)
+#   wristband-public-bearer  the public route sent the RS256 token too (not in the default list): the
+#                            cost of carrying the header, for wristband-rs256 ÷ wristband
 #   wristband-es256-nocache  an ES256 token, cache off
 #   wristband-session        session route, Redis on loopback, session cache on (tracking)
 #   wristband-session-nocache  the same with cache_ttl = "0s": one Redis lookup per request
@@ -96,7 +98,7 @@ esac
 for t in $TARGETS; do
     case $t in
         direct | nginx | haproxy | haproxy-rs256 | hyper-floor | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
-        wristband-session | wristband-session-nocache | hyper-floor-session) ;;
+        wristband-session | wristband-session-nocache | hyper-floor-session | wristband-public-bearer) ;;
         *) die "unknown target '$t' in TARGETS" ;;
     esac
 done
@@ -889,6 +891,9 @@ PY
                             local_pid=$WBN_PID port=$WBN_PORT WRK_PATH=/api
                             WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-es256.txt")"
                             ;;
+                        # The public route, sent the RS256 target's header: what
+                        # carrying the token costs, without verifying it.
+                        wristband-public-bearer) WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-rs256.txt")" ;;
                         wristband-session) WRK_PATH=/app WRK_HEADER="Cookie: sid=$BENCH_SESSION" ;;
                         wristband-session-nocache)
                             local_pid=$WBN_PID port=$WBN_PORT WRK_PATH=/app
