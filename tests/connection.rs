@@ -379,6 +379,15 @@ upstream = "app"
 auth = "required"
 "#;
 
+/// An echo upstream behind a proxy with [`WS_ROUTES`], and a connection
+/// to it.
+async fn ws_site() -> (upstream::TestUpstream, common::TestProxy, TcpStream) {
+    let up = upstream::echo().await;
+    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
+    let stream = TcpStream::connect(px.addr).await.expect("connect");
+    (up, px, stream)
+}
+
 fn upgrade_request(path: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
@@ -403,9 +412,7 @@ async fn read_head(stream: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn a_websocket_is_tunnelled_after_the_upstream_switches() {
-    let up = upstream::echo().await;
-    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (_up, _px, mut stream) = ws_site().await;
     stream
         .write_all(upgrade_request("/ws").as_bytes())
         .await
@@ -428,9 +435,7 @@ async fn a_websocket_is_tunnelled_after_the_upstream_switches() {
 
 #[tokio::test]
 async fn a_websocket_on_a_required_route_without_credentials_is_refused() {
-    let up = upstream::echo().await;
-    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (up, _px, mut stream) = ws_site().await;
     stream
         .write_all(upgrade_request("/private/ws").as_bytes())
         .await
@@ -442,9 +447,7 @@ async fn a_websocket_on_a_required_route_without_credentials_is_refused() {
 
 #[tokio::test]
 async fn a_refused_upgrade_keeps_the_connection_in_http_and_reauthenticates() {
-    let up = upstream::echo().await;
-    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (_up, _px, mut stream) = ws_site().await;
     stream
         .write_all(upgrade_request("/ws-refuse").as_bytes())
         .await
@@ -537,9 +540,7 @@ async fn draining_cuts_what_outlives_the_grace() {
 /// a request body unread now says `Connection: close` (RFC 9112 §9.6).
 #[tokio::test]
 async fn regression_a_refused_upload_left_unread_announced_keep_alive_then_closed() {
-    let up = upstream::echo().await;
-    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (up, px, mut stream) = ws_site().await;
     // 1 MiB announced, 64 KiB sent: the proxy answers without reading it.
     stream
         .write_all(b"POST /private/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n")
@@ -661,9 +662,7 @@ async fn an_upload_still_arriving_after_an_early_answer_is_not_cut_off() {
 /// and thrown away (up to 4 MiB, 5 s), then the connection closes cleanly.
 #[tokio::test]
 async fn a_refused_upload_is_read_on_so_the_client_gets_its_401_not_a_reset() {
-    let up = upstream::echo().await;
-    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (up, _px, mut stream) = ws_site().await;
     const SIZE: usize = 1024 * 1024;
     stream
         .write_all(
@@ -701,9 +700,7 @@ async fn a_refused_upload_is_read_on_so_the_client_gets_its_401_not_a_reset() {
 /// is closed once `client_body::LINGER_TIME` (5 s) has passed.
 #[tokio::test]
 async fn a_refused_upload_that_stalls_is_closed_after_the_linger_time() {
-    let up = upstream::echo().await;
-    let px = start_proxy(&one_upstream(up.addr, WS_ROUTES)).await;
-    let mut stream = TcpStream::connect(px.addr).await.expect("connect");
+    let (_up, _px, mut stream) = ws_site().await;
     stream
         .write_all(b"POST /private/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 104857600\r\n\r\n")
         .await
