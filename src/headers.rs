@@ -159,13 +159,43 @@ fn new_request_id() -> HeaderValue {
         })
     };
     let (hi, lo) = (next(), next());
-    let mut text = [0u8; 32];
+    let mut text = [0u8; ID_LEN];
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for (i, byte) in hi.to_be_bytes().iter().chain(&lo.to_be_bytes()).enumerate() {
         text[2 * i] = HEX[usize::from(byte >> 4)];
         text[2 * i + 1] = HEX[usize::from(byte & 0xf)];
     }
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    HeaderValue::from_maybe_shared(id_bytes(&text))
+        .unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+const ID_LEN: usize = 32;
+
+/// Fresh ids per shared block: [`id_bytes`] allocates once per this many.
+const IDS_PER_BLOCK: usize = 64;
+
+/// `text` in bytes cut from a per-thread block shared by the next ids.
+/// An id is cloned into the upstream request and moved into the response;
+/// as bytes of its own it cost an allocation, and its first clone a second
+/// one (a `Bytes` made from a `Vec` allocates its shared count when first
+/// cloned). Cut from a block, it costs neither, and its clones only count.
+/// A block is freed once its last id is: at most 2 KB held for as long as
+/// a request that outlives the next 63 keeps its id.
+fn id_bytes(text: &[u8; ID_LEN]) -> bytes::Bytes {
+    thread_local! {
+        static BLOCK: std::cell::Cell<bytes::BytesMut> =
+            std::cell::Cell::new(bytes::BytesMut::new());
+    }
+    BLOCK.with(|cell| {
+        let mut block = cell.take();
+        if block.capacity() < ID_LEN {
+            block = bytes::BytesMut::with_capacity(ID_LEN * IDS_PER_BLOCK);
+        }
+        block.extend_from_slice(text);
+        let id = block.split().freeze();
+        cell.set(block);
+        id
+    })
 }
 
 /// What a proxy in front says the client's scheme was: `Ok(None)`
@@ -326,5 +356,24 @@ mod tests {
             assert_ne!(id, bad);
         }
         assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn fresh_ids_stay_distinct_and_whole_across_blocks() {
+        // Three blocks' worth, each id kept while the next are cut, and some
+        // cloned: no id may change once handed out, or repeat.
+        let ids: Vec<(HeaderValue, HeaderValue)> = (0..3 * IDS_PER_BLOCK + 5)
+            .map(|_| {
+                let id = request_id(&HeaderMap::new());
+                (id.clone(), id)
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for (id, clone) in &ids {
+            assert_eq!(id, clone);
+            assert_eq!(id.len(), ID_LEN);
+            assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit), "{id:?}");
+            assert!(seen.insert(id.as_bytes().to_vec()), "repeated {id:?}");
+        }
     }
 }

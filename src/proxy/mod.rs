@@ -167,9 +167,7 @@ impl Proxy {
         route
             .map_or(&gateway.unrouted_requests, |r| &r.requests)
             .inc(status);
-        // Last, so the id moves into the response instead of being cloned:
-        // a fresh id's bytes are not shared yet, and its first clone
-        // allocates.
+        // Last, so the id moves into the response instead of being cloned.
         response
             .headers_mut()
             .insert(&headers::X_REQUEST_ID, request_id);
