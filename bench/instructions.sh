@@ -11,8 +11,14 @@
 #   WRISTBAND_BIN=/path/to/older/wristband bench/instructions.sh
 #   KEEP_DIR=/tmp/cg bench/instructions.sh  # keep the profiles, for callgrind_annotate
 #
-# Each target runs twice under callgrind, with N1 and N2 requests over four
-# keep-alive connections; (count2 - count1) / (N2 - N1) removes start-up.
+# Each target runs once under callgrind: 1,000 requests to warm it up, whose
+# counts (and start-up's: aws-lc's jitter entropy alone varies by ~1.7M
+# instructions from run to run) are zeroed; BACKGROUND_S (5) seconds without
+# a request, for what the target does by the clock (timers, wristband's
+# Redis pings) at valgrind's pace, which varies with the machine's load; then
+# N1 and N2 requests, each over four new keep-alive connections, dumped
+# apart. Each phase's background (its length times that rate) is taken out,
+# then (count2 - count1) / (N2 - N1) leaves the connections out too.
 # Targets: hyper-floor (examples/bare_proxy.rs), wristband (public route),
 # wristband-rs256 (verified-token cache on), wristband-rs256-nocache,
 # wristband-session (session cache on: after the first request, no Redis),
@@ -30,6 +36,7 @@ BENCH_DIR=$REPO_DIR/bench
 TARGETS=${TARGETS:-hyper-floor wristband wristband-rs256 wristband-rs256-nocache wristband-session wristband-session-nocache}
 N1=${N1:-1000}
 N2=${N2:-3000}
+BACKGROUND_S=${BACKGROUND_S:-5}
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$REPO_DIR/$TARGET_DIR ;; esac
 PATH=$PATH:/usr/sbin:/sbin
@@ -97,9 +104,41 @@ done
 redis-cli -p "$REDIS_PORT" HSET sessions:bench-session-0123456789 user_id bench-user roles a,b \
     >/dev/null || die "cannot seed the session in Redis"
 
+# client NAME N [wait]: N requests over four new keep-alive connections to
+# the measured target, each answered 200 "ok"; with `wait`, first until it
+# answers at all (valgrind starts slowly).
+client() {
+    python3 - "${CLIENT_PORT:-$PORT}" "$CLIENT_PATH" "$CLIENT_HEADER" "$2" "${3:-}" <<'PY'
+import http.client, sys, time
+port, path, header, n, wait = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+name, _, value = header.partition(": ")
+headers = {"Host": "bench", name: value} if name else {"Host": "bench"}
+deadline = time.monotonic() + 60
+while True:
+    try:
+        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
+        conns[0].request("GET", path, headers=headers)
+        r = conns[0].getresponse(); r.read()
+        if r.status == 200:
+            break
+    except OSError:
+        pass
+    if not wait or time.monotonic() > deadline:
+        sys.exit(f"no 200 from :{port}{path}")
+    time.sleep(0.2)
+for i in range(n):
+    c = conns[i % 4]
+    c.request("GET", path, headers=headers)
+    r = c.getresponse(); body = r.read()
+    if r.status != 200 or body != b"ok":
+        sys.exit(f"request {i}: {r.status} {body[:80]!r}")
+PY
+}
+
 # count NAME PATH HEADER CACHE CMD...: instructions per request of CMD.
 count() {
-    local name=$1 path=$2 header=$3 cache=$4
+    local name=$1 cache=$4
+    CLIENT_PATH=$2 CLIENT_HEADER=$3
     shift 4
     sed -e "s#@PORT@#$PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
         -e "s#@JWKS@#$TMP/jwks.json#g" -e "s#@CACHE@#$cache#g" -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
@@ -111,56 +150,51 @@ count() {
         sed -i 's|^shutdown_grace = "1s"$|&\ntrusted_proxies = ["127.0.0.1/32"]|' "$TMP/wristband.toml"
         printf '\n[forward_auth]\n' >>"$TMP/wristband.toml"
     fi
-    local totals=() n total
-    for n in "$N1" "$N2"; do
-        rm -f "$TMP"/callgrind.out.*
-        TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out.%p" \
-            "$@" >"$TMP/$name.log" 2>&1 &
-        MEASURED=$!
-        python3 - "${CLIENT_PORT:-$PORT}" "$path" "$header" "$n" <<'PY' || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
-import http.client, sys, time
-port, path, header, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-name, _, value = header.partition(": ")
-headers = {"Host": "bench", name: value} if name else {"Host": "bench"}
-deadline = time.monotonic() + 60
-while True:  # valgrind starts slowly
-    try:
-        conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
-        conns[0].request("GET", path, headers=headers)
-        r = conns[0].getresponse(); r.read()
-        if r.status == 200:
-            break
-    except OSError:
-        pass
-    if time.monotonic() > deadline:
-        sys.exit(f"no 200 from :{port}{path} within 60 s")
-    time.sleep(0.2)
-for i in range(n):
-    c = conns[i % 4]
-    c.request("GET", path, headers=headers)
-    r = c.getresponse(); body = r.read()
-    if r.status != 200 or body != b"ok":
-        sys.exit(f"request {i}: {r.status} {body[:80]!r}")
-PY
-        # Dump, then stop: not every target exits on a signal, and a dump
-        # is what callgrind writes on exit anyway.
-        callgrind_control -d "$MEASURED" >/dev/null 2>&1
-        # Killed and reaped here, and forgotten: a PID kept for the cleanup
-        # could by then name some other process.
-        kill -9 "$MEASURED" 2>/dev/null || true
-        wait "$MEASURED" 2>/dev/null || true
-        MEASURED=
-        if [ -n "${KEEP_DIR:-}" ]; then
-            mkdir -p "$KEEP_DIR" && cat "$TMP"/callgrind.out.* >"$KEEP_DIR/$name.$n.callgrind"
+    rm -f "$TMP"/callgrind.out.*
+    TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out.%p" \
+        "$@" >"$TMP/$name.log" 2>&1 &
+    MEASURED=$!
+    client "$name" 1000 wait || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
+    callgrind_control -z "$MEASURED" >/dev/null 2>&1
+    local totals=() seconds=() n dump started
+    for n in idle "$N1" "$N2"; do
+        started=$(date +%s.%N)
+        if [ "$n" = idle ]; then
+            sleep "$BACKGROUND_S"
+        else
+            client "$name" "$n" || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
         fi
-        total=$(cat "$TMP"/callgrind.out.* | awk '/^summary:/ {s += $2} END {print s + 0}')
-        [ "$total" -gt 0 ] || die "$name: callgrind wrote no counts; the end of its log: $(tail -5 "$TMP/$name.log")"
-        totals+=("$total")
+        callgrind_control -d "$MEASURED" >/dev/null 2>&1
+        seconds+=("$started-$(date +%s.%N)")
+        dump=$(ls -t "$TMP"/callgrind.out.*.* 2>/dev/null | head -1)
+        [ -n "$dump" ] || die "$name: callgrind wrote no dump; the end of its log: $(tail -5 "$TMP/$name.log")"
+        if [ -n "${KEEP_DIR:-}" ]; then
+            mkdir -p "$KEEP_DIR" && cp "$dump" "$KEEP_DIR/$name.$n.callgrind"
+        fi
+        totals+=("$(awk '/^summary:/ {s += $2} END {print s + 0}' "$dump")")
+        mv "$dump" "$dump.read"
     done
-    python3 - "$name" "${totals[0]}" "${totals[1]}" "$N1" "$N2" <<'PY'
+    # Killed, not stopped (not every target exits on a signal), and reaped
+    # here, and forgotten: a PID kept for the cleanup could by then name
+    # some other process.
+    kill -9 "$MEASURED" 2>/dev/null || true
+    wait "$MEASURED" 2>/dev/null || true
+    MEASURED=
+    [ "${totals[1]}" -gt 0 ] && [ "${totals[2]}" -gt 0 ] ||
+        die "$name: callgrind wrote no counts; the end of its log: $(tail -5 "$TMP/$name.log")"
+    python3 - "$name" "$N1" "$N2" "${totals[@]}" "${seconds[@]}" <<'PY'
 import sys
-name, a, b, n1, n2 = sys.argv[1], *map(int, sys.argv[2:])
-print(f"| {name} | {(b - a) / (n2 - n1):.0f} |")
+name, n1, n2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+idle, a, b = map(int, sys.argv[4:7])
+def length(span):
+    start, end = map(float, span.split("-"))
+    return end - start
+t_idle, t_a, t_b = map(length, sys.argv[7:10])
+rate = idle / t_idle
+per = ((b - rate * t_b) - (a - rate * t_a)) / (n2 - n1)
+print(f"[instructions] {name}: {rate:,.0f} instructions a second in the background; "
+      f"{(b - a) / (n2 - n1):.0f} a request with it", file=sys.stderr)
+print(f"| {name} | {per:.0f} |")
 PY
 }
 
