@@ -24,7 +24,8 @@
 # wristband-session (session cache on: after the first request, no Redis),
 # wristband-session-nocache (one HGETALL per request; Redis not counted),
 # hyper-floor-session (hyper-floor plus one fred HGETALL per request; not in
-# the default list); and, asked by an nginx `auth_request`
+# the default list); hyper-floor-spec (hyper-floor doing what SPEC asks of a
+# public route, written directly: bare_proxy.rs `spec`); and, asked by an nginx `auth_request`
 # (bench/nginx-auth-request.conf.in, the client talking to nginx, nginx not
 # counted), wristband-forward-auth (SPEC §8, the RS256 token, verified-token
 # cache on) and hyper-floor-auth (examples/bare_auth.rs: an empty 200 with
@@ -33,7 +34,7 @@ set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=$REPO_DIR/bench
-TARGETS=${TARGETS:-hyper-floor wristband wristband-rs256 wristband-rs256-nocache wristband-session wristband-session-nocache}
+TARGETS=${TARGETS:-hyper-floor hyper-floor-spec wristband wristband-rs256 wristband-rs256-nocache wristband-session wristband-session-nocache}
 N1=${N1:-1000}
 N2=${N2:-3000}
 BACKGROUND_S=${BACKGROUND_S:-5}
@@ -205,6 +206,7 @@ for target in $TARGETS; do
     log "$target"
     case $target in
         hyper-floor) count "$target" / "" 0 "$FLOOR_BIN" "127.0.0.1:$PORT" "127.0.0.1:$BACKEND_PORT" conn ;;
+        hyper-floor-spec) count "$target" / "" 0 "$FLOOR_BIN" "127.0.0.1:$PORT" "127.0.0.1:$BACKEND_PORT" spec ;;
         hyper-floor-session)
             COMMAND_TIMEOUT_MS=10000 count "$target" / "" 0 "$FLOOR_BIN" "127.0.0.1:$PORT" "127.0.0.1:$BACKEND_PORT" \
                 conn "redis://127.0.0.1:$REDIS_PORT/0" sessions:bench-session-0123456789

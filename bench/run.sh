@@ -20,6 +20,9 @@
 #   wristband-es256-nocache  an ES256 token, cache off
 #   wristband-session        session route, Redis on loopback, session cache on (tracking)
 #   wristband-session-nocache  the same with cache_ttl = "0s": one Redis lookup per request
+#   hyper-floor-spec         hyper-floor plus the per-request work SPEC asks of a public route, written
+#                            directly (bare_proxy.rs `spec`): the floor of the SPEC's rules on this
+#                            stack, for wristband (public)
 #   hyper-floor-session      hyper-floor plus one fred HGETALL per request: the stack's floor for
 #                            wristband-session-nocache (compare it with hyper-floor)
 # Sweeps (SWEEP=..., each against its baseline in the same run, interleaved):
@@ -45,7 +48,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-2}
 LAYOUT=${LAYOUT:-pinned}
-TARGETS=${TARGETS:-direct nginx haproxy haproxy-rs256 hyper-floor wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache hyper-floor-session}
+TARGETS=${TARGETS:-direct nginx haproxy haproxy-rs256 hyper-floor hyper-floor-spec wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache hyper-floor-session}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 BUILD=${BUILD:-auto}
@@ -98,7 +101,7 @@ esac
 for t in $TARGETS; do
     case $t in
         direct | nginx | haproxy | haproxy-rs256 | hyper-floor | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
-        wristband-session | wristband-session-nocache | hyper-floor-session | wristband-public-bearer) ;;
+        wristband-session | wristband-session-nocache | hyper-floor-session | hyper-floor-spec | wristband-public-bearer) ;;
         *) die "unknown target '$t' in TARGETS" ;;
     esac
 done
@@ -586,7 +589,7 @@ for layout in "${LAYOUTS[@]}"; do
     # Every port the layout's servers bind, picked in one call: ports picked
     # apart can repeat (a port is only free until someone binds it).
     read -r BACKEND_PORT NGINX_PORT WB_PORT WB_ADMIN_PORT WBN_PORT WBN_ADMIN_PORT REDIS_PORT FLOOR_PORT \
-        FLOOR_SESSION_PORT <<<"$(free_ports 9)"
+        FLOOR_SESSION_PORT FLOOR_SPEC_PORT <<<"$(free_ports 10)"
     log "layout $layout: backend :$BACKEND_PORT, nginx :$NGINX_PORT, wristband :$WB_PORT (admin :$WB_ADMIN_PORT)"
 
     start_nginx "backend-$layout" "$BENCH_DIR/nginx-backend.conf.in" "$BACKEND_PORT" ||
@@ -603,17 +606,26 @@ for layout in "${LAYOUTS[@]}"; do
         layout_pids+=("$NGINX_PID")
     fi
 
+    # start_floor PORT MODE NAME: bare_proxy in MODE (conn or spec) on PORT.
+    start_floor() {
+        local floor_env=()
+        [ -n "$WORKERS" ] && floor_env=("TOKIO_WORKER_THREADS=$WORKERS")
+        env "${floor_env[@]}" "${PIN_SERVER[@]}" "$FLOOR_BIN" "127.0.0.1:$1" \
+            "127.0.0.1:$BACKEND_PORT" "$2" >"$TMP/floor-$2-$layout.log" 2>&1 &
+        STARTED_FLOOR=$!
+        STARTED_PIDS+=("$STARTED_FLOOR")
+        wait_ready "http://127.0.0.1:$1/" "$STARTED_FLOOR" "$3" || die "the $3 did not start"
+        layout_pids+=("$STARTED_FLOOR")
+    }
     FLOOR_PID=
     if [[ " $TARGETS " == *" hyper-floor "* ]]; then
-        floor_env=()
-        [ -n "$WORKERS" ] && floor_env=("TOKIO_WORKER_THREADS=$WORKERS")
-        env "${floor_env[@]}" "${PIN_SERVER[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" \
-            "127.0.0.1:$BACKEND_PORT" conn >"$TMP/floor-$layout.log" 2>&1 &
-        FLOOR_PID=$!
-        STARTED_PIDS+=("$FLOOR_PID")
-        wait_ready "http://127.0.0.1:$FLOOR_PORT/" "$FLOOR_PID" "bare hyper proxy" ||
-            die "the bare hyper proxy did not start"
-        layout_pids+=("$FLOOR_PID")
+        start_floor "$FLOOR_PORT" conn "bare hyper proxy"
+        FLOOR_PID=$STARTED_FLOOR
+    fi
+    FLOOR_SPEC_PID=
+    if [[ " $TARGETS " == *" hyper-floor-spec "* ]]; then
+        start_floor "$FLOOR_SPEC_PORT" spec "bare hyper proxy with the SPEC's rules"
+        FLOOR_SPEC_PID=$STARTED_FLOOR
     fi
 
     # Two wristband processes: the verified-token cache on (WB) and off (WBN).
@@ -870,6 +882,9 @@ PY
                 nginx) run_wrk "$layout" "$round" nginx "$NGINX_PORT" "$BACKEND_PID" "$NGINX_PID" ;;
                 haproxy) run_wrk "$layout" "$round" haproxy "$HAPROXY_PORT" "$BACKEND_PID" "$HAPROXY_PID" ;;
                 hyper-floor) run_wrk "$layout" "$round" hyper-floor "$FLOOR_PORT" "$BACKEND_PID" "$FLOOR_PID" ;;
+                hyper-floor-spec)
+                    run_wrk "$layout" "$round" hyper-floor-spec "$FLOOR_SPEC_PORT" "$BACKEND_PID" "$FLOOR_SPEC_PID"
+                    ;;
                 hyper-floor-session)
                     run_wrk "$layout" "$round" hyper-floor-session "$FLOOR_SESSION_PORT" "$BACKEND_PID" \
                         "$FLOOR_SESSION_PID" ${CPU_REDIS_PID:+"$CPU_REDIS_PID"}

@@ -4,9 +4,13 @@
 //! What wristband costs above this is wristband's; what this costs above
 //! nginx is the stack's.
 //!
-//! `bare_proxy LISTEN BACKEND [conn|legacy] [REDIS_URL KEY]`: `conn` (the
-//! default) forwards through a minimal pool of `hyper::client::conn::http1`
-//! senders, as wristband does; `legacy` through hyper-util's pooled client.
+//! `bare_proxy LISTEN BACKEND [conn|legacy|spec] [REDIS_URL KEY]`: `conn`
+//! (the default) forwards through a minimal pool of
+//! `hyper::client::conn::http1` senders, as wristband does; `legacy` through
+//! hyper-util's pooled client; `spec` through the `conn` pool, doing on the
+//! way what SPEC requires of every request on a public route, each rule in
+//! the fewest operations on hyper's types this file's author could write
+//! (see [`spec`]): the floor of the SPEC's own rules on this stack.
 //! Like wristband, `TOKIO_WORKER_THREADS=1` gives a single-threaded runtime.
 //!
 //! With `REDIS_URL KEY`, every request first reads the hash at `KEY` through
@@ -35,6 +39,7 @@ type Body = Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
 enum Upstream {
     Legacy(Box<Client<HttpConnector, Incoming>>),
     Conn(Arc<ConnPool>),
+    Spec(Arc<ConnPool>, spec::Rules),
 }
 
 /// Idle senders to one backend; a request takes one (or dials) and gives
@@ -94,7 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: bare_proxy LISTEN BACKEND [conn|legacy] [REDIS_URL KEY]";
+    let usage = "usage: bare_proxy LISTEN BACKEND [conn|legacy|spec] [REDIS_URL KEY]";
     let listen: SocketAddr = args.next().ok_or(usage)?.parse()?;
     let backend: SocketAddr = args.next().ok_or(usage)?.parse()?;
     let upstream = match args.next().as_deref() {
@@ -107,6 +112,13 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             backend,
             idle: Mutex::new(Vec::new()),
         })),
+        Some("spec") => Upstream::Spec(
+            Arc::new(ConnPool {
+                backend,
+                idle: Mutex::new(Vec::new()),
+            }),
+            spec::Rules::new(backend)?,
+        ),
         Some(_) => return Err(usage.into()),
     };
     let session = match (args.next(), args.next()) {
@@ -117,14 +129,17 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let upstream = Arc::new(upstream);
     let listener = TcpListener::bind(listen).await?;
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, peer) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
+        // Once per connection, as wristband does.
+        let peer_ip = http::HeaderValue::from_str(&peer.ip().to_string())?;
         let upstream = upstream.clone();
         let session = session.clone();
         tokio::spawn(async move {
             let service = service_fn(move |mut req: Request<Incoming>| {
                 let upstream = upstream.clone();
                 let session = session.clone();
+                let peer_ip = peer_ip.clone();
                 async move {
                     if let Some(session) = session {
                         let (client, key) = &*session;
@@ -152,6 +167,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
                         }
                         // Origin form and the client's Host, as they came.
                         Upstream::Conn(pool) => pool.send(req).await,
+                        Upstream::Spec(pool, rules) => {
+                            return Ok(rules.forward(pool, req, &peer_ip).await);
+                        }
                     };
                     let response: Response<Body> = match result {
                         Ok(response) => response.map(Either::Left),
@@ -188,4 +206,187 @@ async fn store(url: &str) -> Result<fred::prelude::Client, Box<dyn std::error::E
         .build()?;
     client.init().await?;
     Ok(client)
+}
+
+/// The per-request work SPEC asks of a public route, written directly on
+/// hyper's and http's types, for `hyper-floor-spec`. Each rule is done once,
+/// in the cheapest way this file's author knew, and nothing else: no
+/// config, no routing table, no authentication, no logging. wristband's
+/// public route does all of this and more (its cost above this is
+/// wristband's own); this file's cost above plain `conn` is what the rules
+/// cost on this stack.
+mod spec {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+    use http_body_util::Either;
+    use hyper::body::Incoming;
+    use hyper::{Request, Response, StatusCode};
+    use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+    use super::{Body, ConnPool};
+
+    static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+    pub struct Rules {
+        /// The backend's Host (`preserve_host = false`, the default).
+        host: HeaderValue,
+        /// `response_timeout`'s default.
+        response_timeout: Duration,
+        /// `wristband_requests_total` by status class, and
+        /// `wristband_request_duration_seconds`.
+        requests: [AtomicU64; 6],
+        duration: Histogram,
+        next_id: AtomicU64,
+    }
+
+    impl Rules {
+        pub fn new(backend: SocketAddr) -> Result<Rules, http::header::InvalidHeaderValue> {
+            Ok(Rules {
+                host: HeaderValue::from_str(&backend.to_string())?,
+                response_timeout: Duration::from_secs(30),
+                requests: Default::default(),
+                duration: Histogram::new(exponential_buckets(0.001, 2.0, 12)),
+                next_id: AtomicU64::new(1),
+            })
+        }
+
+        pub async fn forward(
+            &self,
+            pool: &Arc<ConnPool>,
+            mut req: Request<Incoming>,
+            peer_ip: &HeaderValue,
+        ) -> Response<Body> {
+            let started = Instant::now();
+            // Guarantee 3: every byte of the path looked at once; the
+            // benchmark's path needs no rewriting, and one that would is
+            // refused here instead.
+            if !is_normal(req.uri().path()) {
+                return self.done(status(StatusCode::BAD_REQUEST), None, started);
+            }
+            let headers = req.headers_mut();
+            // SPEC §4: the client's id if well-formed, else a new one.
+            let id = match headers.get(&X_REQUEST_ID) {
+                Some(id) if well_formed(id.as_bytes()) => id.clone(),
+                _ => self.fresh_id(),
+            };
+            // Guarantees 8 and 2: hop-by-hop headers, identity aliases and
+            // untrusted `X-Forwarded-*` go, in one pass over the names.
+            let client_host = headers.get(header::HOST).cloned();
+            strip(headers);
+            headers.insert(&X_FORWARDED_FOR, peer_ip.clone());
+            headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            if let Some(host) = client_host {
+                headers.insert(&X_FORWARDED_HOST, host);
+            }
+            headers.insert(&X_REQUEST_ID, id.clone());
+            headers.insert(header::HOST, self.host.clone());
+            let response = match tokio::time::timeout(self.response_timeout, pool.send(req)).await {
+                Ok(Ok(mut response)) => {
+                    strip(response.headers_mut());
+                    response.map(Either::Left)
+                }
+                Ok(Err(_)) => status(StatusCode::BAD_GATEWAY),
+                Err(_) => status(StatusCode::GATEWAY_TIMEOUT),
+            };
+            self.done(response, Some(id), started)
+        }
+
+        fn done(
+            &self,
+            mut response: Response<Body>,
+            id: Option<HeaderValue>,
+            started: Instant,
+        ) -> Response<Body> {
+            let class = usize::from(response.status().as_u16() / 100);
+            self.requests[class.min(5)].fetch_add(1, Ordering::Relaxed);
+            self.duration.observe(started.elapsed().as_secs_f64());
+            if let Some(id) = id {
+                response.headers_mut().insert(&X_REQUEST_ID, id);
+            }
+            response
+        }
+
+        fn fresh_id(&self) -> HeaderValue {
+            let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let mut text = [b'0'; 32];
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for (i, byte) in n.to_be_bytes().iter().enumerate() {
+                text[16 + 2 * i] = HEX[usize::from(byte >> 4)];
+                text[16 + 2 * i + 1] = HEX[usize::from(byte & 0xf)];
+            }
+            HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("0"))
+        }
+    }
+
+    fn status(code: StatusCode) -> Response<Body> {
+        let mut response = Response::new(Either::Right(http_body_util::Empty::new()));
+        *response.status_mut() = code;
+        response
+    }
+
+    fn well_formed(id: &[u8]) -> bool {
+        (1..=128).contains(&id.len())
+            && id
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    }
+
+    /// No `.` or `..` segment, no `//`, no `%` escape, no `\`.
+    fn is_normal(path: &str) -> bool {
+        path.starts_with('/')
+            && !path.contains("//")
+            && !path.contains("/.")
+            && !path.bytes().any(|b| b == b'%' || b == b'\\')
+    }
+
+    /// `x-auth-*`, with `_` and `.` read as `-`.
+    fn is_identity_alias(name: &[u8]) -> bool {
+        let dash = |b: u8| matches!(b, b'-' | b'_' | b'.');
+        name.len() > 7
+            && name[0] == b'x'
+            && dash(name[1])
+            && &name[2..6] == b"auth"
+            && dash(name[6])
+    }
+
+    /// Removes the hop-by-hop headers, every `Connection`-named one,
+    /// the identity aliases (`x-auth-*`, read with `_` and `.` as `-`) and
+    /// `x-forwarded-*`: one pass over the names, and removals only for
+    /// what is there.
+    fn strip(headers: &mut HeaderMap) {
+        let doomed = |name: &HeaderName| {
+            let name = name.as_str();
+            matches!(
+                name,
+                "connection"
+                    | "keep-alive"
+                    | "proxy-connection"
+                    | "proxy-authenticate"
+                    | "proxy-authorization"
+                    | "te"
+                    | "trailer"
+                    | "transfer-encoding"
+                    | "upgrade"
+            ) || name.starts_with("x-forwarded-")
+                || is_identity_alias(name.as_bytes())
+        };
+        if !headers.keys().any(doomed) {
+            return;
+        }
+        let mut names: Vec<HeaderName> = headers.keys().filter(|n| doomed(n)).cloned().collect();
+        for value in headers.get_all(header::CONNECTION) {
+            let tokens = value.to_str().unwrap_or("").split(',');
+            names.extend(tokens.filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok()));
+        }
+        for name in names {
+            headers.remove(&name);
+        }
+    }
 }
