@@ -360,17 +360,21 @@ mod tests {
 
     #[test]
     fn fresh_ids_stay_distinct_and_whole_across_blocks() {
-        // Three blocks' worth, each id kept while the next are cut, and some
-        // cloned: no id may change once handed out, or repeat.
-        let ids: Vec<(HeaderValue, HeaderValue)> = (0..3 * IDS_PER_BLOCK + 5)
+        // Three blocks' worth, each id kept while the next are cut, and
+        // cloned: no id may change once handed out, or repeat. A copy of
+        // its bytes taken when it was made is what it is checked against
+        // (a clone shares the bytes, and would change with them).
+        let ids: Vec<(HeaderValue, HeaderValue, Vec<u8>)> = (0..3 * IDS_PER_BLOCK + 5)
             .map(|_| {
                 let id = request_id(&HeaderMap::new());
-                (id.clone(), id)
+                let made = id.as_bytes().to_vec();
+                (id.clone(), id, made)
             })
             .collect();
         let mut seen = std::collections::HashSet::new();
-        for (id, clone) in &ids {
+        for (id, clone, made) in &ids {
             assert_eq!(id, clone);
+            assert_eq!(id.as_bytes(), made.as_slice(), "changed since it was made");
             assert_eq!(id.len(), ID_LEN);
             assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit), "{id:?}");
             assert!(seen.insert(id.as_bytes().to_vec()), "repeated {id:?}");
