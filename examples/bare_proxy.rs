@@ -50,6 +50,13 @@ struct ConnPool {
 }
 
 impl ConnPool {
+    fn new(backend: SocketAddr) -> Arc<ConnPool> {
+        Arc::new(ConnPool {
+            backend,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
     async fn send(
         self: &Arc<Self>,
         req: Request<Incoming>,
@@ -108,17 +115,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             http.set_nodelay(true);
             Upstream::Legacy(Box::new(Client::builder(TokioExecutor::new()).build(http)))
         }
-        None | Some("conn") => Upstream::Conn(Arc::new(ConnPool {
-            backend,
-            idle: Mutex::new(Vec::new()),
-        })),
-        Some("spec") => Upstream::Spec(
-            Arc::new(ConnPool {
-                backend,
-                idle: Mutex::new(Vec::new()),
-            }),
-            spec::Rules::new(backend)?,
-        ),
+        None | Some("conn") => Upstream::Conn(ConnPool::new(backend)),
+        Some("spec") => Upstream::Spec(ConnPool::new(backend), spec::Rules::new(backend)?),
         Some(_) => return Err(usage.into()),
     };
     let session = match (args.next(), args.next()) {
@@ -131,8 +129,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         let (stream, peer) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        // Once per connection, as wristband does.
-        let peer_ip = http::HeaderValue::from_str(&peer.ip().to_string())?;
+        // Once per connection, as wristband does (with its own code).
+        let peer_ip = wristband::proxy::ConnInfo::new(peer, false).peer_ip;
         let upstream = upstream.clone();
         let session = session.clone();
         tokio::spawn(async move {
@@ -229,10 +227,10 @@ mod spec {
 
     use super::{Body, ConnPool};
 
-    static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-    static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-    static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-    static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    // The names and the id rule are wristband's; the work is written here.
+    use wristband::headers::{
+        X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, well_formed_request_id,
+    };
 
     pub struct Rules {
         /// The backend's Host (`preserve_host = false`, the default).
@@ -273,7 +271,7 @@ mod spec {
             let headers = req.headers_mut();
             // SPEC §4: the client's id if well-formed, else a new one.
             let id = match headers.get(&X_REQUEST_ID) {
-                Some(id) if well_formed(id.as_bytes()) => id.clone(),
+                Some(id) if well_formed_request_id(id.as_bytes()) => id.clone(),
                 _ => self.fresh_id(),
             };
             // Guarantees 8 and 2: hop-by-hop headers, identity aliases and
@@ -329,13 +327,6 @@ mod spec {
         let mut response = Response::new(Either::Right(http_body_util::Empty::new()));
         *response.status_mut() = code;
         response
-    }
-
-    fn well_formed(id: &[u8]) -> bool {
-        (1..=128).contains(&id.len())
-            && id
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     }
 
     /// No `.` or `..` segment, no `//`, no `%` escape, no `\`.

@@ -119,17 +119,19 @@ pub fn remove_matching(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> 
 /// SPEC §4: the client's id if it is 1–128 characters of `[A-Za-z0-9._-]`,
 /// else a fresh one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&X_REQUEST_ID) {
-        let bytes = v.as_bytes();
-        let valid = (1..=128).contains(&bytes.len())
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if valid {
-            return v.clone();
-        }
+    match headers.get(&X_REQUEST_ID) {
+        Some(id) if well_formed_request_id(id.as_bytes()) => id.clone(),
+        _ => new_request_id(),
     }
-    new_request_id()
+}
+
+/// SPEC §4's rule for keeping a client's id: 1–128 characters of
+/// `[A-Za-z0-9._-]`.
+pub fn well_formed_request_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn new_request_id() -> HeaderValue {
