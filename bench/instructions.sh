@@ -105,11 +105,11 @@ done
 redis-cli -p "$REDIS_PORT" HSET sessions:bench-session-0123456789 user_id bench-user roles a,b \
     >/dev/null || die "cannot seed the session in Redis"
 
-# client NAME N [wait]: N requests over four new keep-alive connections to
-# the measured target, each answered 200 "ok"; with `wait`, first until it
-# answers at all (valgrind starts slowly).
+# client PATH HEADER N [wait]: N requests over four new keep-alive
+# connections to the measured target, each answered 200 "ok"; with `wait`,
+# first until it answers at all (valgrind starts slowly).
 client() {
-    python3 - "${CLIENT_PORT:-$PORT}" "$CLIENT_PATH" "$CLIENT_HEADER" "$2" "${3:-}" <<'PY'
+    python3 - "${CLIENT_PORT:-$PORT}" "$1" "$2" "$3" "${4:-}" <<'PY'
 import http.client, sys, time
 port, path, header, n, wait = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 name, _, value = header.partition(": ")
@@ -138,8 +138,7 @@ PY
 
 # count NAME PATH HEADER CACHE CMD...: instructions per request of CMD.
 count() {
-    local name=$1 cache=$4
-    CLIENT_PATH=$2 CLIENT_HEADER=$3
+    local name=$1 path=$2 header=$3 cache=$4
     shift 4
     sed -e "s#@PORT@#$PORT#g" -e "s#@ADMIN_PORT@#$ADMIN_PORT#g" -e "s#@BACKEND_PORT@#$BACKEND_PORT#g" \
         -e "s#@JWKS@#$TMP/jwks.json#g" -e "s#@CACHE@#$cache#g" -e "s#@REDIS_PORT@#$REDIS_PORT#g" \
@@ -155,7 +154,7 @@ count() {
     TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out.%p" \
         "$@" >"$TMP/$name.log" 2>&1 &
     MEASURED=$!
-    client "$name" 1000 wait || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
+    client "$path" "$header" 1000 wait || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
     callgrind_control -z "$MEASURED" >/dev/null 2>&1
     local totals=() seconds=() n dump started
     for n in idle "$N1" "$N2"; do
@@ -163,17 +162,20 @@ count() {
         if [ "$n" = idle ]; then
             sleep "$BACKGROUND_S"
         else
-            client "$name" "$n" || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
+            client "$path" "$header" "$n" || die "$name did not answer 200 ok; the end of its log: $(tail -5 "$TMP/$name.log")"
         fi
         callgrind_control -d "$MEASURED" >/dev/null 2>&1
         seconds+=("$started-$(date +%s.%N)")
-        dump=$(ls -t "$TMP"/callgrind.out.*.* 2>/dev/null | head -1)
-        [ -n "$dump" ] || die "$name: callgrind wrote no dump; the end of its log: $(tail -5 "$TMP/$name.log")"
+        # The phase's dump is the only one there: each is removed once read,
+        # so a dump that never came is an error, not the last one counted twice.
+        dump=$(ls "$TMP"/callgrind.out.*.* 2>/dev/null)
+        [ -n "$dump" ] && [ "$(wc -l <<<"$dump")" -eq 1 ] ||
+            die "$name: callgrind wrote no dump for the $n phase; the end of its log: $(tail -5 "$TMP/$name.log")"
         if [ -n "${KEEP_DIR:-}" ]; then
             mkdir -p "$KEEP_DIR" && cp "$dump" "$KEEP_DIR/$name.$n.callgrind"
         fi
         totals+=("$(awk '/^summary:/ {s += $2} END {print s + 0}' "$dump")")
-        mv "$dump" "$dump.read"
+        rm -f "$dump"
     done
     # Killed, not stopped (not every target exits on a signal), and reaped
     # here, and forgotten: a PID kept for the cleanup could by then name
