@@ -173,9 +173,11 @@ if [ $WANT_WB = yes ]; then
     fi
     [ -x "$WRISTBAND_BIN" ] || die "no wristband binary at $WRISTBAND_BIN"
 fi
-# hyper-floor: the stack without wristband (examples/bare_proxy.rs).
+# hyper-floor: the stack without wristband (examples/bare_proxy.rs; its
+# `spec` mode uses wristband's header names and id rule, hence src/).
 if [[ " $TARGETS " == *" hyper-floor"* ]] && { [ ! -x "$FLOOR_BIN" ] ||
-    [ -n "$(find "$REPO_DIR/examples/bare_proxy.rs" "$REPO_DIR/Cargo.lock" -newer "$FLOOR_BIN" -print -quit 2>/dev/null)" ]; }; then
+    [ -n "$(find "$REPO_DIR/examples/bare_proxy.rs" "$REPO_DIR/src" "$REPO_DIR/Cargo.lock" \
+        -newer "$FLOOR_BIN" -print -quit 2>/dev/null)" ]; }; then
     log "building the bare hyper proxy (cargo build --release --example bare_proxy)"
     (cd "$REPO_DIR" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --example bare_proxy) >&2 ||
         die "cargo build --release --example bare_proxy failed"
@@ -606,25 +608,28 @@ for layout in "${LAYOUTS[@]}"; do
         layout_pids+=("$NGINX_PID")
     fi
 
-    # start_floor PORT MODE NAME: bare_proxy in MODE (conn or spec) on PORT.
+    # start_floor PORT LABEL DESCRIPTION ARGS...: bare_proxy on PORT in front
+    # of the backend, with ARGS after the backend (its mode, and Redis), its
+    # log in floor-LABEL-LAYOUT.log; its PID in STARTED_FLOOR.
     start_floor() {
-        local floor_env=()
+        local port=$1 label=$2 what=$3 floor_env=()
+        shift 3
         [ -n "$WORKERS" ] && floor_env=("TOKIO_WORKER_THREADS=$WORKERS")
-        env "${floor_env[@]}" "${PIN_SERVER[@]}" "$FLOOR_BIN" "127.0.0.1:$1" \
-            "127.0.0.1:$BACKEND_PORT" "$2" >"$TMP/floor-$2-$layout.log" 2>&1 &
+        env "${floor_env[@]}" "${PIN_SERVER[@]}" "$FLOOR_BIN" "127.0.0.1:$port" \
+            "127.0.0.1:$BACKEND_PORT" "$@" >"$TMP/floor-$label-$layout.log" 2>&1 &
         STARTED_FLOOR=$!
         STARTED_PIDS+=("$STARTED_FLOOR")
-        wait_ready "http://127.0.0.1:$1/" "$STARTED_FLOOR" "$3" || die "the $3 did not start"
+        wait_ready "http://127.0.0.1:$port/" "$STARTED_FLOOR" "$what" || die "the $what did not start"
         layout_pids+=("$STARTED_FLOOR")
     }
     FLOOR_PID=
     if [[ " $TARGETS " == *" hyper-floor "* ]]; then
-        start_floor "$FLOOR_PORT" conn "bare hyper proxy"
+        start_floor "$FLOOR_PORT" conn "bare hyper proxy" conn
         FLOOR_PID=$STARTED_FLOOR
     fi
     FLOOR_SPEC_PID=
     if [[ " $TARGETS " == *" hyper-floor-spec "* ]]; then
-        start_floor "$FLOOR_SPEC_PORT" spec "bare hyper proxy with the SPEC's rules"
+        start_floor "$FLOOR_SPEC_PORT" spec "bare hyper proxy with the SPEC's rules" spec
         FLOOR_SPEC_PID=$STARTED_FLOOR
     fi
 
@@ -660,16 +665,9 @@ for layout in "${LAYOUTS[@]}"; do
 
     FLOOR_SESSION_PID=
     if [[ " $TARGETS " == *" hyper-floor-session "* ]]; then
-        floor_env=()
-        [ -n "$WORKERS" ] && floor_env=("TOKIO_WORKER_THREADS=$WORKERS")
-        env "${floor_env[@]}" "${PIN_SERVER[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_SESSION_PORT" \
-            "127.0.0.1:$BACKEND_PORT" conn "redis://127.0.0.1:$REDIS_PORT/0" "sessions:$BENCH_SESSION" \
-            >"$TMP/floor-session-$layout.log" 2>&1 &
-        FLOOR_SESSION_PID=$!
-        STARTED_PIDS+=("$FLOOR_SESSION_PID")
-        wait_ready "http://127.0.0.1:$FLOOR_SESSION_PORT/" "$FLOOR_SESSION_PID" "bare hyper proxy with Redis" ||
-            die "the bare hyper proxy with Redis did not start"
-        layout_pids+=("$FLOOR_SESSION_PID")
+        start_floor "$FLOOR_SESSION_PORT" session "bare hyper proxy with Redis" \
+            conn "redis://127.0.0.1:$REDIS_PORT/0" "sessions:$BENCH_SESSION"
+        FLOOR_SESSION_PID=$STARTED_FLOOR
     fi
 
     HAPROXY_PID=
