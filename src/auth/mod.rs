@@ -60,7 +60,7 @@ pub enum Authenticated {
 }
 
 impl Authenticated {
-    pub fn identity(&self) -> Option<&Identity> {
+    pub fn identity(&self) -> Option<&Arc<Identity>> {
         match self {
             Authenticated::Caller { identity, .. } => Some(identity),
             Authenticated::NotChecked | Authenticated::Anonymous { .. } => None,

@@ -27,7 +27,9 @@ use assertion::{AssertionSigner, KeyError};
 /// rendering of its headers.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    sub: String,
+    /// `sub` among them, always a non-empty string: the constructors see
+    /// to it, so `sub()` never fails. Kept once, in the map, because the
+    /// cached JWT path checks the claims as a token's.
     claims: BTreeMap<String, Value>,
     /// The identity header values, rendered on first use by the
     /// `IdentityHeaders` whose id is kept beside them.
@@ -36,23 +38,39 @@ pub struct Identity {
 
 impl PartialEq for Identity {
     fn eq(&self, other: &Self) -> bool {
-        self.sub == other.sub && self.claims == other.claims
+        self.claims == other.claims
     }
 }
 
 impl Identity {
+    /// `sub` replaces any `sub` among the claims. Empty only in tests:
+    /// the stores and the verifier refuse an identity without one.
     pub fn new(sub: impl Into<String>, mut claims: BTreeMap<String, Value>) -> Self {
-        let sub = sub.into();
-        claims.insert("sub".into(), Value::String(sub.clone()));
+        claims.insert("sub".into(), Value::String(sub.into()));
         Identity {
-            sub,
             claims,
             rendered: OnceLock::new(),
         }
     }
 
+    /// The claims of a verified token, whose `sub` must be a non-empty
+    /// string (RFC 7519 §4.1.2 allows only a string); `None` otherwise.
+    pub fn from_claims(claims: BTreeMap<String, Value>) -> Option<Self> {
+        match claims.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => Some(Identity {
+                claims,
+                rendered: OnceLock::new(),
+            }),
+            _ => None,
+        }
+    }
+
     pub fn sub(&self) -> &str {
-        &self.sub
+        match self.claims.get("sub") {
+            Some(Value::String(sub)) => sub,
+            // Not built by `new` or `from_claims`: cannot be.
+            _ => "",
+        }
     }
 
     pub fn claims(&self) -> &BTreeMap<String, Value> {
@@ -177,33 +195,35 @@ impl IdentityHeaders {
     /// not go upstream, since a backend may rely on the assertion alone.
     pub fn inject(
         &self,
-        identity: &Identity,
+        identity: &Arc<Identity>,
         audience: &str,
         headers: &mut HeaderMap,
     ) -> Result<(), AssertionUnsigned> {
-        let fresh;
-        let rendered = match identity
-            .rendered
-            .get_or_init(|| (self.id, self.render(identity)))
-        {
-            (id, rendered) if *id == self.id => rendered,
-            // Rendered for the config before a reload.
-            _ => {
-                fresh = self.render(identity);
-                &fresh
+        let memo = identity.rendered.get();
+        if memo.is_none() && Arc::strong_count(identity) == 1 {
+            // No cache holds this identity, so no other request will use
+            // it: its values go straight into this request. Memoized, they
+            // would cost the memo's allocation, and one more per value
+            // for the clone that shares it.
+            for (name, claim) in &self.inject {
+                set(headers, name, claim, render_claim(identity, claim));
             }
-        };
-        for ((name, claim), value) in self.inject.iter().zip(rendered.iter()) {
-            match value {
-                Rendered::Absent => {}
-                Rendered::Value(v) => {
-                    headers.insert(name.clone(), v.clone());
+        } else {
+            let fresh;
+            let rendered = match memo.unwrap_or_else(|| {
+                identity
+                    .rendered
+                    .get_or_init(|| (self.id, self.render(identity)))
+            }) {
+                (id, rendered) if *id == self.id => rendered,
+                // Rendered for the config before a reload.
+                _ => {
+                    fresh = self.render(identity);
+                    &fresh
                 }
-                Rendered::Refused => tracing::warn!(
-                    header = %name,
-                    claim = %claim,
-                    "identity claim holds a control character; header not sent"
-                ),
+            };
+            for ((name, claim), value) in self.inject.iter().zip(rendered.iter()) {
+                set(headers, name, claim, value.clone());
             }
         }
         if let Some(signer) = &self.assertion {
@@ -217,12 +237,32 @@ impl IdentityHeaders {
     fn render(&self, identity: &Identity) -> Box<[Rendered]> {
         self.inject
             .iter()
-            .map(|(_, claim)| match identity.claim(claim) {
-                // A null claim is no value: no header, and nothing to warn of.
-                None | Some(Value::Null) => Rendered::Absent,
-                Some(value) => header_value(value).map_or(Rendered::Refused, Rendered::Value),
-            })
+            .map(|(_, claim)| render_claim(identity, claim))
             .collect()
+    }
+}
+
+/// The value of the header that carries `claim`.
+fn render_claim(identity: &Identity, claim: &str) -> Rendered {
+    match identity.claim(claim) {
+        // A null claim is no value: no header, and nothing to warn of.
+        None | Some(Value::Null) => Rendered::Absent,
+        Some(value) => header_value(value).map_or(Rendered::Refused, Rendered::Value),
+    }
+}
+
+/// Sets the header `name` that carries `claim`, as rendered.
+fn set(headers: &mut HeaderMap, name: &HeaderName, claim: &str, value: Rendered) {
+    match value {
+        Rendered::Absent => {}
+        Rendered::Value(v) => {
+            headers.insert(name.clone(), v);
+        }
+        Rendered::Refused => tracing::warn!(
+            header = %name,
+            claim = %claim,
+            "identity claim holds a control character; header not sent"
+        ),
     }
 }
 
@@ -314,7 +354,7 @@ mod tests {
         ids.strip(&mut headers);
         assert_eq!(headers.len(), 1, "only accept survives: {headers:?}");
 
-        let identity = Identity::new("alice", BTreeMap::new());
+        let identity = Arc::new(Identity::new("alice", BTreeMap::new()));
         ids.inject(&identity, "app", &mut headers)
             .expect("no assertion configured");
         assert_eq!(headers["x-auth-user"], "alice");
@@ -345,7 +385,9 @@ mod tests {
         let mut claims = BTreeMap::new();
         claims.insert("roles".into(), serde_json::json!(["admin", "dev"]));
         claims.insert("evil".into(), serde_json::json!("a\r\nX-Auth-User: root"));
-        let identity = Identity::new("alice", claims);
+        let identity = Arc::new(Identity::new("alice", claims));
+        // As the verified-token cache or the session cache holds it.
+        let cached = identity.clone();
 
         let first = IdentityHeaders::new(&config()).expect("no assertion key to load");
         for _ in 0..2 {
@@ -355,6 +397,10 @@ mod tests {
                 .expect("no assertion configured");
             assert_eq!(headers["x-auth-user"], "alice");
             assert_eq!(headers["x-roles"], "admin,dev");
+            assert!(
+                cached.rendered.get().is_some(),
+                "a shared identity is memoized"
+            );
         }
 
         // A reload maps other claims to the same names: what the first
@@ -375,6 +421,20 @@ mod tests {
             headers.get("x-evil").is_none(),
             "control characters: {headers:?}"
         );
+    }
+
+    #[test]
+    fn an_identity_no_cache_holds_is_rendered_without_a_memo() {
+        let ids = IdentityHeaders::new(&config()).expect("no assertion key to load");
+        let roles = BTreeMap::from([("roles".to_owned(), json!(["admin", "dev"]))]);
+        let identity = Arc::new(Identity::new("alice", roles));
+        let mut headers = HeaderMap::new();
+        ids.inject(&identity, "app", &mut headers)
+            .expect("no assertion configured");
+        assert_eq!(headers["x-auth-user"], "alice");
+        assert_eq!(headers["remote-user"], "alice");
+        assert_eq!(headers["x-roles"], "admin,dev");
+        assert!(identity.rendered.get().is_none(), "used once: no memo");
     }
 
     #[test]
@@ -505,13 +565,24 @@ mod tests {
                 ),
             ) {
                 let ids = mapped();
-                let identity = Identity::new(sub, claims);
-                let mut headers = HeaderMap::new();
-                for (name, _) in &ids.inject {
-                    headers.append(name.clone(), HeaderValue::from_static("spoofed"));
-                }
-                ids.strip(&mut headers);
-                ids.inject(&identity, "app", &mut headers).expect("no assertion configured");
+                let ids = &ids;
+                let identity = Arc::new(Identity::new(sub, claims));
+                let injected = |identity: &Arc<Identity>| {
+                    let mut headers = HeaderMap::new();
+                    for (name, _) in &ids.inject {
+                        headers.append(name.clone(), HeaderValue::from_static("spoofed"));
+                    }
+                    ids.strip(&mut headers);
+                    ids.inject(identity, "app", &mut headers).expect("no assertion configured");
+                    headers
+                };
+                // Used once (rendered straight in), then held by a cache
+                // (memoized, and the memo used): the same headers.
+                let once = injected(&identity);
+                let cached = identity.clone();
+                prop_assert_eq!(&injected(&identity), &once);
+                prop_assert_eq!(&injected(&cached), &once);
+                let headers = once;
                 for (name, claim) in &ids.inject {
                     let sent: Vec<&[u8]> =
                         headers.get_all(name).iter().map(HeaderValue::as_bytes).collect();

@@ -31,7 +31,6 @@ use crate::config::{Config, UnderscoreHeaders};
 use crate::error::{BadRequest, Rejection, Side};
 use crate::gateway::{Gateway, JWKS_PATH};
 use crate::headers;
-use crate::identity::Identity;
 use crate::login::{Endpoint, Login};
 use crate::routing::normalize_path;
 use crate::telemetry::Metrics;
@@ -261,8 +260,9 @@ impl Proxy {
             identity,
         )?;
         log.upstream = Some(upstream_index);
-        let user = identity.map(Identity::sub);
-        let (mut response, target) = upstream.forward(outbound.request, user).await?;
+        let (mut response, target) = upstream
+            .forward(outbound.request, identity.map(AsRef::as_ref))
+            .await?;
         log.target = Some(target);
 
         upgrade::finish(&mut response, outbound.upgrade, &runtime.name)?;

@@ -17,6 +17,7 @@
 //! after this, once per attempt.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::header::{self, CONNECTION, HeaderMap, HeaderValue, UPGRADE};
 use http::request::Parts;
@@ -94,7 +95,7 @@ pub fn build(
     body: UpstreamBody,
     client: &Client<'_>,
     rules: &Rules<'_>,
-    identity: Option<&Identity>,
+    identity: Option<&Arc<Identity>>,
 ) -> Result<Outbound, Rejection> {
     let Inbound { mut parts, upgrade } = inbound;
     let target = upstream_target(&parts, path)?;
@@ -212,7 +213,7 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    fn identity_headers() -> std::sync::Arc<IdentityHeaders> {
+    fn identity_headers() -> Arc<IdentityHeaders> {
         IdentityHeaders::new(&IdentityConfig {
             strip: vec![HeaderPattern::Prefix("x-auth-".into())],
             headers: vec![(HeaderName::from_static("x-auth-user"), "sub".into())],
@@ -226,7 +227,7 @@ mod tests {
         pairs: &[(&str, &str)],
         client: &Client<'_>,
         underscores: UnderscoreHeaders,
-        identity: Option<&Identity>,
+        identity: Option<&Arc<Identity>>,
     ) -> HeaderMap {
         let mut request = Request::get("/x");
         for (k, v) in pairs {
@@ -260,7 +261,7 @@ mod tests {
             host: Some(&host),
             request_id: &rid,
         };
-        let identity = Identity::new("alice", BTreeMap::new());
+        let identity = Arc::new(Identity::new("alice", BTreeMap::new()));
         let headers = built(
             &[
                 ("x-forwarded-for", "10.0.0.1"),

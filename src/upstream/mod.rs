@@ -23,7 +23,8 @@ pub mod health;
 pub mod pool;
 
 use crate::boxed::boxed;
-use crate::config::{Target, UpstreamConfig};
+use crate::config::{Balance, Target, UpstreamConfig};
+use crate::identity::Identity;
 use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{TargetLabels, UpstreamLabel};
 use balance::{Balancer, Candidate};
@@ -199,12 +200,18 @@ impl Upstream {
 
     /// Sends the request (origin-form URI) to a target. A request that no
     /// connection could carry comes back unsent and is retried on another
-    /// target when that is safe.
+    /// target when that is safe. `identity` picks the target for
+    /// `balance = "user_hash"`.
     pub async fn forward(
         &self,
         request: Request<UpstreamBody>,
-        user: Option<&str>,
+        identity: Option<&Identity>,
     ) -> Result<(Response<PooledBody>, usize), ForwardError> {
+        // Read only when it counts: `sub` is a lookup among the claims.
+        let user = match self.config.balance {
+            Balance::UserHash => identity.map(Identity::sub),
+            _ => None,
+        };
         let retryable = request.method().is_idempotent() && request.body().is_end_stream();
         let attempts = if retryable {
             1 + self.config.retries

@@ -320,12 +320,9 @@ fn verified_cache(size: u64) -> Option<VerifiedCache> {
 }
 
 fn identity(claims: Claims) -> Result<Arc<Identity>, JwtError> {
-    match claims.get("sub") {
-        Some(serde_json::Value::String(sub)) if !sub.is_empty() => {
-            Ok(Arc::new(Identity::new(sub.clone(), claims)))
-        }
-        _ => Err(Invalid::Claim("no sub").into()),
-    }
+    Identity::from_claims(claims)
+        .map(Arc::new)
+        .ok_or_else(|| Invalid::Claim("no sub").into())
 }
 
 fn sha256(text: &str) -> [u8; 32] {
