@@ -24,7 +24,9 @@
 # wristband-session (session cache on: after the first request, no Redis),
 # wristband-session-nocache (one HGETALL per request; Redis not counted),
 # hyper-floor-session (hyper-floor plus one fred HGETALL per request; not in
-# the default list); hyper-floor-spec (hyper-floor doing what SPEC asks of a
+# the default list); hyper-floor-session-spec (hyper-floor-spec plus what
+# SPEC asks of a session route: cookie, id check, HGETALL, X-Auth-User;
+# bare_proxy.rs `spec` with Redis; not in the default list); hyper-floor-spec (hyper-floor doing what SPEC asks of a
 # public route, written directly: bare_proxy.rs `spec`); and, asked by an nginx `auth_request`
 # (bench/nginx-auth-request.conf.in, the client talking to nginx, nginx not
 # counted), wristband-forward-auth (SPEC §8, the RS256 token, verified-token
@@ -212,6 +214,10 @@ for target in $TARGETS; do
         hyper-floor-session)
             COMMAND_TIMEOUT_MS=10000 count "$target" / "" 0 "$FLOOR_BIN" "127.0.0.1:$PORT" "127.0.0.1:$BACKEND_PORT" \
                 conn "redis://127.0.0.1:$REDIS_PORT/0" sessions:bench-session-0123456789
+            ;;
+        hyper-floor-session-spec)
+            COMMAND_TIMEOUT_MS=10000 count "$target" / "Cookie: sid=bench-session-0123456789" 0 "$FLOOR_BIN" \
+                "127.0.0.1:$PORT" "127.0.0.1:$BACKEND_PORT" spec "redis://127.0.0.1:$REDIS_PORT/0" sessions:
             ;;
         wristband) count "$target" / "" 0 "$WB_BIN" run --config "$TMP/wristband.toml" ;;
         wristband-rs256) count "$target" /api "Authorization: Bearer $token" 100000 "$WB_BIN" run --config "$TMP/wristband.toml" ;;

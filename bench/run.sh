@@ -25,6 +25,9 @@
 #                            stack, for wristband (public)
 #   hyper-floor-session      hyper-floor plus one fred HGETALL per request: the stack's floor for
 #                            wristband-session-nocache (compare it with hyper-floor)
+#   hyper-floor-session-spec hyper-floor-spec plus what SPEC asks of a session route, written directly
+#                            (bare_proxy.rs `spec` with Redis): cookie, id check, HGETALL, X-Auth-User;
+#                            the floor of the SPEC's rules for wristband-session-nocache
 # Sweeps (SWEEP=..., each against its baseline in the same run, interleaved):
 #   connections  nginx and wristband (public) at each of CONNECTIONS_LIST (default "1 64 512")
 #   routes       wristband with 1 route vs 10,000 routes (request to /r/9999, which exists)
@@ -48,7 +51,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-2}
 LAYOUT=${LAYOUT:-pinned}
-TARGETS=${TARGETS:-direct nginx haproxy haproxy-rs256 hyper-floor hyper-floor-spec wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache hyper-floor-session}
+TARGETS=${TARGETS:-direct nginx haproxy haproxy-rs256 hyper-floor hyper-floor-spec wristband wristband-rs256 wristband-rs256-nocache wristband-es256-nocache wristband-session wristband-session-nocache hyper-floor-session hyper-floor-session-spec}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOAD_CPUS=${LOAD_CPUS:-1}
 BUILD=${BUILD:-auto}
@@ -102,6 +105,7 @@ for t in $TARGETS; do
     case $t in
         direct | nginx | haproxy | haproxy-rs256 | hyper-floor | wristband | wristband-rs256 | wristband-rs256-nocache | wristband-es256-nocache) ;;
         wristband-session | wristband-session-nocache | hyper-floor-session | hyper-floor-spec | wristband-public-bearer) ;;
+        hyper-floor-session-spec) ;;
         *) die "unknown target '$t' in TARGETS" ;;
     esac
 done
@@ -142,8 +146,8 @@ fi
 # Any wristband target needs the binary (and the JWT ones, wristband's and
 # HAProxy's, the bench tokens).
 WANT_WB=no
-# hyper-floor-session reads the session wristband's targets seed in their Redis.
-[[ " $TARGETS " == *" wristband"* || " $TARGETS " == *" haproxy"* || " $TARGETS " == *" hyper-floor-session "* ]] &&
+# The session floors read the session wristband's targets seed in their Redis.
+[[ " $TARGETS " == *" wristband"* || " $TARGETS " == *" haproxy"* || " $TARGETS " == *" hyper-floor-session"* ]] &&
     WANT_WB=yes
 TOKENS_BIN=$TARGET_DIR/release/examples/bench_tokens
 FLOOR_BIN=$TARGET_DIR/release/examples/bare_proxy
@@ -271,11 +275,11 @@ PY
 }
 
 # wait_ready URL PID NAME: until URL answers 200; fail if PID dies first.
-wait_ready() {
-    local url=$1 pid=$2 name=$3 deadline=$((SECONDS + READY_TIMEOUT))
+wait_ready() { # URL PID NAME [HEADER]
+    local url=$1 pid=$2 name=$3 header=${4:-} deadline=$((SECONDS + READY_TIMEOUT))
     while ((SECONDS < deadline)); do
         kill -0 "$pid" 2>/dev/null || { log "$name exited before it was ready"; return 1; }
-        [ "$(http_status "$url")" = 200 ] && return 0
+        [ "$(http_status "$url" "$header")" = 200 ] && return 0
         sleep 0.2
     done
     log "$name not ready at $url after ${READY_TIMEOUT}s"
@@ -591,7 +595,7 @@ for layout in "${LAYOUTS[@]}"; do
     # Every port the layout's servers bind, picked in one call: ports picked
     # apart can repeat (a port is only free until someone binds it).
     read -r BACKEND_PORT NGINX_PORT WB_PORT WB_ADMIN_PORT WBN_PORT WBN_ADMIN_PORT REDIS_PORT FLOOR_PORT \
-        FLOOR_SESSION_PORT FLOOR_SPEC_PORT <<<"$(free_ports 10)"
+        FLOOR_SESSION_PORT FLOOR_SPEC_PORT FLOOR_SESSION_SPEC_PORT <<<"$(free_ports 11)"
     log "layout $layout: backend :$BACKEND_PORT, nginx :$NGINX_PORT, wristband :$WB_PORT (admin :$WB_ADMIN_PORT)"
 
     start_nginx "backend-$layout" "$BENCH_DIR/nginx-backend.conf.in" "$BACKEND_PORT" ||
@@ -611,6 +615,7 @@ for layout in "${LAYOUTS[@]}"; do
     # start_floor PORT LABEL DESCRIPTION ARGS...: bare_proxy on PORT in front
     # of the backend, with ARGS after the backend (its mode, and Redis), its
     # log in floor-LABEL-LAYOUT.log; its PID in STARTED_FLOOR.
+    # FLOOR_READY_HEADER: a header the floor needs to answer 200.
     start_floor() {
         local port=$1 label=$2 what=$3 floor_env=()
         shift 3
@@ -619,7 +624,8 @@ for layout in "${LAYOUTS[@]}"; do
             "127.0.0.1:$BACKEND_PORT" "$@" >"$TMP/floor-$label-$layout.log" 2>&1 &
         STARTED_FLOOR=$!
         STARTED_PIDS+=("$STARTED_FLOOR")
-        wait_ready "http://127.0.0.1:$port/" "$STARTED_FLOOR" "$what" || die "the $what did not start"
+        wait_ready "http://127.0.0.1:$port/" "$STARTED_FLOOR" "$what" "${FLOOR_READY_HEADER:-}" ||
+            die "the $what did not start"
         layout_pids+=("$STARTED_FLOOR")
     }
     FLOOR_PID=
@@ -668,6 +674,13 @@ for layout in "${LAYOUTS[@]}"; do
         start_floor "$FLOOR_SESSION_PORT" session "bare hyper proxy with Redis" \
             conn "redis://127.0.0.1:$REDIS_PORT/0" "sessions:$BENCH_SESSION"
         FLOOR_SESSION_PID=$STARTED_FLOOR
+    fi
+    FLOOR_SESSION_SPEC_PID=
+    if [[ " $TARGETS " == *" hyper-floor-session-spec "* ]]; then
+        FLOOR_READY_HEADER="Cookie: sid=$BENCH_SESSION" start_floor "$FLOOR_SESSION_SPEC_PORT" session-spec \
+            "bare hyper proxy with Redis and the SPEC's rules" \
+            spec "redis://127.0.0.1:$REDIS_PORT/0" "sessions:"
+        FLOOR_SESSION_SPEC_PID=$STARTED_FLOOR
     fi
 
     HAPROXY_PID=
@@ -886,6 +899,12 @@ PY
                 hyper-floor-session)
                     run_wrk "$layout" "$round" hyper-floor-session "$FLOOR_SESSION_PORT" "$BACKEND_PID" \
                         "$FLOOR_SESSION_PID" ${CPU_REDIS_PID:+"$CPU_REDIS_PID"}
+                    ;;
+                hyper-floor-session-spec)
+                    WRK_HEADER="Cookie: sid=$BENCH_SESSION"
+                    run_wrk "$layout" "$round" hyper-floor-session-spec "$FLOOR_SESSION_SPEC_PORT" "$BACKEND_PID" \
+                        "$FLOOR_SESSION_SPEC_PID" ${CPU_REDIS_PID:+"$CPU_REDIS_PID"}
+                    WRK_HEADER=''
                     ;;
                 haproxy-rs256)
                     WRK_HEADER="Authorization: Bearer $(cat "$KEYS/token-rs256.txt")"

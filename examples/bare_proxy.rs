@@ -17,7 +17,9 @@
 //! fred (`HGETALL`, with the 250 ms command timeout of wristband's default;
 //! `COMMAND_TIMEOUT_MS` sets another, for valgrind) and is forwarded only if
 //! it exists: the floor of a session route without a session cache, the
-//! store round trip and nothing of wristband's.
+//! store round trip and nothing of wristband's. With `spec` too, `KEY` is
+//! the key prefix and the rest is what SPEC asks of a session route (see
+//! [`session_user`]): the floor of the SPEC's rules for a session route.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -139,22 +141,19 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
                 let session = session.clone();
                 let peer_ip = peer_ip.clone();
                 async move {
-                    if let Some(session) = session {
-                        let (client, key) = &*session;
-                        // Boxed, as wristband boxes its store calls (wristband builds
-                        // the box in place, `src/boxed.rs`: ~700 instructions less).
-                        let found = Box::pin(client.hgetall::<Value, _>(key.as_str())).await;
-                        let refused = match found {
-                            Ok(Value::Map(map)) if !map.is_empty() => None,
-                            Ok(_) => Some(StatusCode::UNAUTHORIZED),
-                            Err(_) => Some(StatusCode::SERVICE_UNAVAILABLE),
-                        };
-                        if let Some(status) = refused {
-                            let mut r = Response::new(Either::Right(http_body_util::Empty::new()));
-                            *r.status_mut() = status;
-                            return Ok::<_, Infallible>(r);
-                        }
-                    }
+                    let spec = matches!(&*upstream, Upstream::Spec(..));
+                    let user = match &session {
+                        Some(session) => match session_user(session, req.headers(), spec).await {
+                            Ok(user) => user,
+                            Err(status) => {
+                                let mut r =
+                                    Response::new(Either::Right(http_body_util::Empty::new()));
+                                *r.status_mut() = status;
+                                return Ok::<_, Infallible>(r);
+                            }
+                        },
+                        None => None,
+                    };
                     let result = match &*upstream {
                         Upstream::Legacy(client) => {
                             // The legacy client wants an absolute URI.
@@ -166,7 +165,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
                         // Origin form and the client's Host, as they came.
                         Upstream::Conn(pool) => pool.send(req).await,
                         Upstream::Spec(pool, rules) => {
-                            return Ok(rules.forward(pool, req, &peer_ip).await);
+                            return Ok(rules.forward(pool, req, &peer_ip, user).await);
                         }
                     };
                     let response: Response<Body> = match result {
@@ -185,6 +184,69 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// The session's check, for a request with `REDIS_URL KEY`: `Err` is the
+/// refusal. Without `spec`, the hash at the fixed `KEY` must exist. With
+/// `spec`, what SPEC §3 and §5 ask of a session route besides: `KEY` is the
+/// key prefix, the session id is cookie `sid` (two different values are
+/// ambiguous: 400; the id's characters are checked before the store is
+/// asked), and the hash's `user_id` becomes the `X-Auth-User` value (never
+/// with a control character).
+async fn session_user(
+    session: &(fred::prelude::Client, String),
+    headers: &http::HeaderMap,
+    spec: bool,
+) -> Result<Option<http::HeaderValue>, StatusCode> {
+    let (client, key) = session;
+    let key = if spec {
+        let mut id: Option<&str> = None;
+        let pairs = headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|text| text.split(';'));
+        for pair in pairs {
+            if let Some(value) = pair.trim_ascii().strip_prefix("sid=") {
+                if id.is_some_and(|seen| seen != value) {
+                    return Err(StatusCode::BAD_REQUEST);
+                }
+                id = Some(value);
+            }
+        }
+        let id = id.ok_or(StatusCode::UNAUTHORIZED)?;
+        let id_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+        if id.is_empty() || id.len() > 256 || !id.bytes().all(id_char) {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+        [key.as_str(), id].concat()
+    } else {
+        key.clone()
+    };
+    // Boxed, as wristband boxes its store calls (wristband builds the box in
+    // place, `src/boxed.rs`: ~700 instructions less).
+    let found = Box::pin(client.hgetall::<Value, _>(key)).await;
+    let map = match found {
+        Ok(Value::Map(map)) if !map.is_empty() => map,
+        Ok(_) => return Err(StatusCode::UNAUTHORIZED),
+        Err(_) => return Err(StatusCode::SERVICE_UNAVAILABLE),
+    };
+    if !spec {
+        return Ok(None);
+    }
+    let user = map
+        .inner()
+        .into_iter()
+        .find(|(name, _)| name.as_bytes() == b"user_id")
+        .and_then(|(_, value)| match value {
+            Value::String(text) => Some(text),
+            _ => None,
+        })
+        .filter(|text| !text.is_empty() && !text.chars().any(char::is_control));
+    match user.map(|text| http::HeaderValue::from_maybe_shared(text.into_inner())) {
+        Some(Ok(user)) => Ok(Some(user)),
+        _ => Err(StatusCode::UNAUTHORIZED),
     }
 }
 
@@ -227,6 +289,9 @@ mod spec {
 
     use super::{Body, ConnPool};
 
+    /// `[identity] headers`' default: `X-Auth-User = "sub"`.
+    const X_AUTH_USER: HeaderName = HeaderName::from_static("x-auth-user");
+
     // The names and the id rule are wristband's; the work is written here.
     use wristband::headers::{
         X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID, well_formed_request_id,
@@ -260,6 +325,7 @@ mod spec {
             pool: &Arc<ConnPool>,
             mut req: Request<Incoming>,
             peer_ip: &HeaderValue,
+            user: Option<HeaderValue>,
         ) -> Response<Body> {
             let started = Instant::now();
             // Guarantee 3: every byte of the path looked at once; the
@@ -285,6 +351,10 @@ mod spec {
             }
             headers.insert(&X_REQUEST_ID, id.clone());
             headers.insert(header::HOST, self.host.clone());
+            // Guarantee 2's other half: the identity, set after the strip.
+            if let Some(user) = user {
+                headers.insert(X_AUTH_USER, user);
+            }
             let response = match tokio::time::timeout(self.response_timeout, pool.send(req)).await {
                 Ok(Ok(mut response)) => {
                     strip(response.headers_mut());
