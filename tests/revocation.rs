@@ -315,6 +315,36 @@ async fn a_write_by_redis_cli_reaches_every_instance_also_across_a_redis_restart
     assert!(took <= PROPAGATION, "took {took:?}");
 }
 
+/// A store that refuses client tracking (`CLIENT` renamed away, as some
+/// managed Redis services restrict it) still meets the bound: the set is
+/// reloaded every half `propagation`, and a write or a delete by anyone
+/// reaches every instance within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_client_tracking_the_set_is_polled_within_propagation() {
+    let redis = RedisServer::start_with(&["--rename-command", "CLIENT", ""]);
+    let up = upstream::echo().await;
+    let (a, b, _) = two_proxies(&redis, &up).await;
+    let exp = now() + 300;
+    let token = idp::token("alice", &[("jti", json!("poll-1"))]);
+    for px in [&a, &b] {
+        assert_eq!(status(px, &token).await, 200);
+    }
+
+    // Polled, not pushed: the two instances scan the set over and over.
+    let scans = redis.command_calls("scan");
+    tokio::time::sleep(2 * PROPAGATION).await;
+    let polled = redis.command_calls("scan") - scans;
+    assert!(polled >= 4, "{polled} scans in two propagations");
+
+    redis.cli(&["SET", "revoked:jti:poll-1", &exp.to_string(), "EX", "300"]);
+    let took = until_all(&[&a, &b], &token, 401, Duration::from_secs(5)).await;
+    assert!(took <= PROPAGATION, "took {took:?}");
+    // The store is the truth: a revocation it no longer holds ends too.
+    redis.cli(&["DEL", "revoked:jti:poll-1"]);
+    let took = until_all(&[&a, &b], &token, 200, Duration::from_secs(5)).await;
+    assert!(took <= PROPAGATION, "took {took:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_revocations_leave_the_deny_list() {
     let redis = RedisServer::start();
