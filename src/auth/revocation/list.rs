@@ -89,6 +89,10 @@ impl Held {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.jti.is_empty() && self.sub.is_empty()
+    }
+
     fn jti_until(&self, exp: u64) -> u64 {
         exp.saturating_add(self.lifetimes.leeway)
     }
@@ -133,17 +137,11 @@ impl RevokedList {
     pub fn copy_with(&self, lifetimes: Lifetimes) -> Self {
         let mut held = self.held.read().unwrap_or_else(|p| p.into_inner()).clone();
         held.lifetimes = lifetimes;
-        let copy = RevokedList {
-            empty: AtomicBool::new(true),
+        RevokedList {
+            empty: AtomicBool::new(held.is_empty()),
             loaded: AtomicBool::new(self.is_loaded()),
-            held: RwLock::new(Held::new(lifetimes)),
-        };
-        {
-            let mut into = copy.write();
-            *into = held;
-            copy.settle(&into);
+            held: RwLock::new(held),
         }
-        copy
     }
 
     pub fn lifetimes(&self) -> Lifetimes {
@@ -277,10 +275,7 @@ impl RevokedList {
     /// Called with the write lock held, so a reader that sees `empty`
     /// false finds what made it so.
     fn settle(&self, held: &Held) {
-        self.empty.store(
-            held.jti.is_empty() && held.sub.is_empty(),
-            Ordering::Release,
-        );
+        self.empty.store(held.is_empty(), Ordering::Release);
     }
 }
 
