@@ -199,8 +199,7 @@ impl IdentityHeaders {
         audience: &str,
         headers: &mut HeaderMap,
     ) -> Result<(), AssertionUnsigned> {
-        let memo = identity.rendered.get();
-        if memo.is_none() && Arc::strong_count(identity) == 1 {
+        if identity.rendered.get().is_none() && Arc::strong_count(identity) == 1 {
             // No cache holds this identity, so no other request will use
             // it: its values go straight into this request. Memoized, they
             // would cost the memo's allocation, and one more per value
@@ -210,11 +209,10 @@ impl IdentityHeaders {
             }
         } else {
             let fresh;
-            let rendered = match memo.unwrap_or_else(|| {
-                identity
-                    .rendered
-                    .get_or_init(|| (self.id, self.render(identity)))
-            }) {
+            let rendered = match identity
+                .rendered
+                .get_or_init(|| (self.id, self.render(identity)))
+            {
                 (id, rendered) if *id == self.id => rendered,
                 // Rendered for the config before a reload.
                 _ => {
