@@ -35,6 +35,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
+use wristband::auth::credentials;
+use wristband::auth::session::well_formed_session_id;
 
 type Body = Either<Incoming, http_body_util::Empty<bytes::Bytes>>;
 
@@ -191,9 +193,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
 /// refusal. Without `spec`, the hash at the fixed `KEY` must exist. With
 /// `spec`, what SPEC §3 and §5 ask of a session route besides: `KEY` is the
 /// key prefix, the session id is cookie `sid` (two different values are
-/// ambiguous: 400; the id's characters are checked before the store is
-/// asked), and the hash's `user_id` becomes the `X-Auth-User` value (never
-/// with a control character).
+/// ambiguous: 400; the id's shape is checked before the store is asked),
+/// and the hash's `user_id` becomes the `X-Auth-User` value (never with a
+/// control character).
 async fn session_user(
     session: &(fred::prelude::Client, String),
     headers: &http::HeaderMap,
@@ -201,23 +203,14 @@ async fn session_user(
 ) -> Result<Option<http::HeaderValue>, StatusCode> {
     let (client, key) = session;
     let key = if spec {
-        let mut id: Option<&str> = None;
-        let pairs = headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|text| text.split(';'));
-        for pair in pairs {
-            if let Some(value) = pair.trim_ascii().strip_prefix("sid=") {
-                if id.is_some_and(|seen| seen != value) {
-                    return Err(StatusCode::BAD_REQUEST);
-                }
-                id = Some(value);
-            }
-        }
-        let id = id.ok_or(StatusCode::UNAUTHORIZED)?;
-        let id_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
-        if id.is_empty() || id.len() > 256 || !id.bytes().all(id_char) {
+        // SPEC §3's rules are wristband's (the cookie read across headers,
+        // an ambiguous pair refused, the id's shape); the work is here.
+        let id = match credentials::cookie(headers, "sid") {
+            Ok(Some(id)) => id,
+            Ok(None) => return Err(StatusCode::UNAUTHORIZED),
+            Err(_) => return Err(StatusCode::BAD_REQUEST),
+        };
+        if !well_formed_session_id(id) {
             return Err(StatusCode::UNAUTHORIZED);
         }
         [key.as_str(), id].concat()

@@ -27,6 +27,18 @@ pub enum CookieError {
 /// far below what could hurt the store.
 const MAX_ID_LEN: usize = 256;
 
+/// The shape of a session id, checked before the store is asked: 1 to
+/// `MAX_ID_LEN` characters of `[A-Za-z0-9_-]`.
+pub fn well_formed_session_id(id: &str) -> bool {
+    // `fold`, not `all`: without the early exit the check is vectorised,
+    // and MAX_ID_LEN bounds the scan.
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id.bytes().fold(true, |ok, b| {
+            ok & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_'))
+        })
+}
+
 pub struct Codec {
     kind: CookieCodec,
     keys: Vec<hmac::Key>,
@@ -49,14 +61,7 @@ impl Codec {
             CookieCodec::Plain => Cow::Borrowed(cookie_value),
             CookieCodec::Express => Cow::Owned(self.unsign(cookie_value)?),
         };
-        // `fold`, not `all`: without the early exit the check is vectorised,
-        // and MAX_ID_LEN bounds the scan.
-        if id.is_empty()
-            || id.len() > MAX_ID_LEN
-            || !id.bytes().fold(true, |ok, b| {
-                ok & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_'))
-            })
-        {
+        if !well_formed_session_id(&id) {
             return Err(CookieError::MalformedId);
         }
         Ok(id)

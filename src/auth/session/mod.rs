@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
+pub use cookie::well_formed_session_id;
 pub use memory::MemoryStore;
 pub use record::{
     ACCESS_TOKEN_FIELD, CREATED_FIELD, ID_TOKEN_FIELD, INTERNAL_PREFIX, REFRESH_TOKEN_FIELD,
