@@ -261,7 +261,7 @@ impl Proxy {
         )?;
         log.upstream = Some(upstream_index);
         let (mut response, target) = upstream
-            .forward(outbound.request, identity.map(AsRef::as_ref))
+            .forward(outbound.request, identity.map(Arc::as_ref))
             .await?;
         log.target = Some(target);
 
